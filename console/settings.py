@@ -1,0 +1,158 @@
+"""Settings of the image inventory console, read from environment variables.
+
+Every variable is documented in README.md ("Settings"). A bad value stops start-up with an
+error naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from console.env import (
+    check_redis_url,
+    check_time_zone,
+    env_bool,
+    env_int,
+    env_list,
+    local_secret,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("IMAGESYNC_VAR_DIR", BASE_DIR / "var"))
+
+SECRET_KEY = os.environ.get("SECRET_KEY") or local_secret(VAR_DIR / "secret_key")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Key(s) that encrypt registry secrets at rest. Comma-separated: the first encrypts, all decrypt
+# (see `manage.py rotate_encryption_key`). The embedded default keeps one in var/.
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEY", [])
+ENCRYPTION_KEY_FILE = VAR_DIR / "encryption_key"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_filters",
+    "django_q",
+    "imagesync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "imagesync.middleware.ProjectScopeMiddleware",
+    "imagesync.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+WSGI_APPLICATION = "console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "imagesync.context_processors.project_scope",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": parse_database_url(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", BASE_DIR
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "imagesync:image-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = check_time_zone(os.environ.get("TIME_ZONE", "UTC"))
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- security ------------------------------------------------------------------------------
+# HTTPS=true is the production switch: secure cookies, HSTS and redirect to HTTPS.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- background work (django-q2) ------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+SYNC_TASK_TIMEOUT = env_int("SYNC_TASK_TIMEOUT", 6 * 3600, minimum=60)
+Q_CLUSTER = {
+    "name": "imagesync",
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "timeout": SYNC_TASK_TIMEOUT,
+    "retry": SYNC_TASK_TIMEOUT + 600,  # larger than timeout, or long tasks run twice
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,  # no burst of missed scheduled runs after downtime
+    "save_limit": 1000,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = check_redis_url(REDIS_URL)
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# A running sync task writes a heartbeat at least this often; the watchdog finishes a task whose
+# heartbeat is older than SYNC_HEARTBEAT_TIMEOUT seconds as interrupted.
+SYNC_HEARTBEAT_INTERVAL = env_int("SYNC_HEARTBEAT_INTERVAL", 10, minimum=1)
+SYNC_HEARTBEAT_TIMEOUT = env_int("SYNC_HEARTBEAT_TIMEOUT", 120, minimum=2)
+SYNC_WORKERS = env_int("SYNC_WORKERS", 8, minimum=1)
+SYNC_SCHEDULE_CRON = os.environ.get("SYNC_SCHEDULE_CRON", "0 1 * * *")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django": {"level": "INFO"}, "urllib3": {"level": "WARNING"}},
+}

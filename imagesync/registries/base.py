@@ -1,0 +1,438 @@
+"""The one small interface every registry client implements, and the HTTP transport they share.
+
+Clients take a plain `ClientConfig` and yield plain dataclasses; they never import models, so
+tests need nothing but `responses` (or a real registry).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+# Stable reason codes. Messages that go with them never contain a secret.
+AUTH_FAILED = "auth_failed"
+PERMISSION_DENIED = "permission_denied"
+NOT_FOUND = "not_found"
+RATE_LIMITED = "rate_limited"
+TIMEOUT = "timeout"
+UNREACHABLE = "unreachable"
+TLS_ERROR = "tls_error"
+BAD_RESPONSE = "bad_response"
+UNSUPPORTED = "unsupported"
+ERROR_CODES = (
+    AUTH_FAILED,
+    PERMISSION_DENIED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    TIMEOUT,
+    UNREACHABLE,
+    TLS_ERROR,
+    BAD_RESPONSE,
+    UNSUPPORTED,
+)
+
+
+class RegistryError(Exception):
+    """The one error type of all clients: a stable `code`, a human `message`, and whether
+    retrying later can help."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, status: int | None = None):
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        parts = [self.os or "unknown", self.architecture or "unknown"]
+        if self.variant:
+            parts.append(self.variant)
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    """One repository as the registry reports it."""
+
+    type: str  # one of the six repository types (imagesync.models.RepositoryType values)
+    path: str  # what `docker pull <host>/<path>` uses, e.g. "team/api"
+    namespace: str = ""  # first component of path ("" when the path has one component)
+    name: str = ""  # path without the namespace
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"instance_id": ...} to list it again
+
+    @classmethod
+    def from_path(cls, type: str, path: str, **extra: Any) -> RepositoryInfo:
+        namespace, _, rest = path.partition("/")
+        if not rest:
+            namespace, rest = "", path
+        return cls(type=type, path=path, namespace=namespace, name=rest, extra=dict(extra))
+
+
+@dataclass
+class DigestDetails:
+    """What a manifest digest tells, learned once: a digest is immutable."""
+
+    media_type: str = ""
+    size: int | None = None
+    platforms: tuple[str, ...] = ()  # "os/arch[/variant]"
+    multi_arch: bool = False
+    created: datetime | None = None
+
+
+@dataclass
+class ImageInfo:
+    """One tag of a repository."""
+
+    tag: str
+    digest: str
+    media_type: str = ""
+    size: int | None = None
+    platforms: tuple[str, ...] = ()
+    multi_arch: bool = False
+    created: datetime | None = None  # image created time (from the config)
+    updated: datetime | None = None  # registry push/update time
+
+    def details(self) -> DigestDetails:
+        return DigestDetails(self.media_type, self.size, self.platforms, self.multi_arch, self.created)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    code: str = ""
+    message: str = ""
+
+
+@dataclass
+class ClientConfig:
+    url: str
+    username: str = ""
+    secret: str = ""
+    verify_tls: bool = True
+    ca_bundle: str = ""  # PEM text; written to a temporary file for requests
+    allow_insecure_http: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"ClientConfig(url={self.url!r}, username={self.username!r}, secret=***)"
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parse the RFC 3339 / ISO 8601 times registries send; None for missing or zero times."""
+    if not value or not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith("0001-01-01"):
+        return None
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    # Python 3.11 fromisoformat handles up to 6 fractional digits; trim nanoseconds.
+    if "." in text:
+        head, _, tail = text.partition(".")
+        digits = "".join(ch for ch in tail if ch.isdigit())
+        rest = tail[len(digits) :]
+        text = f"{head}.{digits[:6]}{rest}" if digits else head + rest
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class RateLimiter:
+    """A simple shared requests-per-second limiter (token spacing)."""
+
+    def __init__(self, per_second: float | None):
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        delay = start - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+RETRY_STATUSES = {429, 502, 503, 504}
+
+
+class Transport:
+    """All HTTP of one registry connection: pooled session, timeouts, retries with backoff and
+    jitter honouring Retry-After within a budget, a cap on concurrent requests, an optional
+    requests-per-second limit, TLS options and a cap on response body size."""
+
+    def __init__(self, config: ClientConfig):
+        self.config = config
+        opts = config.options
+        self.base_url = config.url.rstrip("/")
+        scheme = urlsplit(self.base_url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise RegistryError(UNSUPPORTED, "The registry URL must start with https:// (or http://).")
+        if scheme == "http" and not config.allow_insecure_http:
+            raise RegistryError(
+                UNSUPPORTED,
+                "The registry URL uses plain http://; allow insecure HTTP for this registry to use it.",
+            )
+        self.connect_timeout = float(opts.get("connect_timeout", 5))
+        self.read_timeout = float(opts.get("read_timeout", 30))
+        self.max_retries = int(opts.get("max_retries", 4))
+        self.retry_budget = float(opts.get("retry_budget", 60))  # seconds of waiting, per request
+        self.backoff_base = float(opts.get("backoff_base", 0.5))
+        self.backoff_max = float(opts.get("backoff_max", 20))
+        self.max_body_bytes = int(opts.get("max_body_bytes", 64 * 1024 * 1024))
+        self.max_concurrency = max(1, int(opts.get("max_concurrency", 8)))
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        rps = opts.get("requests_per_second")
+        self._limiter = RateLimiter(float(rps) if rps else None)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = "imagesync-console/0.1"
+        self._ca_file = None
+        if not config.verify_tls:
+            self.verify: bool | str = False
+        elif config.ca_bundle.strip():
+            import tempfile
+
+            self._ca_file = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
+            self._ca_file.write(config.ca_bundle)
+            self._ca_file.flush()
+            self.verify = self._ca_file.name
+        else:
+            self.verify = True
+        self.request_count = 0
+        self._sleep = time.sleep
+
+    def close(self) -> None:
+        self.session.close()
+        if self._ca_file is not None:
+            import os
+
+            self._ca_file.close()
+            try:
+                os.unlink(self._ca_file.name)
+            except OSError:
+                pass
+            self._ca_file = None
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_max, self.backoff_base * (2**attempt)) * random.uniform(0.5, 1.0)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: Iterable[int] = (200,),
+        what: str = "",
+        stream_cap: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request with retries. Returns the response when its status is in `ok` or
+        is any other non-retryable status (the caller maps it); raises RegistryError for
+        network failures and for retryable statuses that exhaust the budget."""
+        url = self.url(path)
+        kwargs.setdefault("timeout", (self.connect_timeout, self.read_timeout))
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("allow_redirects", True)
+        ok = set(ok)
+        waited = 0.0
+        attempt = 0
+        label = what or "the registry"
+        while True:
+            self._limiter.wait()
+            try:
+                with self._slots:
+                    self.request_count += 1
+                    response = self.session.request(method, url, stream=True, **kwargs)
+                    try:
+                        self._read_capped(response, label)
+                    finally:
+                        response.close()
+            except requests.exceptions.SSLError:
+                raise RegistryError(
+                    TLS_ERROR, f"TLS verification failed talking to {self.host}.", retryable=False
+                ) from None
+            except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
+                error = RegistryError(TIMEOUT, f"{self.host} did not answer in time ({label}).", retryable=True)
+                retry_in = None
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                error = RegistryError(
+                    UNREACHABLE, f"Cannot reach {self.host} ({label}): connection failed.", retryable=True
+                )
+                retry_in = None
+            except requests.exceptions.InvalidURL:
+                raise RegistryError(UNSUPPORTED, "The registry URL is not valid.") from None
+            except requests.exceptions.RequestException:
+                raise RegistryError(UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True) from None
+            else:
+                if response.status_code in ok or response.status_code not in RETRY_STATUSES:
+                    return response
+                retry_in = parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429:
+                    error = RegistryError(
+                        RATE_LIMITED,
+                        f"{self.host} is rate limiting requests (HTTP 429, {label}).",
+                        retryable=True,
+                        status=429,
+                    )
+                else:
+                    error = RegistryError(
+                        UNREACHABLE,
+                        f"{self.host} answered HTTP {response.status_code} ({label}).",
+                        retryable=True,
+                        status=response.status_code,
+                    )
+            delay = retry_in if retry_in is not None else self._backoff(attempt)
+            attempt += 1
+            if attempt > self.max_retries or waited + delay > self.retry_budget:
+                raise error from None
+            waited += delay
+            self._sleep(delay)
+
+    def _read_capped(self, response: requests.Response, label: str) -> None:
+        """Read the body into response._content, refusing bodies above the cap."""
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            raise RegistryError(BAD_RESPONSE, f"{self.host} sent a response too large ({label}).")
+        chunks = []
+        total = 0
+        for chunk in response.iter_content(65536):
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise RegistryError(BAD_RESPONSE, f"{self.host} sent a response too large ({label}).")
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc or self.base_url
+
+
+def json_body(response: requests.Response, what: str) -> Any:
+    """Decode a JSON body or raise bad_response (truncated or malformed JSON)."""
+    try:
+        return json.loads(response.content or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None
+
+
+def error_for_status(response: requests.Response, what: str, host: str = "") -> RegistryError:
+    """Map an unexpected HTTP status to a RegistryError with a stable code."""
+    status = response.status_code
+    where = f" from {host}" if host else ""
+    if status == 401:
+        return RegistryError(AUTH_FAILED, f"Authentication failed{where} ({what}): check the username and secret.", status=status)
+    if status == 403:
+        return RegistryError(PERMISSION_DENIED, f"Permission denied{where} ({what}).", status=status)
+    if status == 404:
+        return RegistryError(NOT_FOUND, f"Not found{where} ({what}).", status=status)
+    if status == 429:
+        return RegistryError(RATE_LIMITED, f"Rate limited{where} ({what}).", retryable=True, status=status)
+    if status in (405, 501):
+        return RegistryError(UNSUPPORTED, f"The registry does not support this request ({what}).", status=status)
+    if status >= 500:
+        return RegistryError(UNREACHABLE, f"The registry answered HTTP {status}{where} ({what}).", retryable=True, status=status)
+    return RegistryError(BAD_RESPONSE, f"Unexpected HTTP {status}{where} ({what}).", status=status)
+
+
+class RegistryClient:
+    """Base class of all registry clients.
+
+    Subclasses set `kind` and `repository_types` and implement `check`, `list_repositories`
+    and `list_images`. Listings are complete or raise RegistryError: a partial listing is never
+    returned, so the sync engine never prunes on one.
+    """
+
+    kind: ClassVar[str] = ""
+    repository_types: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+        self.config = config
+        self.transport = transport or Transport(config)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.transport.max_concurrency
+
+    def check(self) -> CheckResult:
+        """Check the connection and credentials; never raises."""
+        raise NotImplementedError
+
+    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
+        """Every repository of the given types (default: all this client serves)."""
+        raise NotImplementedError
+
+    def list_images(
+        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+    ) -> list[ImageInfo]:
+        """Every tag of one repository. `known` maps digests already learned (from earlier
+        syncs or other tags) to their details, so they are not fetched again."""
+        raise NotImplementedError

@@ -1,0 +1,99 @@
+"""Shared fixtures: personas (admin, operator, viewer, outsider) and their projects.
+
+Fixtures that need an external tool (a Distribution registry, Chromium) skip on a developer's
+laptop when the tool is missing, but fail when IMAGESYNC_REQUIRE_TOOLS=1 (set by .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ["tests.support.registry_fixtures"]
+
+REQUIRE_TOOLS = os.environ.get("IMAGESYNC_REQUIRE_TOOLS", "") in {"1", "true", "yes"}
+
+
+def missing_tool(reason: str):
+    """Skip (laptop) or fail (CI) when a tool a test needs is missing."""
+    if REQUIRE_TOOLS:
+        pytest.fail(f"{reason} (IMAGESYNC_REQUIRE_TOOLS is set, so this is an error)")
+    pytest.skip(reason)
+
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def project(db):
+    from imagesync.models import Project
+
+    return Project.objects.create(name="prod", region="cn-north-4")
+
+
+@pytest.fixture
+def other_project(db):
+    from imagesync.models import Project
+
+    return Project.objects.create(name="elsewhere", region="eu-west-101")
+
+
+def _member(django_user_model, username, project, role):
+    from imagesync.models import ProjectMembership
+
+    user = django_user_model.objects.create_user(username=username, password=PASSWORD)
+    ProjectMembership.objects.create(user=user, project=project, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(db, django_user_model, project):
+    """A project admin (not a Django superuser): manages registries and syncs."""
+    return _member(django_user_model, "alice-admin", project, "admin")
+
+
+@pytest.fixture
+def operator(db, django_user_model, project):
+    return _member(django_user_model, "oscar-operator", project, "operator")
+
+
+@pytest.fixture
+def viewer(db, django_user_model, project):
+    return _member(django_user_model, "vera-viewer", project, "viewer")
+
+
+@pytest.fixture
+def outsider(db, django_user_model, other_project):
+    """An admin of another project: must see nothing of `project`."""
+    return _member(django_user_model, "olga-outsider", other_project, "admin")
+
+
+@pytest.fixture
+def superuser(db, django_user_model):
+    return django_user_model.objects.create_superuser(
+        username="root", password=PASSWORD, email="root@example.com"
+    )
+
+
+@pytest.fixture
+def registry(db, project):
+    """An 'other' registry connection of `project` with a planted secret."""
+    from imagesync.models import Registry
+
+    reg = Registry(project=project, kind="other", name="local", endpoint="https://registry.example.com",
+                   username="robot")
+    reg.set_secret("PLANTED-SECRET-s3cr3t-9f8e7d")
+    reg.save()
+    return reg
+
+
+@pytest.fixture
+def login(client):
+    """login(user) signs the test client in as that user and returns the client."""
+
+    def _login(user):
+        client.force_login(user)
+        return client
+
+    return _login

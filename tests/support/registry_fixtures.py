@@ -1,0 +1,1 @@
+"""Fixtures that start a real Distribution registry (filled in by the connectors work)."""
