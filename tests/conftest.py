@@ -6,21 +6,9 @@ laptop when the tool is missing, but fail when IMAGESYNC_REQUIRE_TOOLS=1 (set by
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytest_plugins = ["tests.support.registry_fixtures"]
-
-REQUIRE_TOOLS = os.environ.get("IMAGESYNC_REQUIRE_TOOLS", "") in {"1", "true", "yes"}
-
-
-def missing_tool(reason: str):
-    """Skip (laptop) or fail (CI) when a tool a test needs is missing."""
-    if REQUIRE_TOOLS:
-        pytest.fail(f"{reason} (IMAGESYNC_REQUIRE_TOOLS is set, so this is an error)")
-    pytest.skip(reason)
-
 
 PASSWORD = "correct-horse-battery-staple"
 
