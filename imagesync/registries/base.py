@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 # Stable reason codes. Messages that go with them never contain a secret.
@@ -47,7 +48,9 @@ class RegistryError(Exception):
     """The one error type of all clients: a stable `code`, a human `message`, and whether
     retrying later can help."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False, status: int | None = None):
+    def __init__(
+        self, code: str, message: str, *, retryable: bool = False, status: int | None = None
+    ):
         assert code in ERROR_CODES, code
         super().__init__(message)
         self.code = code
@@ -80,7 +83,9 @@ class RepositoryInfo:
     path: str  # what `docker pull <host>/<path>` uses, e.g. "team/api"
     namespace: str = ""  # first component of path ("" when the path has one component)
     name: str = ""  # path without the namespace
-    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"instance_id": ...} to list it again
+    extra: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # e.g. {"instance_id": ...} to list it again
 
     @classmethod
     def from_path(cls, type: str, path: str, **extra: Any) -> RepositoryInfo:
@@ -115,7 +120,9 @@ class ImageInfo:
     updated: datetime | None = None  # registry push/update time
 
     def details(self) -> DigestDetails:
-        return DigestDetails(self.media_type, self.size, self.platforms, self.multi_arch, self.created)
+        return DigestDetails(
+            self.media_type, self.size, self.platforms, self.multi_arch, self.created
+        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -180,7 +187,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
@@ -218,11 +225,14 @@ class Transport:
         self.base_url = config.url.rstrip("/")
         scheme = urlsplit(self.base_url).scheme.lower()
         if scheme not in ("http", "https"):
-            raise RegistryError(UNSUPPORTED, "The registry URL must start with https:// (or http://).")
+            raise RegistryError(
+                UNSUPPORTED, "The registry URL must start with https:// (or http://)."
+            )
         if scheme == "http" and not config.allow_insecure_http:
             raise RegistryError(
                 UNSUPPORTED,
-                "The registry URL uses plain http://; allow insecure HTTP for this registry to use it.",
+                "The registry URL uses plain http://; "
+                "allow insecure HTTP for this registry to use it.",
             )
         self.connect_timeout = float(opts.get("connect_timeout", 5))
         self.read_timeout = float(opts.get("read_timeout", 30))
@@ -236,7 +246,9 @@ class Transport:
         rps = opts.get("requests_per_second")
         self._limiter = RateLimiter(float(rps) if rps else None)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0)
+        adapter = HTTPAdapter(
+            pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0
+        )
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = "imagesync-console/0.1"
@@ -253,6 +265,7 @@ class Transport:
         else:
             self.verify = True
         self.request_count = 0
+        self._count_lock = threading.Lock()
         self._sleep = time.sleep
 
     def close(self) -> None:
@@ -300,10 +313,16 @@ class Transport:
             self._limiter.wait()
             try:
                 with self._slots:
-                    self.request_count += 1
+                    with self._count_lock:
+                        self.request_count += 1
                     response = self.session.request(method, url, stream=True, **kwargs)
                     try:
-                        self._read_capped(response, label)
+                        if method.upper() == "HEAD":
+                            # A HEAD's Content-Length describes a body that is not sent.
+                            response._content = b""
+                            response._content_consumed = True
+                        else:
+                            self._read_capped(response, label)
                     finally:
                         response.close()
             except requests.exceptions.SSLError:
@@ -311,17 +330,23 @@ class Transport:
                     TLS_ERROR, f"TLS verification failed talking to {self.host}.", retryable=False
                 ) from None
             except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
-                error = RegistryError(TIMEOUT, f"{self.host} did not answer in time ({label}).", retryable=True)
+                error = RegistryError(
+                    TIMEOUT, f"{self.host} did not answer in time ({label}).", retryable=True
+                )
                 retry_in = None
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 error = RegistryError(
-                    UNREACHABLE, f"Cannot reach {self.host} ({label}): connection failed.", retryable=True
+                    UNREACHABLE,
+                    f"Cannot reach {self.host} ({label}): connection failed.",
+                    retryable=True,
                 )
                 retry_in = None
             except requests.exceptions.InvalidURL:
                 raise RegistryError(UNSUPPORTED, "The registry URL is not valid.") from None
             except requests.exceptions.RequestException:
-                raise RegistryError(UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True) from None
+                raise RegistryError(
+                    UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True
+                ) from None
             else:
                 if response.status_code in ok or response.status_code not in RETRY_STATUSES:
                     return response
@@ -354,17 +379,43 @@ class Transport:
             raise RegistryError(BAD_RESPONSE, f"{self.host} sent a response too large ({label}).")
         chunks = []
         total = 0
-        for chunk in response.iter_content(65536):
+        try:
+            stream = list(self._chunks(response))
+        except requests.exceptions.ConnectionError as exc:
+            # requests reports a read timeout inside the body as a ConnectionError.
+            if any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args):
+                raise requests.exceptions.ReadTimeout(str(exc)) from None
+            raise
+        for chunk in stream:
             total += len(chunk)
             if total > self.max_body_bytes:
-                raise RegistryError(BAD_RESPONSE, f"{self.host} sent a response too large ({label}).")
+                raise RegistryError(
+                    BAD_RESPONSE, f"{self.host} sent a response too large ({label})."
+                )
             chunks.append(chunk)
         response._content = b"".join(chunks)
         response._content_consumed = True
 
+    def _chunks(self, response: requests.Response) -> Iterator[bytes]:
+        total = 0
+        for chunk in response.iter_content(65536):
+            total += len(chunk)
+            yield chunk
+            if total > self.max_body_bytes:
+                return  # the caller refuses it; stop reading an endless body here
+
     @property
     def host(self) -> str:
-        return urlsplit(self.base_url).netloc or self.base_url
+        parts = urlsplit(self.base_url)
+        # hostname/port only: a URL with user:secret@ must never put its secret in a message.
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{port}" if port else (host or "the registry")
 
 
 def json_body(response: requests.Response, what: str) -> Any:
@@ -380,17 +431,32 @@ def error_for_status(response: requests.Response, what: str, host: str = "") -> 
     status = response.status_code
     where = f" from {host}" if host else ""
     if status == 401:
-        return RegistryError(AUTH_FAILED, f"Authentication failed{where} ({what}): check the username and secret.", status=status)
+        return RegistryError(
+            AUTH_FAILED,
+            f"Authentication failed{where} ({what}): check the username and secret.",
+            status=status,
+        )
     if status == 403:
-        return RegistryError(PERMISSION_DENIED, f"Permission denied{where} ({what}).", status=status)
+        return RegistryError(
+            PERMISSION_DENIED, f"Permission denied{where} ({what}).", status=status
+        )
     if status == 404:
         return RegistryError(NOT_FOUND, f"Not found{where} ({what}).", status=status)
     if status == 429:
-        return RegistryError(RATE_LIMITED, f"Rate limited{where} ({what}).", retryable=True, status=status)
+        return RegistryError(
+            RATE_LIMITED, f"Rate limited{where} ({what}).", retryable=True, status=status
+        )
     if status in (405, 501):
-        return RegistryError(UNSUPPORTED, f"The registry does not support this request ({what}).", status=status)
+        return RegistryError(
+            UNSUPPORTED, f"The registry does not support this request ({what}).", status=status
+        )
     if status >= 500:
-        return RegistryError(UNREACHABLE, f"The registry answered HTTP {status}{where} ({what}).", retryable=True, status=status)
+        return RegistryError(
+            UNREACHABLE,
+            f"The registry answered HTTP {status}{where} ({what}).",
+            retryable=True,
+            status=status,
+        )
     return RegistryError(BAD_RESPONSE, f"Unexpected HTTP {status}{where} ({what}).", status=status)
 
 

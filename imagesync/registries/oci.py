@@ -1,0 +1,667 @@
+"""Client for any OCI Distribution / Docker Registry HTTP API v2 service (repository type "other").
+
+Distribution, Docker Hub, GHCR, Quay, GitLab, Nexus, ... all speak the same v2 API
+(reference/registry-apis.md, section 1):
+
+* repositories come from `/v2/_catalog` (paged with `n` + relative `Link` headers), or from the
+  `repositories` option for registries that have no catalog (Docker Hub);
+* tags come from `/v2/<name>/tags/list` (paged the same way);
+* each tag is resolved to its digest with one manifest `HEAD` (cheap, and not a "pull" on Docker
+  Hub); only digests never seen before are fetched: one manifest `GET`, plus one small config
+  blob `GET` for a single-platform manifest (architecture, OS, created time). Layer blobs are
+  never downloaded.
+
+A digest is immutable, so what was learned about it is cached for the lifetime of the client and
+shared between repositories: a base image pushed into fifty repositories is fetched once.
+
+Options (`ClientConfig.options`), besides the Transport ones (max_concurrency, ...):
+`catalog_page_size` (default 1000), `tags_page_size` (default 1000), `repositories` (list of
+repository paths that replaces the catalog).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from imagesync.registries.base import (
+    AUTH_FAILED,
+    BAD_RESPONSE,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    RATE_LIMITED,
+    UNSUPPORTED,
+    CheckResult,
+    ClientConfig,
+    DigestDetails,
+    ImageInfo,
+    Platform,
+    RegistryClient,
+    RegistryError,
+    RepositoryInfo,
+    Transport,
+    error_for_status,
+    json_body,
+    parse_time,
+)
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
+
+CATALOG_SCOPE = "registry:catalog:*"
+DEFAULT_PAGE_SIZE = 1000
+FALLBACK_PAGE_SIZE = 100
+MAX_PAGES = 100_000  # a registry that links pages forever is broken, not big
+
+# Registry error codes (the `errors[].code` of an OCI error body) -> our stable codes.
+OCI_ERROR_CODES = {
+    "UNAUTHORIZED": AUTH_FAILED,
+    "DENIED": PERMISSION_DENIED,
+    "NAME_UNKNOWN": NOT_FOUND,
+    "MANIFEST_UNKNOWN": NOT_FOUND,
+    "BLOB_UNKNOWN": NOT_FOUND,
+    "TOOMANYREQUESTS": RATE_LIMITED,
+    "UNSUPPORTED": UNSUPPORTED,
+}
+DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+
+
+# --- WWW-Authenticate -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One parsed `WWW-Authenticate` challenge."""
+
+    scheme: str  # lower case: "bearer" or "basic"
+    params: Mapping[str, str]
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+    @property
+    def service(self) -> str:
+        return self.params.get("service", "")
+
+    @property
+    def scope(self) -> str:
+        return self.params.get("scope", "")
+
+
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_PARAM_RE = re.compile(rf'\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*')
+_SCHEME_RE = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
+
+
+def parse_challenges(header: str | None) -> list[Challenge]:
+    """Parse a WWW-Authenticate header (RFC 7235): one or more challenges, each a scheme and
+    comma-separated `key=value` or `key="quoted, value"` parameters. Never raises: a header we
+    cannot read yields the challenges read so far."""
+    text = header or ""
+    challenges: list[Challenge] = []
+    pos = 0
+    while pos < len(text):
+        while pos < len(text) and text[pos] in ", \t":
+            pos += 1
+        match = _SCHEME_RE.match(text, pos)
+        if not match:
+            break
+        scheme = match.group(1).lower()
+        pos = match.end()
+        params: dict[str, str] = {}
+        while pos < len(text):
+            param = _PARAM_RE.match(text, pos)
+            if not param:
+                break
+            key, value = param.group(1).lower(), param.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            params[key] = value
+            pos = param.end()
+            if pos < len(text) and text[pos] == ",":
+                pos += 1
+        challenges.append(Challenge(scheme, params))
+    return challenges
+
+
+def pick_challenge(header: str | None) -> Challenge | None:
+    """The challenge we answer: Bearer when offered, else Basic."""
+    challenges = parse_challenges(header)
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return None
+
+
+# --- client ---------------------------------------------------------------------------------
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _platform_of(data: Mapping[str, Any]) -> str:
+    return str(
+        Platform(
+            str(data.get("os") or ""),
+            str(data.get("architecture") or ""),
+            str(data.get("variant") or ""),
+        )
+    )
+
+
+def _is_attestation(entry: Mapping[str, Any]) -> bool:
+    annotations = entry.get("annotations") or {}
+    if isinstance(annotations, dict) and (
+        annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+    ):
+        return True
+    platform = entry.get("platform") or {}
+    return isinstance(platform, dict) and (
+        platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class OciClient(RegistryClient):
+    """Lists repositories and images of an OCI / Docker Registry v2 service."""
+
+    kind = "other"
+    repository_types = ("other",)
+
+    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+        super().__init__(config, transport)
+        self._auth_lock = threading.Lock()
+        self._challenge: Challenge | None = None
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._digest_lock = threading.Lock()
+        self._digests: dict[str, Future[DigestDetails]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        super().close()
+
+    # --- public interface ---------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        """GET /v2/ with credentials: does this endpoint speak the v2 API and accept us?"""
+        try:
+            self._call("GET", "v2/", scope="", what="API version check")
+        except RegistryError as exc:
+            if exc.code == NOT_FOUND:
+                return CheckResult(
+                    False, UNSUPPORTED, "The endpoint does not serve the Docker Registry v2 API."
+                )
+            return CheckResult(False, exc.code, exc.message)
+        except Exception:  # never raises, whatever the registry sends
+            return CheckResult(False, BAD_RESPONSE, "The registry answered in an unexpected way.")
+        return CheckResult(True)
+
+    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
+        """Every repository: the `repositories` option when set, else the whole catalog.
+
+        The catalog is read to its end before anything is yielded, so a failure on page 7
+        raises instead of yielding a partial listing."""
+        if types is not None and "other" not in set(types):
+            return iter(())
+        configured = self.config.option("repositories")
+        if configured:
+            if isinstance(configured, str):
+                configured = configured.replace(",", " ").split()
+            paths = [str(p).strip().strip("/") for p in configured if str(p).strip().strip("/")]
+        else:
+            paths = self._catalog()
+        return iter([RepositoryInfo.from_path("other", p) for p in dict.fromkeys(paths)])
+
+    def list_images(
+        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+    ) -> list[ImageInfo]:
+        """Every tag of one repository with its digest and details; complete or raises."""
+        path = repository.path
+        known = known or {}
+        tags = self._tags(path)
+        executor = self._pool()
+        heads = [executor.submit(self._resolve_tag, path, tag) for tag in tags]
+        resolved = []
+        for tag, future in zip(tags, heads, strict=True):
+            result = future.result()
+            if result is not None:  # None: the tag was deleted while we listed
+                resolved.append((tag, *result))
+        wanted: dict[str, bytes | None] = {}
+        for _tag, digest, _media_type, body in resolved:
+            if digest not in known and (digest not in wanted or wanted[digest] is None):
+                wanted[digest] = body
+        fetches = {
+            digest: executor.submit(self._details, path, digest, body)
+            for digest, body in wanted.items()
+        }
+        details = {digest: future.result() for digest, future in fetches.items()}
+        images = []
+        for tag, digest, media_type, _body in resolved:
+            info = known.get(digest) or details[digest]
+            images.append(
+                ImageInfo(
+                    tag=tag,
+                    digest=digest,
+                    media_type=info.media_type or media_type,
+                    size=info.size,
+                    platforms=tuple(info.platforms),
+                    multi_arch=info.multi_arch,
+                    created=info.created,
+                    updated=None,  # plain v2 does not tell push times
+                )
+            )
+        return images
+
+    # --- listings -----------------------------------------------------------------------
+
+    def _catalog(self) -> list[str]:
+        size = int(self.config.option("catalog_page_size", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE)
+        try:
+            return self._paged("v2/_catalog", size, "repositories", CATALOG_SCOPE, "catalog")
+        except RegistryError as exc:
+            if exc.status == 400 and "PAGINATION_NUMBER_INVALID" in exc.message:
+                if size > FALLBACK_PAGE_SIZE:
+                    return self._paged(
+                        "v2/_catalog", FALLBACK_PAGE_SIZE, "repositories", CATALOG_SCOPE, "catalog"
+                    )
+            raise
+
+    def _tags(self, path: str) -> list[str]:
+        size = int(self.config.option("tags_page_size", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE)
+        tags = self._paged(
+            f"v2/{quote(path, safe='/')}/tags/list",
+            size,
+            "tags",
+            self._pull_scope(path),
+            f"tags of {path}",
+        )
+        return list(dict.fromkeys(tags))
+
+    def _paged(self, path: str, size: int, key: str, scope: str, what: str) -> list[str]:
+        """Follow `Link: <...>; rel="next"` (relative URLs, resolved against the page URL)
+        until there is none. Every page must be well formed or the whole listing fails."""
+        items: list[str] = []
+        url: str | None = self.transport.url(path)
+        params: dict[str, Any] | None = {"n": size}
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise RegistryError(BAD_RESPONSE, f"The registry links pages in a loop ({what}).")
+            seen.add(url)
+            response = self._call("GET", url, scope=scope, what=what, params=params)
+            body = json_body(response, what)
+            if not isinstance(body, dict):
+                raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected body ({what}).")
+            page = body.get(key)
+            if page is None:
+                page = []
+            if not isinstance(page, list) or not all(isinstance(i, str) for i in page):
+                raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected body ({what}).")
+            items.extend(page)
+            link = response.links.get("next", {}).get("url")
+            url = urljoin(response.url or url, link) if link else None
+            params = None  # the Link carries the cursor and page size
+        return items
+
+    # --- tags and digests ---------------------------------------------------------------
+
+    def _resolve_tag(self, path: str, tag: str) -> tuple[str, str, bytes | None] | None:
+        """Tag -> (digest, media type, manifest body if we had to GET it). None when the tag
+        disappeared between the tag listing and now."""
+        url = f"v2/{quote(path, safe='/')}/manifests/{quote(tag, safe='')}"
+        what = f"manifest {path}:{tag}"
+        scope = self._pull_scope(path)
+        headers = {"Accept": MANIFEST_ACCEPT}
+        try:
+            response = self._call("HEAD", url, scope=scope, what=what, headers=headers)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            # HEAD has no body to tell "tag deleted meanwhile" from "repository gone": ask.
+            try:
+                self._call("GET", url, scope=scope, what=what, headers=headers)
+            except RegistryError as again:
+                if again.status == 404 and "MANIFEST_UNKNOWN" in again.message:
+                    return None
+                raise
+            response = None
+        digest = response.headers.get("Docker-Content-Digest", "").strip() if response else ""
+        if response is not None and DIGEST_RE.match(digest):
+            return digest, _media_type(response.headers.get("Content-Type")), None
+        # Older registries omit the digest on HEAD: GET the manifest and hash it ourselves.
+        response = self._call("GET", url, scope=scope, what=what, headers=headers)
+        body = response.content
+        digest = response.headers.get("Docker-Content-Digest", "").strip()
+        if not DIGEST_RE.match(digest):
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        return digest, _media_type(response.headers.get("Content-Type")), body
+
+    def _details(self, path: str, digest: str, body: bytes | None = None) -> DigestDetails:
+        """Details of a digest, fetched at most once per client: concurrent askers for the same
+        digest wait for the first one; a failed fetch is retried by the next asker."""
+        while True:
+            with self._digest_lock:
+                future = self._digests.get(digest)
+                owner = future is None
+                if owner:
+                    future = Future()
+                    self._digests[digest] = future
+            if owner:
+                break
+            try:
+                return future.result()
+            except RegistryError:
+                with self._digest_lock:
+                    if self._digests.get(digest) is future:
+                        del self._digests[digest]
+        try:
+            details = self._fetch_details(path, digest, body)
+        except BaseException as exc:
+            with self._digest_lock:
+                self._digests.pop(digest, None)
+            future.set_exception(exc)
+            raise
+        future.set_result(details)
+        return details
+
+    def _fetch_details(self, path: str, digest: str, body: bytes | None) -> DigestDetails:
+        what = f"manifest {path}@{digest}"
+        media_type = ""
+        if body is None:
+            response = self._call(
+                "GET",
+                f"v2/{quote(path, safe='/')}/manifests/{digest}",
+                scope=self._pull_scope(path),
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+            body = response.content
+            media_type = _media_type(response.headers.get("Content-Type"))
+            if digest.startswith("sha256:") and hashlib.sha256(body).hexdigest() != digest[7:]:
+                raise RegistryError(
+                    BAD_RESPONSE, f"The manifest does not match its digest ({what})."
+                )
+        manifest = _decode(body, what)
+        if not isinstance(manifest, dict):
+            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
+        declared = manifest.get("mediaType")
+        if isinstance(declared, str) and declared:
+            media_type = _media_type(declared)
+        if not media_type and isinstance(manifest.get("manifests"), list):
+            media_type = OCI_INDEX
+        if media_type in INDEX_TYPES or "manifests" in manifest:
+            return self._index_details(manifest, media_type, what)
+        if "config" in manifest or "layers" in manifest:
+            return self._image_details(path, manifest, media_type or DOCKER_MANIFEST, what)
+        if manifest.get("schemaVersion") == 1:  # legacy schema 1: architecture only
+            arch = manifest.get("architecture")
+            platforms = (f"linux/{arch}",) if isinstance(arch, str) and arch else ()
+            return DigestDetails(media_type or DOCKER_SCHEMA1, None, platforms, False, None)
+        raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
+
+    def _index_details(self, manifest: dict, media_type: str, what: str) -> DigestDetails:
+        entries = manifest.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected index ({what}).")
+        platforms: list[str] = []
+        size = 0
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise RegistryError(
+                    BAD_RESPONSE, f"The registry sent an unexpected index ({what})."
+                )
+            if _is_attestation(entry):
+                continue
+            size += _int_or_none(entry.get("size")) or 0
+            platform = entry.get("platform")
+            if isinstance(platform, dict):
+                platforms.append(_platform_of(platform))
+        real = tuple(dict.fromkeys(platforms))
+        return DigestDetails(media_type or OCI_INDEX, size, real, len(real) > 1, None)
+
+    def _image_details(
+        self, path: str, manifest: dict, media_type: str, what: str
+    ) -> DigestDetails:
+        config = manifest.get("config")
+        layers = manifest.get("layers") or []
+        if not isinstance(config, dict) or not isinstance(layers, list):
+            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
+        sizes = [_int_or_none(config.get("size"))]
+        sizes += [
+            _int_or_none(layer.get("size")) if isinstance(layer, dict) else None for layer in layers
+        ]
+        size = sum(sizes) if all(s is not None for s in sizes) else None
+        platforms: tuple[str, ...] = ()
+        created = None
+        config_digest = config.get("digest")
+        config_type = _media_type(config.get("mediaType"))
+        if (
+            isinstance(config_digest, str)
+            and DIGEST_RE.match(config_digest)
+            and (not config_type or config_type.endswith("+json") or config_type.endswith("/json"))
+        ):
+            blob = self._call(
+                "GET",
+                f"v2/{quote(path, safe='/')}/blobs/{config_digest}",
+                scope=self._pull_scope(path),
+                what=f"image config {path}@{config_digest}",
+            )
+            data = json_body(blob, f"image config {path}@{config_digest}")
+            if isinstance(data, dict):
+                if data.get("architecture") or data.get("os"):
+                    platforms = (_platform_of(data),)
+                created = parse_time(data.get("created"))
+        return DigestDetails(media_type, size, platforms, False, created)
+
+    # --- HTTP and auth ------------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._digest_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.transport.max_concurrency, thread_name_prefix="oci"
+                )
+            return self._executor
+
+    @staticmethod
+    def _pull_scope(path: str) -> str:
+        return f"repository:{path}:pull"
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> requests.Response:
+        """One authenticated request: answers a 401 challenge once (new token, or Basic), and
+        turns any non-200 answer into a RegistryError with a stable code."""
+        sent = dict(headers or {})
+        authorization = self._authorization(scope)
+        if authorization:
+            sent["Authorization"] = authorization
+        response = self.transport.request(method, path, what=what, headers=sent, params=params)
+        if response.status_code == 401:
+            challenge = pick_challenge(response.headers.get("WWW-Authenticate"))
+            retry_with = self._answer(challenge, scope, authorization) if challenge else None
+            if retry_with:
+                sent["Authorization"] = retry_with
+                response = self.transport.request(
+                    method, path, what=what, headers=sent, params=params
+                )
+        if response.status_code != 200:
+            raise self._error(response, what)
+        return response
+
+    def _authorization(self, scope: str) -> str | None:
+        """The Authorization header for a scope under the last challenge seen (none before)."""
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return self._basic()
+        key = (challenge.realm, challenge.service, scope)
+        with self._auth_lock:
+            cached = self._tokens.get(key)
+        if cached and cached[1] > self._now():
+            return f"Bearer {cached[0]}"
+        return self._fetch_token(challenge, scope)
+
+    def _answer(self, challenge: Challenge, scope: str, sent: str | None) -> str | None:
+        """How to retry after a 401 carrying `challenge`, or None when retrying cannot help."""
+        self._challenge = challenge
+        if challenge.scheme == "basic":
+            basic = self._basic()
+            return basic if basic and basic != sent else None
+        if challenge.scheme != "bearer" or not challenge.realm:
+            return None
+        with self._auth_lock:
+            self._tokens.pop((challenge.realm, challenge.service, scope), None)
+        return self._fetch_token(challenge, scope)
+
+    def _basic(self) -> str | None:
+        if not self.config.username and not self.config.secret:
+            return None
+        raw = f"{self.config.username}:{self.config.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    def _fetch_token(self, challenge: Challenge, scope: str) -> str:
+        realm = challenge.realm
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(BAD_RESPONSE, "The registry named an invalid token service.")
+        if parts.scheme == "http" and not self.config.allow_insecure_http:
+            raise RegistryError(
+                UNSUPPORTED, "The registry's token service uses plain http://; refusing to use it."
+            )
+        params: list[tuple[str, str]] = []
+        if challenge.service:
+            params.append(("service", challenge.service))
+        scopes = [s for s in dict.fromkeys([scope, challenge.scope]) if s]
+        params += [("scope", s) for s in scopes]
+        headers = {}
+        basic = self._basic()
+        if basic:
+            headers["Authorization"] = basic
+        response = self.transport.request(
+            "GET", realm, what="token", headers=headers, params=params
+        )
+        if response.status_code != 200:
+            if response.status_code in (401, 403):
+                raise RegistryError(
+                    AUTH_FAILED,
+                    f"The token service of {self.transport.host} refused the credentials: "
+                    "check the username and secret.",
+                    status=response.status_code,
+                )
+            raise error_for_status(response, "token", self.transport.host)
+        body = json_body(response, "token")
+        token = None
+        if isinstance(body, dict):
+            token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryError(BAD_RESPONSE, "The token service sent no token.")
+        expires_in = body.get("expires_in")
+        if (
+            not isinstance(expires_in, int | float)
+            or isinstance(expires_in, bool)
+            or expires_in <= 0
+        ):
+            expires_in = 60
+        # Renew a little early so a token does not expire between our check and its use.
+        lifetime = max(1.0, float(expires_in) - min(10.0, float(expires_in) / 10))
+        with self._auth_lock:
+            self._tokens[(realm, challenge.service, scope)] = (token, self._now() + lifetime)
+        return f"Bearer {token}"
+
+    def _error(self, response: requests.Response, what: str) -> RegistryError:
+        """A RegistryError for a non-200 answer, preferring the OCI error body's code."""
+        codes: list[str] = []
+        detail = ""
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            errors = body.get("errors") if isinstance(body, dict) else None
+            if isinstance(errors, list):
+                for item in errors:
+                    if isinstance(item, dict) and isinstance(item.get("code"), str):
+                        codes.append(item["code"].upper())
+                        if not detail and isinstance(item.get("message"), str):
+                            detail = item["message"]
+        base = error_for_status(response, what, self.transport.host)
+        for code in codes:
+            if code in OCI_ERROR_CODES:
+                mapped = OCI_ERROR_CODES[code]
+                message = base.message if mapped == base.code else self._message(mapped, what)
+                return RegistryError(
+                    mapped,
+                    self._with_detail(message, code, detail),
+                    retryable=mapped == RATE_LIMITED or base.retryable,
+                    status=response.status_code,
+                )
+        if codes:
+            base.message = self._with_detail(base.message, codes[0], detail)
+            base.args = (base.message,)
+        return base
+
+    def _message(self, code: str, what: str) -> str:
+        host = self.transport.host
+        return {
+            AUTH_FAILED: (
+                f"Authentication failed from {host} ({what}): check the username and secret."
+            ),
+            PERMISSION_DENIED: f"Permission denied from {host} ({what}).",
+            NOT_FOUND: f"Not found from {host} ({what}).",
+            RATE_LIMITED: f"Rate limited by {host} ({what}).",
+            UNSUPPORTED: f"The registry does not support this request ({what}).",
+        }[code]
+
+    def _with_detail(self, message: str, code: str, detail: str) -> str:
+        text = f"{message} [{code}"
+        detail = " ".join(detail.split())[:200]
+        secret = self.config.secret
+        if detail and not (secret and secret in detail):
+            text += f": {detail}"
+        return text + "]"
+
+
+def _decode(body: bytes, what: str) -> Any:
+    """Decode JSON we already hold, or raise bad_response."""
+    try:
+        return json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None
