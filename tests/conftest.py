@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.tools import REQUIRE_TOOLS
+
 pytest_plugins = ["tests.support.registry_fixtures"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (IMAGESYNC_REQUIRE_TOOLS=1) a skipped test is a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_TOOLS and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in CI, which is not allowed: {reason}"
 
 PASSWORD = "correct-horse-battery-staple"
 
