@@ -1,0 +1,517 @@
+"""Harbor client against `responses` fixtures shaped like reference/registry-apis.md section 2.
+
+What a user would notice: every project, repository and tag shows up (across pages), multi-arch
+images show their platforms, nested repository names work, failures are named precisely and
+never leave a half listing, and no error message leaks the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+import responses
+from responses import matchers
+
+from imagesync.registries import build_client
+from imagesync.registries.base import ClientConfig, RegistryError, RepositoryInfo
+from imagesync.registries.harbor import HarborClient
+
+BASE = "https://harbor.example.com"
+API = f"{BASE}/api/v2.0"
+SECRET = "s3cr3t-Robot-Token-9f8e7d"
+ROBOT = "robot$library+sync"
+ZERO = "0001-01-01T00:00:00.000Z"
+
+
+def digest(n: int) -> str:
+    return "sha256:" + f"{n:x}".rjust(64, "0")
+
+
+def make_client(**options) -> HarborClient:
+    options.setdefault("backoff_base", 0)
+    config = ClientConfig(url=BASE, username=ROBOT, secret=SECRET, options=options)
+    client = build_client("harbor", config)
+    client.transport._sleep = lambda seconds: None
+    return client
+
+
+def project(project_id: int, name: str) -> dict:
+    return {
+        "project_id": project_id,
+        "owner_id": 1,
+        "name": name,
+        "registry_id": None,
+        "creation_time": "2024-01-01T00:00:00.000Z",
+        "update_time": "2024-01-01T00:00:00.000Z",
+        "deleted": False,
+        "owner_name": "admin",
+        "togglable": True,
+        "current_user_role_id": 1,
+        "current_user_role_ids": [1],
+        "repo_count": 1,
+        "metadata": {"public": "false", "auto_scan": "true"},
+    }
+
+
+def repository(repo_id: int, project_id: int, name: str, count: int = 1) -> dict:
+    return {
+        "id": repo_id,
+        "project_id": project_id,
+        "name": name,
+        "description": "",
+        "artifact_count": count,
+        "pull_count": 0,
+        "creation_time": "2024-04-01T00:00:00.000Z",
+        "update_time": "2024-05-01T08:15:30.123Z",
+    }
+
+
+def tag(tag_id: int, artifact_id: int, name: str, pushed: str) -> dict:
+    return {
+        "id": tag_id,
+        "repository_id": 5,
+        "artifact_id": artifact_id,
+        "name": name,
+        "push_time": pushed,
+        "pull_time": ZERO,
+        "immutable": False,
+    }
+
+
+def single_artifact(artifact_id: int, tags: list[dict], arch: str = "arm64", **extra) -> dict:
+    artifact = {
+        "id": artifact_id,
+        "type": "IMAGE",
+        "media_type": "application/vnd.docker.container.image.v1+json",
+        "manifest_media_type": "application/vnd.docker.distribution.manifest.v2+json",
+        "project_id": 1,
+        "repository_id": 5,
+        "digest": digest(artifact_id),
+        "size": 1000 + artifact_id,
+        "push_time": "2024-04-30T10:05:00.000Z",
+        "pull_time": ZERO,
+        "extra_attrs": {
+            "architecture": arch,
+            "os": "linux",
+            "author": "",
+            "created": "2024-04-30T10:00:00Z",
+            "config": {},
+        },
+        "annotations": None,
+        "references": None,
+        "addition_links": {},
+        "labels": None,
+    }
+    if tags:  # go-swagger omits empty fields: untagged artifacts have no "tags" key
+        artifact["tags"] = tags
+    artifact.update(extra)
+    return artifact
+
+
+def index_artifact(artifact_id: int, tags: list[dict]) -> dict:
+    def child(n: int, platform: dict, **more) -> dict:
+        return {
+            "parent_id": artifact_id,
+            "child_id": n,
+            "child_digest": digest(n),
+            "platform": platform,
+            **more,
+        }
+
+    return {
+        "id": artifact_id,
+        "type": "IMAGE",
+        "media_type": "application/vnd.oci.image.index.v1+json",
+        "manifest_media_type": "application/vnd.oci.image.index.v1+json",
+        "project_id": 1,
+        "repository_id": 5,
+        "digest": digest(artifact_id),
+        "size": 67301234,
+        "push_time": "2024-05-01T08:15:30.123Z",
+        "pull_time": ZERO,
+        "extra_attrs": {},
+        "references": [
+            child(artifact_id + 1, {"architecture": "amd64", "os": "linux"}),
+            child(artifact_id + 2, {"architecture": "arm64", "os": "linux", "variant": "v8"}),
+            child(
+                artifact_id + 3,
+                {"architecture": "unknown", "os": "unknown"},
+                annotations={"vnd.docker.reference.type": "attestation-manifest"},
+            ),
+        ],
+        "tags": tags,
+    }
+
+
+def page_params(page: int, **extra) -> list:
+    params = {"page": str(page), "page_size": "100", **extra}
+    return [matchers.query_param_matcher(params)]
+
+
+def link_header(path: str, page: int, last: int) -> dict:
+    """Harbor's Link: relative URLs, several joined by " , "."""
+    links = []
+    if page > 1:
+        links.append(f'<{path}?page={page - 1}&page_size=100>; rel="prev"')
+    if page < last:
+        links.append(f'<{path}?page={page + 1}&page_size=100>; rel="next"')
+    headers = {"X-Total-Count": str(last * 100), "X-Request-Id": "req-1"}
+    if links:
+        headers["Link"] = " , ".join(links)
+    return headers
+
+
+def harbor_error(code: str, message: str) -> dict:
+    return {"errors": [{"code": code, "message": message}]}
+
+
+def repo_info(path: str) -> RepositoryInfo:
+    return RepositoryInfo.from_path("harbor", path, project=path.split("/")[0])
+
+
+# --- check ------------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_check_proves_the_robot_credentials_with_an_authenticated_project_listing():
+    responses.get(
+        f"{API}/projects",
+        json=[project(1, "library")],
+        headers={"X-Total-Count": "3"},
+        match=[matchers.query_param_matcher({"page": "1", "page_size": "1"})],
+    )
+    result = make_client().check()
+    assert result.ok, result
+    assert "3 project(s)" in result.message
+    sent = responses.calls[0].request.headers["Authorization"]
+    assert sent == "Basic " + base64.b64encode(f"{ROBOT}:{SECRET}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (401, harbor_error("UNAUTHORIZED", "unauthorized"), "auth_failed"),
+        (403, harbor_error("FORBIDDEN", "forbidden"), "permission_denied"),
+    ],
+)
+@responses.activate
+def test_check_reports_rejected_credentials_with_a_stable_code(status, body, code):
+    responses.get(f"{API}/projects", json=body, status=status)
+    result = make_client().check()
+    assert not result.ok
+    assert result.code == code
+    assert SECRET not in result.message
+
+
+@responses.activate
+def test_check_says_bad_response_when_the_url_is_not_a_harbor_api():
+    responses.get(f"{API}/projects", body="<html>login</html>", content_type="text/html")
+    result = make_client().check()
+    assert (result.ok, result.code) == (False, "bad_response")
+
+
+# --- repositories ---------------------------------------------------------------------------
+
+
+@responses.activate
+def test_it_lists_every_repository_of_every_project_across_pages():
+    projects = [project(i, f"p{i:03}") for i in range(1, 151)]
+    path = "/api/v2.0/projects"
+    responses.get(
+        f"{API}/projects",
+        json=projects[:100],
+        headers=link_header(path, 1, 2),
+        match=page_params(1),
+    )
+    responses.get(
+        f"{API}/projects",
+        json=projects[100:],
+        headers=link_header(path, 2, 2),
+        match=page_params(2),
+    )
+    for i, proj in enumerate(projects, start=1):
+        name = proj["name"]
+        repos_path = f"/api/v2.0/projects/{name}/repositories"
+        if name == "p001":
+            first = [repository(n, i, f"{name}/app{n:03}") for n in range(100)]
+            responses.get(
+                f"{BASE}{repos_path}",
+                json=first,
+                headers=link_header(repos_path, 1, 2),
+                match=page_params(1),
+            )
+            responses.get(
+                f"{BASE}{repos_path}",
+                json=[repository(100, i, f"{name}/team/api")],
+                headers=link_header(repos_path, 2, 2),
+                match=page_params(2),
+            )
+        elif name == "p002":  # an empty project
+            responses.get(f"{BASE}{repos_path}", json=[], headers={"X-Total-Count": "0"})
+        else:
+            responses.get(
+                f"{BASE}{repos_path}",
+                json=[repository(1, i, f"{name}/web")],
+                headers={"X-Total-Count": "1"},
+            )
+
+    repos = list(make_client().list_repositories())
+
+    assert len(repos) == 101 + 148
+    nested = next(r for r in repos if r.path == "p001/team/api")
+    assert (nested.type, nested.namespace, nested.name) == ("harbor", "p001", "team/api")
+    assert nested.extra == {"project": "p001"}
+    assert {r.namespace for r in repos} == {p["name"] for p in projects} - {"p002"}
+
+
+@responses.activate
+def test_it_follows_x_total_count_when_there_is_no_link_header():
+    full = [project(i, f"p{i}") for i in range(100)]
+    responses.get(
+        f"{API}/projects", json=full, headers={"X-Total-Count": "101"}, match=page_params(1)
+    )
+    responses.get(
+        f"{API}/projects",
+        json=[project(100, "last")],
+        headers={"X-Total-Count": "101"},
+        match=page_params(2),
+    )
+    assert len(make_client().project_names()) == 101
+
+
+@responses.activate
+def test_the_projects_option_restricts_the_listing_to_those_projects():
+    responses.get(f"{API}/projects/team-a/repositories", json=[repository(1, 1, "team-a/api")])
+    repos = list(make_client(projects=["team-a"]).list_repositories())
+    assert [r.path for r in repos] == ["team-a/api"]
+    assert all("/projects?" not in call.request.url for call in responses.calls)
+
+
+@responses.activate
+def test_it_lists_nothing_when_asked_for_other_repository_types():
+    assert list(make_client().list_repositories(types=["swr_private"])) == []
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_a_repository_page_failing_midway_raises_instead_of_a_partial_listing():
+    responses.get(f"{API}/projects", json=[project(1, "library")], headers={"X-Total-Count": "1"})
+    path = "/api/v2.0/projects/library/repositories"
+    responses.get(
+        f"{BASE}{path}",
+        json=[repository(n, 1, f"library/r{n}") for n in range(100)],
+        headers=link_header(path, 1, 2),
+        match=page_params(1),
+    )
+    responses.get(f"{BASE}{path}", body='[{"id": 1, "name": "library/tru', match=page_params(2))
+    with pytest.raises(RegistryError) as caught:
+        list(make_client().list_repositories())
+    assert caught.value.code == "bad_response"
+    assert "page 2" in caught.value.message
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def artifacts_url(project_name: str, encoded_repo: str) -> str:
+    return f"{API}/projects/{project_name}/repositories/{encoded_repo}/artifacts"
+
+
+@responses.activate
+def test_each_tag_becomes_an_image_and_untagged_artifacts_are_skipped():
+    pushed_later = "2024-05-02T09:00:00.500Z"
+    artifacts = [
+        index_artifact(
+            12, [tag(7, 12, "1.25", "2024-05-01T08:15:30.123Z"), tag(8, 12, "latest", pushed_later)]
+        ),
+        single_artifact(20, [tag(9, 20, "arm-only", ZERO)]),
+        single_artifact(30, []),
+    ]
+    responses.get(
+        artifacts_url("library", "nginx"),
+        json=artifacts,
+        headers={"X-Total-Count": "3"},
+        match=page_params(1, with_tag="true"),
+    )
+
+    images = make_client().list_images(repo_info("library/nginx"))
+
+    assert [i.tag for i in images] == ["1.25", "latest", "arm-only"]
+    multi, latest, single = images
+    assert multi.digest == latest.digest == digest(12)
+    assert multi.multi_arch and multi.platforms == ("linux/amd64", "linux/arm64/v8")
+    assert multi.media_type == "application/vnd.oci.image.index.v1+json"
+    assert multi.size == 67301234
+    assert multi.updated == datetime(2024, 5, 1, 8, 15, 30, 123000, tzinfo=UTC)
+    assert latest.updated == datetime(2024, 5, 2, 9, 0, 0, 500000, tzinfo=UTC)
+    assert not single.multi_arch and single.platforms == ("linux/arm64",)
+    assert single.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    assert single.size == 1020
+    assert single.created == datetime(2024, 4, 30, 10, 0, tzinfo=UTC)
+    # zero tag push time falls back to the artifact push time
+    assert single.updated == datetime(2024, 4, 30, 10, 5, tzinfo=UTC)
+
+
+@responses.activate
+def test_nested_repository_names_are_double_encoded_in_the_artifacts_url():
+    responses.get(
+        artifacts_url("library", "team%252Fapps%252Fapi"),
+        json=[single_artifact(1, [tag(1, 1, "v1", "2024-05-01T00:00:00Z")], arch="amd64")],
+        headers={"X-Total-Count": "1"},
+    )
+    images = make_client().list_images(repo_info("library/team/apps/api"))
+    assert [(i.tag, i.platforms) for i in images] == [("v1", ("linux/amd64",))]
+    assert "/repositories/team%252Fapps%252Fapi/artifacts" in responses.calls[0].request.url
+
+
+@responses.activate
+def test_it_pages_through_artifacts_of_a_large_repository():
+    path = "/api/v2.0/projects/library/repositories/busy/artifacts"
+    for page in (1, 2, 3):
+        count = 100 if page < 3 else 7
+        first = (page - 1) * 100
+        artifacts = [
+            single_artifact(n, [tag(n, n, f"t{n}", "2024-05-01T00:00:00Z")])
+            for n in range(first, first + count)
+        ]
+        headers = link_header(path, page, 3)
+        headers["X-Total-Count"] = "207"
+        responses.get(
+            f"{BASE}{path}",
+            json=artifacts,
+            headers=headers,
+            match=page_params(page, with_tag="true"),
+        )
+    images = make_client().list_images(repo_info("library/busy"))
+    assert len(images) == 207
+    assert len({i.digest for i in images}) == 207
+
+
+@responses.activate
+def test_an_empty_repository_has_no_images():
+    responses.get(artifacts_url("library", "empty"), json=[], headers={"X-Total-Count": "0"})
+    assert make_client().list_images(repo_info("library/empty")) == []
+
+
+@responses.activate
+def test_helm_charts_are_not_listed_as_images_unless_asked():
+    chart = single_artifact(5, [tag(5, 5, "0.1.0", "2024-05-01T00:00:00Z")], type="CHART")
+    image = single_artifact(6, [tag(6, 6, "1.0", "2024-05-01T00:00:00Z")])
+    url = artifacts_url("library", "mixed")
+    responses.get(url, json=[chart, image], headers={"X-Total-Count": "2"})
+    assert [i.tag for i in make_client().list_images(repo_info("library/mixed"))] == ["1.0"]
+    assert len(make_client(include_non_images=True).list_images(repo_info("library/mixed"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (401, harbor_error("UNAUTHORIZED", "unauthorized: unauthorized"), "auth_failed"),
+        (403, harbor_error("FORBIDDEN", "forbidden"), "permission_denied"),
+        (404, harbor_error("NOT_FOUND", "repository library/gone not found"), "not_found"),
+        (400, harbor_error("NOT_FOUND", "project gone not found"), "not_found"),
+        (500, harbor_error("UNKNOWN", "internal error"), "unreachable"),
+    ],
+)
+@responses.activate
+def test_listing_errors_map_to_stable_codes(status, body, code):
+    responses.get(artifacts_url("library", "gone"), json=body, status=status)
+    with pytest.raises(RegistryError) as caught:
+        make_client().list_images(repo_info("library/gone"))
+    assert caught.value.code == code
+    assert SECRET not in str(caught.value)
+
+
+@responses.activate
+def test_a_404_message_carries_harbors_explanation():
+    body = harbor_error("NOT_FOUND", "repository library/gone not found")
+    responses.get(artifacts_url("library", "gone"), json=body, status=404)
+    with pytest.raises(RegistryError, match="repository library/gone not found"):
+        make_client().list_images(repo_info("library/gone"))
+
+
+@responses.activate
+def test_server_errors_are_retried_then_reported_as_unreachable():
+    url = artifacts_url("library", "flaky")
+    responses.get(url, status=503, body="Service Unavailable")
+    client = make_client(max_retries=2)
+    with pytest.raises(RegistryError) as caught:
+        client.list_images(repo_info("library/flaky"))
+    assert caught.value.code == "unreachable"
+    assert caught.value.retryable
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_rate_limiting_waits_as_told_by_retry_after_then_succeeds():
+    url = artifacts_url("library", "busy")
+    responses.get(
+        url, status=429, headers={"Retry-After": "7"}, json=harbor_error("TOO_MANY_REQUEST", "slow")
+    )
+    responses.get(
+        url, json=[single_artifact(1, [tag(1, 1, "v1", ZERO)])], headers={"X-Total-Count": "1"}
+    )
+    client = make_client()
+    waits: list[float] = []
+    client.transport._sleep = waits.append
+    images = client.list_images(repo_info("library/busy"))
+    assert [i.tag for i in images] == ["v1"]
+    assert waits == [7.0]
+
+
+@responses.activate
+def test_rate_limiting_that_never_ends_is_reported_as_rate_limited():
+    responses.get(artifacts_url("library", "busy"), status=429, headers={"Retry-After": "1"})
+    with pytest.raises(RegistryError) as caught:
+        make_client(max_retries=1).list_images(repo_info("library/busy"))
+    assert caught.value.code == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"id": 1, "digest": "sha256:abc", "tags": [',
+        "<html>oops</html>",
+        '{"not": "a list"}',
+        "[1, 2]",
+    ],
+)
+@responses.activate
+def test_malformed_or_truncated_json_is_a_bad_response(body):
+    responses.get(artifacts_url("library", "nginx"), body=body, content_type="application/json")
+    with pytest.raises(RegistryError) as caught:
+        make_client().list_images(repo_info("library/nginx"))
+    assert caught.value.code == "bad_response"
+
+
+@responses.activate
+def test_an_artifact_page_failing_midway_raises_instead_of_a_partial_listing():
+    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
+    first = [single_artifact(n, [tag(n, n, f"t{n}", ZERO)]) for n in range(100)]
+    responses.get(
+        f"{BASE}{path}",
+        json=first,
+        headers=link_header(path, 1, 2),
+        match=page_params(1, with_tag="true"),
+    )
+    responses.get(
+        f"{BASE}{path}",
+        status=401,
+        json=harbor_error("UNAUTHORIZED", "unauthorized"),
+        match=page_params(2, with_tag="true"),
+    )
+    with pytest.raises(RegistryError) as caught:
+        make_client().list_images(repo_info("library/nginx"))
+    assert caught.value.code == "auth_failed"
+
+
+@responses.activate
+def test_no_error_message_contains_the_secret_even_when_harbor_echoes_it():
+    body = harbor_error("UNAUTHORIZED", f"bad credentials {ROBOT}:{SECRET}")
+    responses.get(artifacts_url("library", "nginx"), json=body, status=401)
+    with pytest.raises(RegistryError) as caught:
+        make_client().list_images(repo_info("library/nginx"))
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(make_client().config)
