@@ -1,0 +1,596 @@
+"""Huawei Cloud SWR (SoftWare Repository for Container): private, shared and Enterprise
+Edition repositories from one AK/SK connection.
+
+Choice: a thin signed client over our shared `Transport`, not the official `huaweicloudsdkswr`.
+The SDK runs on `requests` too and its API is complete, but:
+  * one transport for every registry kind: the same retries with backoff honouring Retry-After,
+    retry budget, concurrency cap, requests-per-second limit, body size cap and TLS options
+    (custom CA bundle, insecure mode) — the SDK brings its own urllib3 `Retry` (429 only, off by
+    default) and its own HTTP config, which we would have to keep in step by hand;
+  * the SDK caches the IAM project id per AK+region at class level (process-wide state shared by
+    every connection, and a surprise IAM call when project_id is missing);
+  * its dependency tree is heavy for four read-only GETs (huaweicloudsdkcore 3.1.219 requires
+    pymongo, simplejson, pyasn1, defusedxml, requests-toolbelt, six, pyyaml...);
+  * the signing it would save is ~60 lines (`swr_signer.py`), checked against vectors produced
+    by the SDK's own `Signer` (tests/test_registry_swr.py).
+
+Configuration (`ClientConfig`): `url` = API endpoint (https://swr-api.<region>.myhuaweicloud.com),
+or empty with `options["region"]`; `username` = AK; `secret` = SK. Options: `project_id`
+(required: it is signed into every request and part of the Enterprise Edition paths), `region`,
+`security_token` (temporary AK/SK), `namespaces` (list or comma-separated: restricts private
+repositories), `registry_host` (docker host for pulls, default swr.<region>.myhuaweicloud.com),
+`enterprise` (default true: also list Enterprise Edition instances), `page_size` (default 100).
+
+Listings are complete or raise RegistryError: pages are followed until the collected count
+reaches the reported total (Content-Range / total_range / total) or a page comes back empty;
+an empty page while the total says more should exist is a bad_response, not a short listing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from imagesync.registries.base import (
+    AUTH_FAILED,
+    BAD_RESPONSE,
+    NOT_FOUND,
+    UNSUPPORTED,
+    CheckResult,
+    ClientConfig,
+    DigestDetails,
+    ImageInfo,
+    RegistryClient,
+    RegistryError,
+    RepositoryInfo,
+    Transport,
+    error_for_status,
+    json_body,
+    parse_time,
+)
+from imagesync.registries.swr_signer import AkSkSigner
+
+PRIVATE = "swr_private"
+SHARED = "swr_shared"
+ENTERPRISE = "swr_enterprise"
+
+DEFAULT_PAGE_SIZE = 100
+ENTERPRISE_MAX_PAGE_SIZE = 100  # the EE APIs cap limit at 100
+MAX_PAGES = 100_000  # a registry that never stops paging is a bad response, not a hang
+
+MANIFEST_LIST_TYPES = {
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+}
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
+_ENDPOINT_RE = re.compile(r"^swr-api\.([a-z0-9-]+)\.(myhuaweicloud\.(?:com|eu))$")
+_CONTENT_RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def cloud_domain(region: str) -> str:
+    """eu-west-101 (Dublin) lives under myhuaweicloud.eu; every other region under .com."""
+    return "myhuaweicloud.eu" if region == "eu-west-101" else "myhuaweicloud.com"
+
+
+def endpoint_for_region(region: str) -> str:
+    return f"https://swr-api.{region}.{cloud_domain(region)}"
+
+
+def region_from_endpoint(url: str) -> str:
+    """The region of a standard SWR API endpoint ("" for a custom endpoint)."""
+    match = _ENDPOINT_RE.match(urlsplit(url).hostname or "")
+    return match.group(1) if match else ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(item).strip() for item in value if str(item).strip()]
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off"}
+    return bool(value)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: a '/' inside a repository name is sent as %2F."""
+    return quote(value, safe="")
+
+
+def vendor_error(response: requests.Response) -> str:
+    """The error code and message SWR or the API gateway put in the body, if any.
+
+    SWR documents a JSON array `[{"errorCode","errorMessage","detail"}]`; the API gateway sends
+    `{"error_code","error_msg"}`; some services use `errorCode/errorMsg` or `code/message`."""
+    try:
+        body = json.loads(response.content or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if isinstance(body, list):
+        body = body[0] if body and isinstance(body[0], dict) else None
+    if not isinstance(body, dict):
+        return ""
+    if isinstance(body.get("error"), dict):  # some gateways nest it
+        body = body["error"]
+    code = body.get("errorCode") or body.get("error_code") or body.get("code") or ""
+    message = (
+        body.get("errorMessage")
+        or body.get("error_msg")
+        or body.get("errorMsg")
+        or body.get("message")
+        or ""
+    )
+    detail = body.get("detail") or ""
+    text = ": ".join(str(part) for part in (code, message) if part)
+    if detail and isinstance(detail, str) and detail not in text:
+        text = f"{text} ({detail})" if text else detail
+    text = " ".join(text.split())
+    return text[:300]
+
+
+class SwrClient(RegistryClient):
+    """SWR shared edition (private and shared-with-me repositories) and Enterprise Edition."""
+
+    kind: ClassVar[str] = "swr"
+    repository_types: ClassVar[tuple[str, ...]] = (PRIVATE, SHARED, ENTERPRISE)
+
+    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+        self.region = str(config.option("region") or "").strip()
+        if self.region and not _REGION_RE.match(self.region):
+            raise RegistryError(UNSUPPORTED, f"{self.region!r} is not an SWR region name.")
+        if not config.url.strip():
+            if not self.region:
+                raise RegistryError(
+                    UNSUPPORTED, "Enter the SWR API endpoint or a region (e.g. cn-north-4)."
+                )
+            config = replace(config, url=endpoint_for_region(self.region))
+        super().__init__(config, transport)
+        self.region = self.region or region_from_endpoint(config.url)
+        self.project_id = str(config.option("project_id") or "").strip()
+        self.namespaces = _as_list(config.option("namespaces"))
+        self.enterprise = _as_bool(config.option("enterprise"), True)
+        self.page_size = max(1, int(config.option("page_size") or DEFAULT_PAGE_SIZE))
+        host = str(config.option("registry_host") or "").strip()
+        if not host and self.region:
+            host = f"swr.{self.region}.{cloud_domain(self.region)}"
+        self.registry_host = host.removeprefix("https://").removeprefix("http://").rstrip("/")
+        self.signer = AkSkSigner(
+            config.username.strip(),
+            config.secret,
+            self.project_id,
+            str(config.option("security_token") or ""),
+        )
+        self._enterprise_index: dict[str, list[RepositoryInfo]] | None = None
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _config_problem(self) -> str:
+        if not self.config.username.strip() or not self.config.secret:
+            return "Enter the access key (AK) as username and the secret key (SK) as secret."
+        if not self.project_id:
+            return (
+                "The SWR connection needs the project ID of the region (option project_id): "
+                "requests are signed with it. Find it under My Credentials > API Credentials."
+            )
+        return ""
+
+    def _get(self, path: str, params: Mapping[str, Any] | None, what: str) -> requests.Response:
+        """One signed GET; any status but 200 becomes a RegistryError with SWR's own reason."""
+        problem = self._config_problem()
+        if problem:
+            raise RegistryError(AUTH_FAILED, problem)
+        url, headers = self.signer.sign("GET", self.transport.url(path), params)
+        response = self.transport.request("GET", url, ok=(200,), what=what, headers=headers)
+        if response.status_code != 200:
+            raise self._error(response, what)
+        return response
+
+    def _error(self, response: requests.Response, what: str) -> RegistryError:
+        host = self.transport.host
+        base = error_for_status(response, what, host)
+        status = response.status_code
+        if status == 401:
+            message = (
+                f"SWR at {host} rejected the credentials ({what}): check the access key (AK) "
+                "and secret key (SK), that the key is enabled, and this server's clock "
+                "(requests are signed with the current time)."
+            )
+        elif status == 403:
+            message = (
+                f"Permission denied by SWR at {host} ({what}): the IAM user of this access key "
+                "needs read access to SWR in this project (e.g. SWR ReadOnlyAccess)."
+            )
+        else:
+            message = base.message
+        detail = vendor_error(response)
+        if detail:
+            message = f"{message} SWR says: {detail}"
+        return RegistryError(
+            base.code, self._scrub(message), retryable=base.retryable, status=status
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Belt and braces: a vendor message must never carry our secrets back to a user."""
+        for secret in (self.config.secret, self.config.option("security_token")):
+            if secret and isinstance(secret, str) and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        return json_body(response, what)
+
+    # -- paging -------------------------------------------------------------------------------
+
+    def _pages_with_content_range(
+        self, path: str, params: Mapping[str, Any], what: str
+    ) -> list[dict[str, Any]]:
+        """Shared-edition v2 listing: a JSON array per page, `limit`/`offset` (a multiple of
+        limit), the total in `Content-Range: <offset>-<count>/<total>` or `total_range`."""
+        limit = self.page_size
+        items: list[dict[str, Any]] = []
+        for page in range(MAX_PAGES):
+            offset = page * limit
+            response = self._get(path, {**params, "limit": limit, "offset": offset}, what)
+            body = self._json(response, what)
+            if body is None:
+                body = []
+            if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+            total = self._content_range_total(response, body, what)
+            if not body:
+                if total is not None and total > len(items):
+                    raise RegistryError(
+                        BAD_RESPONSE,
+                        f"SWR ended the listing after {len(items)} of {total} entries ({what}).",
+                        retryable=True,
+                    )
+                return items
+            items.extend(body)
+            if total is not None and len(items) >= total:
+                return items
+            if total is None and len(body) < limit:
+                return items
+        raise RegistryError(BAD_RESPONSE, f"SWR kept sending pages ({what}).")
+
+    @staticmethod
+    def _content_range_total(
+        response: requests.Response, body: list[dict[str, Any]], what: str
+    ) -> int | None:
+        header = response.headers.get("Content-Range")
+        if header:
+            match = _CONTENT_RANGE_RE.match(header)
+            if not match:
+                raise RegistryError(
+                    BAD_RESPONSE, f"SWR sent an unreadable Content-Range header ({what})."
+                )
+            return int(match.group(3))
+        if body:
+            return _as_int(body[0].get("total_range"))
+        return None
+
+    def _pages_with_total(
+        self, path: str, key: str, params: Mapping[str, Any], what: str
+    ) -> list[dict[str, Any]]:
+        """Enterprise Edition listing: `{"<key>": [...], "total": n}` per page, offset/limit."""
+        limit = min(self.page_size, ENTERPRISE_MAX_PAGE_SIZE)
+        items: list[dict[str, Any]] = []
+        for page in range(MAX_PAGES):
+            offset = page * limit
+            response = self._get(path, {**params, "offset": offset, "limit": limit}, what)
+            body = self._json(response, what)
+            if not isinstance(body, dict):
+                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+            page_items = body.get(key)
+            if page_items is None:
+                page_items = []
+            if not isinstance(page_items, list) or not all(
+                isinstance(item, dict) for item in page_items
+            ):
+                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+            total = _as_int(body.get("total"))
+            if not page_items:
+                if total is not None and total > len(items):
+                    raise RegistryError(
+                        BAD_RESPONSE,
+                        f"SWR ended the listing after {len(items)} of {total} entries ({what}).",
+                        retryable=True,
+                    )
+                return items
+            items.extend(page_items)
+            if total is not None and len(items) >= total:
+                return items
+            if total is None and len(page_items) < limit:
+                return items
+        raise RegistryError(BAD_RESPONSE, f"SWR kept sending pages ({what}).")
+
+    # -- interface ----------------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        """A cheap signed call (the namespace list) proves endpoint, AK/SK and project id."""
+        problem = self._config_problem()
+        if problem:
+            return CheckResult(False, AUTH_FAILED, problem)
+        what = "listing namespaces"
+        try:
+            body = self._json(self._get("/v2/manage/namespaces", None, what), what)
+            if not isinstance(body, dict) or not isinstance(body.get("namespaces") or [], list):
+                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+        except RegistryError as error:
+            return CheckResult(False, error.code, self._scrub(error.message))
+        count = len(body.get("namespaces") or [])
+        return CheckResult(
+            True, "", f"Connected to SWR at {self.transport.host}: {count} namespace(s) visible."
+        )
+
+    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
+        """Every repository of the requested SWR types, collected in full before the first is
+        yielded, so a failure never leaves the caller with half a listing."""
+        wanted = set(self.repository_types if types is None else types)
+        found: list[RepositoryInfo] = []
+        if PRIVATE in wanted:
+            found.extend(self._private_repositories())
+        if SHARED in wanted:
+            found.extend(self._shared_repositories())
+        if ENTERPRISE in wanted and self.enterprise:
+            found.extend(self._enterprise_repositories())
+        return iter(found)
+
+    def list_images(
+        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+    ) -> list[ImageInfo]:
+        known = known or {}
+        if repository.type == ENTERPRISE:
+            return self._enterprise_images(repository, known)
+        if repository.type in (PRIVATE, SHARED):
+            return self._tag_images(repository, known)
+        raise RegistryError(
+            UNSUPPORTED, f"An SWR connection does not serve {repository.type} repositories."
+        )
+
+    # -- shared edition -----------------------------------------------------------------------
+
+    def _repository(self, type: str, item: dict[str, Any], **extra: Any) -> RepositoryInfo:
+        namespace = item.get("namespace")
+        name = item.get("name")
+        if not isinstance(namespace, str) or not namespace or not isinstance(name, str) or not name:
+            raise RegistryError(BAD_RESPONSE, "SWR listed a repository without namespace or name.")
+        if self.registry_host:
+            extra.setdefault("registry_host", self.registry_host)
+        return RepositoryInfo.from_path(type, f"{namespace}/{name}", **extra)
+
+    def _private_repositories(self) -> list[RepositoryInfo]:
+        scopes: list[dict[str, Any]] = [{"namespace": ns} for ns in self.namespaces] or [{}]
+        repositories = []
+        seen = set()
+        for params in scopes:
+            what = "listing repositories"
+            if params:
+                what += f" of namespace {params['namespace']}"
+            for item in self._pages_with_content_range("/v2/manage/repos", params, what):
+                repository = self._repository(PRIVATE, item)
+                if repository.path not in seen:
+                    seen.add(repository.path)
+                    repositories.append(repository)
+        return repositories
+
+    def _shared_repositories(self) -> list[RepositoryInfo]:
+        """Repositories other accounts share with this one (`center=thirdparty`). An expired
+        share is kept; its status goes in extra so the console can say so."""
+        what = "listing repositories shared with this account"
+        items = self._pages_with_content_range(
+            "/v2/manage/shared-repositories", {"center": "thirdparty"}, what
+        )
+        repositories = []
+        seen = set()
+        for item in items:
+            repository = self._repository(
+                SHARED,
+                item,
+                shared_status=item.get("status"),
+                domain_name=item.get("domain_name", ""),
+            )
+            if repository.path not in seen:
+                seen.add(repository.path)
+                repositories.append(repository)
+        return repositories
+
+    def _tag_images(
+        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails]
+    ) -> list[ImageInfo]:
+        if not repository.namespace or not repository.name:
+            raise RegistryError(
+                BAD_RESPONSE, f"{repository.path!r} is not a namespace/name SWR repository path."
+            )
+        path = (
+            f"/v2/manage/namespaces/{_segment(repository.namespace)}"
+            f"/repos/{_segment(repository.name)}/tags"
+        )
+        what = f"listing tags of {repository.path}"
+        images = []
+        for item in self._pages_with_content_range(path, {}, what):
+            tag = item.get("Tag", item.get("tag"))
+            if not isinstance(tag, str) or not tag:
+                raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
+            digest = item.get("digest") or ""
+            media_type, platforms, is_list = _manifest_facts(item.get("manifest"))
+            multi_arch = is_list or item.get("tag_type") == 1 or media_type in MANIFEST_LIST_TYPES
+            cached = known.get(digest) if digest else None
+            if cached is not None:
+                platforms = platforms or tuple(cached.platforms)
+                media_type = media_type or cached.media_type
+            images.append(
+                ImageInfo(
+                    tag=tag,
+                    digest=str(digest),
+                    media_type=media_type,
+                    size=_as_int(item.get("size")),
+                    platforms=platforms,
+                    multi_arch=multi_arch,
+                    # SWR's "created" is when the tag was created in SWR: the closest it offers.
+                    created=parse_time(item.get("created")),
+                    updated=parse_time(item.get("updated")) or parse_time(item.get("created")),
+                )
+            )
+        return images
+
+    # -- enterprise edition -------------------------------------------------------------------
+
+    def _instances(self) -> list[dict[str, Any]]:
+        path = f"/v2/{_segment(self.project_id)}/instances"
+        items = self._pages_with_total(path, "instances", {}, "listing Enterprise instances")
+        return [item for item in items if item.get("status") == "Running" and item.get("id")]
+
+    def _enterprise_repositories(self) -> list[RepositoryInfo]:
+        repositories = []
+        for instance in self._instances():
+            instance_id = str(instance["id"])
+            instance_name = str(instance.get("name") or instance_id)
+            host = str(instance.get("access_address") or "")
+            host = host.removeprefix("https://").removeprefix("http://").rstrip("/")
+            path = f"/v2/{_segment(self.project_id)}/instances/{_segment(instance_id)}/repositories"
+            what = f"listing repositories of Enterprise instance {instance_name}"
+            seen = set()
+            for item in self._pages_with_total(path, "repositories", {}, what):
+                namespace = item.get("namespace_name")
+                name = item.get("name")
+                if not isinstance(namespace, str) or not namespace or not isinstance(name, str):
+                    raise RegistryError(
+                        BAD_RESPONSE, f"SWR listed a repository without namespace ({what})."
+                    )
+                if not name or f"{namespace}/{name}" in seen:
+                    continue
+                seen.add(f"{namespace}/{name}")
+                extra = {
+                    "instance_id": instance_id,
+                    "instance_name": instance_name,
+                    "namespace_name": namespace,
+                    "repository_name": name,
+                }
+                if host:
+                    extra["registry_host"] = host
+                repositories.append(
+                    RepositoryInfo.from_path(ENTERPRISE, f"{namespace}/{name}", **extra)
+                )
+        return repositories
+
+    def _locate_enterprise(self, repository: RepositoryInfo) -> tuple[str, str, str]:
+        """Instance id, namespace and repository name; from extra, else by listing (a caller
+        that rebuilt the RepositoryInfo from its path alone)."""
+        extra = repository.extra or {}
+        instance_id = extra.get("instance_id")
+        if instance_id:
+            return (
+                str(instance_id),
+                str(extra.get("namespace_name") or repository.namespace),
+                str(extra.get("repository_name") or repository.name),
+            )
+        if self._enterprise_index is None:
+            index: dict[str, list[RepositoryInfo]] = {}
+            for found in self._enterprise_repositories():
+                index.setdefault(found.path, []).append(found)
+            self._enterprise_index = index
+        matches = self._enterprise_index.get(repository.path, [])
+        if not matches:
+            raise RegistryError(
+                NOT_FOUND, f"No running Enterprise instance has repository {repository.path}."
+            )
+        if len(matches) > 1:
+            names = ", ".join(str(m.extra.get("instance_name")) for m in matches)
+            raise RegistryError(
+                BAD_RESPONSE,
+                f"Repository {repository.path} exists in several Enterprise instances ({names}).",
+            )
+        return self._locate_enterprise(matches[0])
+
+    def _enterprise_images(
+        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails]
+    ) -> list[ImageInfo]:
+        instance_id, namespace, name = self._locate_enterprise(repository)
+        path = (
+            f"/v2/{_segment(self.project_id)}/instances/{_segment(instance_id)}"
+            f"/namespaces/{_segment(namespace)}/repositories/{_segment(name)}/artifacts"
+        )
+        what = f"listing artifacts of {repository.path}"
+        images = []
+        for artifact in self._pages_with_total(path, "artifacts", {}, what):
+            digest = str(artifact.get("digest") or "")
+            media_type = str(artifact.get("manifest_media_type") or "")
+            cached = known.get(digest) if digest else None
+            platforms = tuple(cached.platforms) if cached is not None else ()
+            artifact_pushed = parse_time(artifact.get("push_time"))
+            tags = artifact.get("tags") or []
+            if not isinstance(tags, list):
+                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+            for tag in tags:
+                tag_name = tag.get("name") if isinstance(tag, dict) else None
+                if not isinstance(tag_name, str) or not tag_name:
+                    raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
+                images.append(
+                    ImageInfo(
+                        tag=tag_name,
+                        digest=digest,
+                        media_type=media_type,
+                        size=_as_int(artifact.get("size")),
+                        platforms=platforms,
+                        multi_arch=media_type in MANIFEST_LIST_TYPES,
+                        created=cached.created if cached is not None else None,
+                        updated=parse_time(tag.get("push_time")) or artifact_pushed,
+                    )
+                )
+        return images
+
+
+def _manifest_facts(manifest: Any) -> tuple[str, tuple[str, ...], bool]:
+    """(media type, platforms, is a manifest list) from the manifest JSON string SWR may
+    include with a tag; empty facts when it is absent or unreadable (it is optional)."""
+    if not manifest or not isinstance(manifest, str):
+        return "", (), False
+    try:
+        body = json.loads(manifest)
+    except ValueError:
+        return "", (), False
+    if not isinstance(body, dict):
+        return "", (), False
+    media_type = body.get("mediaType") if isinstance(body.get("mediaType"), str) else ""
+    children = body.get("manifests")
+    if not isinstance(children, list):
+        return media_type, (), media_type in MANIFEST_LIST_TYPES
+    platforms: list[str] = []
+    for child in children:
+        platform = child.get("platform") if isinstance(child, dict) else None
+        if not isinstance(platform, dict):
+            continue
+        os_name = str(platform.get("os") or "")
+        arch = str(platform.get("architecture") or "")
+        if os_name == "unknown" and arch == "unknown":  # attestation manifests, not platforms
+            continue
+        parts = [os_name or "unknown", arch or "unknown"]
+        if platform.get("variant"):
+            parts.append(str(platform["variant"]))
+        text = "/".join(parts)
+        if text not in platforms:
+            platforms.append(text)
+    return media_type, tuple(platforms), True
