@@ -70,16 +70,24 @@ def parse_database_url(url: str, base_dir: Path) -> dict:
             name = name.lstrip("/")
             name = str(base_dir / name) if name else ""
         if not name:
-            raise ImproperlyConfigured("DATABASE_URL for SQLite needs a file path (sqlite:///var/db.sqlite3).")
+            raise ImproperlyConfigured(
+                "DATABASE_URL for SQLite needs a file path (sqlite:///var/db.sqlite3)."
+            )
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": name,
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"},
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;",
+            },
         }
     if scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parts.path.lstrip("/"))
         if not name:
-            raise ImproperlyConfigured("DATABASE_URL for PostgreSQL needs a database name (postgres://user@host:5432/name).")
+            raise ImproperlyConfigured(
+                "DATABASE_URL for PostgreSQL needs a database name (postgres://user@host:5432/name)."
+            )
         try:
             port = parts.port
         except ValueError:
@@ -120,3 +128,20 @@ def check_time_zone(name: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ImproperlyConfigured(f"TIME_ZONE {name!r} is not a known time zone.") from None
     return name
+
+
+def check_fernet_keys(keys: list[str]) -> list[str]:
+    import base64
+    import binascii
+
+    for key in keys:
+        try:
+            raw = base64.urlsafe_b64decode(key.encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ImproperlyConfigured(
+                "ENCRYPTION_KEY must be one or more comma-separated Fernet keys (32 url-safe "
+                "base64-encoded bytes each); `manage.py rotate_encryption_key --generate` makes one."
+            )
+    return keys

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from console.env import (
+    check_fernet_keys,
     check_redis_url,
     check_time_zone,
     env_bool,
@@ -29,7 +30,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Key(s) that encrypt registry secrets at rest. Comma-separated: the first encrypts, all decrypt
 # (see `manage.py rotate_encryption_key`). The embedded default keeps one in var/.
-ENCRYPTION_KEYS = env_list("ENCRYPTION_KEY", [])
+ENCRYPTION_KEYS = check_fernet_keys(env_list("ENCRYPTION_KEY", []))
 ENCRYPTION_KEY_FILE = VAR_DIR / "encryption_key"
 
 INSTALLED_APPS = [
@@ -117,7 +118,9 @@ SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

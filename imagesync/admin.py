@@ -54,6 +54,11 @@ class RegistryAdminForm(forms.ModelForm):
         help_text="Password, token or secret key. Leave blank to keep the stored secret.",
     )
     clear_secret = forms.BooleanField(required=False, help_text="Remove the stored secret.")
+    endpoint = forms.URLField(
+        max_length=512,
+        assume_scheme="https",
+        help_text=Registry._meta.get_field("endpoint").help_text,
+    )
 
     class Meta:
         model = Registry
@@ -74,7 +79,9 @@ class RegistryAdminForm(forms.ModelForm):
         if options in (None, ""):
             return {}
         if not isinstance(options, dict):
-            raise forms.ValidationError('Options must be a JSON object, e.g. {"max_concurrency": 4}.')
+            raise forms.ValidationError(
+                'Options must be a JSON object, e.g. {"max_concurrency": 4}.'
+            )
         return options
 
     def save(self, commit=True):
@@ -115,7 +122,10 @@ class RegistryAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["project", "kind", "name", "endpoint"]}),
         ("Credentials", {"fields": ["username", "secret", "clear_secret", "secret_state"]}),
-        ("Connection options", {"fields": ["verify_tls", "ca_bundle", "allow_insecure_http", "options"]}),
+        (
+            "Connection options",
+            {"fields": ["verify_tls", "ca_bundle", "allow_insecure_http", "options"]},
+        ),
         (
             "Status",
             {
@@ -147,13 +157,27 @@ class RegistryAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request, obj):
-        AuditEvent.record("registry.delete", actor=request.user, project=obj.project, target=obj.name, detail="via admin")
+        AuditEvent.record(
+            "registry.delete",
+            actor=request.user,
+            project=obj.project,
+            target=obj.name,
+            detail="via admin",
+        )
         super().delete_model(request, obj)
 
 
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
-    list_display = ["path", "type", "registry", "namespace", "image_count", "last_synced_at", "removed_at"]
+    list_display = [
+        "path",
+        "type",
+        "registry",
+        "namespace",
+        "image_count",
+        "last_synced_at",
+        "removed_at",
+    ]
     list_filter = ["type", "registry__project", "registry"]
     search_fields = ["path", "namespace", "name"]
     list_select_related = ["registry"]
@@ -183,7 +207,14 @@ class SyncTaskRepositoryInline(admin.TabularInline):
     model = SyncTaskRepository
     extra = 0
     can_delete = False
-    fields = ["repository_path", "repository_type", "status", "reason_code", "reason_message", "images_total"]
+    fields = [
+        "repository_path",
+        "repository_type",
+        "status",
+        "reason_code",
+        "reason_message",
+        "images_total",
+    ]
     readonly_fields = fields
     show_change_link = True
 
@@ -216,7 +247,15 @@ class SyncTaskAdmin(admin.ModelAdmin):
 
 @admin.register(SyncTaskRepository)
 class SyncTaskRepositoryAdmin(admin.ModelAdmin):
-    list_display = ["repository_path", "repository_type", "registry_name", "task", "status", "reason_code", "images_total"]
+    list_display = [
+        "repository_path",
+        "repository_type",
+        "registry_name",
+        "task",
+        "status",
+        "reason_code",
+        "images_total",
+    ]
     list_filter = ["status", "repository_type", "reason_code"]
     search_fields = ["repository_path", "registry_name", "reason_message"]
     raw_id_fields = ["task", "repository"]
@@ -226,7 +265,15 @@ class SyncTaskRepositoryAdmin(admin.ModelAdmin):
 class AuthorizationGrantAdmin(admin.ModelAdmin):
     """Grants are created and revoked here; who and when are recorded, never typed in."""
 
-    list_display = ["policy", "project", "state", "granted_by", "granted_at", "revoked_by", "revoked_at"]
+    list_display = [
+        "policy",
+        "project",
+        "state",
+        "granted_by",
+        "granted_at",
+        "revoked_by",
+        "revoked_at",
+    ]
     list_filter = ["policy", "project", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["project__name", "policy", "note"]
     fields = ["project", "policy", "note", "granted_by", "granted_at", "revoked_by", "revoked_at"]
@@ -248,7 +295,9 @@ class AuthorizationGrantAdmin(admin.ModelAdmin):
             obj.granted_at = timezone.now()
         super().save_model(request, obj, form, change)
         if not change:
-            AuditEvent.record("grant.create", actor=request.user, project=obj.project, target=obj.policy)
+            AuditEvent.record(
+                "grant.create", actor=request.user, project=obj.project, target=obj.policy
+            )
 
     @admin.action(description="Revoke selected grants")
     def revoke_grants(self, request, queryset):
@@ -256,11 +305,15 @@ class AuthorizationGrantAdmin(admin.ModelAdmin):
         for grant in queryset.filter(revoked_at__isnull=True):
             if grant.revoke(request.user):
                 revoked += 1
-                AuditEvent.record("grant.revoke", actor=request.user, project=grant.project, target=grant.policy)
+                AuditEvent.record(
+                    "grant.revoke", actor=request.user, project=grant.project, target=grant.policy
+                )
         self.message_user(request, f"Revoked {revoked} grant(s).", messages.SUCCESS)
 
     def delete_model(self, request, obj):
-        AuditEvent.record("grant.delete", actor=request.user, project=obj.project, target=obj.policy)
+        AuditEvent.record(
+            "grant.delete", actor=request.user, project=obj.project, target=obj.policy
+        )
         super().delete_model(request, obj)
 
 
@@ -279,4 +332,3 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-

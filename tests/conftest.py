@@ -23,6 +23,7 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which is not allowed: {reason}"
 
+
 PASSWORD = "correct-horse-battery-staple"
 
 
@@ -82,8 +83,13 @@ def registry(db, project):
     """An 'other' registry connection of `project` with a planted secret."""
     from imagesync.models import Registry
 
-    reg = Registry(project=project, kind="other", name="local", endpoint="https://registry.example.com",
-                   username="robot")
+    reg = Registry(
+        project=project,
+        kind="other",
+        name="local",
+        endpoint="https://registry.example.com",
+        username="robot",
+    )
     reg.set_secret("PLANTED-SECRET-s3cr3t-9f8e7d")
     reg.save()
     return reg
