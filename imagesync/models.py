@@ -71,13 +71,17 @@ class ProjectMembership(models.Model):
         OPERATOR = "operator", "Operator"
         ADMIN = "admin", "Admin"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project")
+            models.UniqueConstraint(
+                fields=["user", "project"], name="membership_unique_user_project"
+            )
         ]
         ordering = ["project__name", "user__username"]
 
@@ -125,8 +129,12 @@ class Registry(models.Model):
     secret_encrypted = models.TextField(
         blank=True, editable=False, help_text="Password, token or secret key, encrypted at rest."
     )
-    verify_tls = models.BooleanField(default=True, help_text="Verify the registry's TLS certificate.")
-    ca_bundle = models.TextField(blank=True, help_text="PEM CA certificates to trust, if not public ones.")
+    verify_tls = models.BooleanField(
+        default=True, help_text="Verify the registry's TLS certificate."
+    )
+    ca_bundle = models.TextField(
+        blank=True, help_text="PEM CA certificates to trust, if not public ones."
+    )
     allow_insecure_http = models.BooleanField(
         default=False, help_text="Allow a plain http:// endpoint (never used unless set)."
     )
@@ -152,7 +160,9 @@ class Registry(models.Model):
         verbose_name_plural = "registries"
         ordering = ["project__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "name"], name="registry_unique_name_per_project")
+            models.UniqueConstraint(
+                fields=["project", "name"], name="registry_unique_name_per_project"
+            )
         ]
 
     def __str__(self) -> str:
@@ -240,10 +250,14 @@ class Repository(models.Model):
         max_length=255,
         help_text="Path under the registry host that `docker pull` uses, e.g. team/api.",
     )
-    namespace = models.CharField(max_length=255, blank=True, help_text="First component of the path.")
+    namespace = models.CharField(
+        max_length=255, blank=True, help_text="First component of the path."
+    )
     name = models.CharField(max_length=255, help_text="The path without its namespace.")
     extra = models.JSONField(
-        default=dict, blank=True, help_text="Connector data needed to list it again (e.g. instance id)."
+        default=dict,
+        blank=True,
+        help_text="Connector data needed to list it again (e.g. instance id).",
     )
     image_count = models.PositiveIntegerField(default=0)
     first_seen_at = models.DateTimeField(default=timezone.now)
@@ -258,7 +272,9 @@ class Repository(models.Model):
         verbose_name_plural = "repositories"
         ordering = ["registry__name", "type", "path"]
         constraints = [
-            models.UniqueConstraint(fields=["registry", "type", "path"], name="repository_unique_path")
+            models.UniqueConstraint(
+                fields=["registry", "type", "path"], name="repository_unique_path"
+            )
         ]
         indexes = [
             models.Index(fields=["type", "namespace"], name="repository_type_ns_idx"),
@@ -285,7 +301,9 @@ class Image(models.Model):
     digest = models.CharField(max_length=100, help_text="Manifest digest, e.g. sha256:<64 hex>.")
     media_type = models.CharField(max_length=128, blank=True)
     size = models.BigIntegerField(null=True, blank=True, help_text="Compressed size in bytes.")
-    platforms = models.JSONField(default=list, blank=True, help_text='e.g. ["linux/amd64", "linux/arm64/v8"]')
+    platforms = models.JSONField(
+        default=list, blank=True, help_text='e.g. ["linux/amd64", "linux/arm64/v8"]'
+    )
     multi_arch = models.BooleanField(default=False)
     is_latest = models.BooleanField(
         default=False, help_text="The most recently pushed tag of its repository."
@@ -365,7 +383,10 @@ class SyncTask(models.Model):
         default=list, blank=True, help_text="Repository types chosen for the 'types' scope."
     )
     scope_repositories = models.ManyToManyField(
-        Repository, blank=True, related_name="+", help_text="Repositories chosen for the 'repositories' scope."
+        Repository,
+        blank=True,
+        related_name="+",
+        help_text="Repositories chosen for the 'repositories' scope.",
     )
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -384,7 +405,9 @@ class SyncTask(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    worker = models.CharField(max_length=128, blank=True, help_text="Host and process that claimed it.")
+    worker = models.CharField(
+        max_length=128, blank=True, help_text="Host and process that claimed it."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -540,7 +563,9 @@ class AuthorizationGrant(models.Model):
 class AuditEvent(models.Model):
     """One recorded action: who started, cancelled or retried a sync, changed a registry or grant."""
 
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -46,7 +46,9 @@ class Command(BaseCommand):
                     )
                 )
             else:
-                self.stdout.write(f"Created admin account {username!r} (password from ADMIN_PASSWORD).")
+                self.stdout.write(
+                    f"Created admin account {username!r} (password from ADMIN_PASSWORD)."
+                )
         ProjectMembership.objects.get_or_create(
             user=user, project=proj, defaults={"role": ProjectMembership.Role.ADMIN}
         )

@@ -45,7 +45,9 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def format_row(cells, widths) -> str:
-    return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+    return "  ".join(
+        str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)
+    ).rstrip()
 
 
 class Command(BaseCommand):
@@ -118,8 +120,20 @@ class Command(BaseCommand):
 
     # --- actions ------------------------------------------------------------------------------
 
-    def do_add(self, *, project, kind, name, url, username, password_stdin, insecure_http,
-               no_verify_tls, option, **_):
+    def do_add(
+        self,
+        *,
+        project,
+        kind,
+        name,
+        url,
+        username,
+        password_stdin,
+        insecure_http,
+        no_verify_tls,
+        option,
+        **_,
+    ):
         proj = self.project(project)
         opts = dict(parse_option(item) for item in option)
         secret = ""
@@ -153,7 +167,9 @@ class Command(BaseCommand):
             with transaction.atomic():
                 registry.save()
         except IntegrityError:
-            raise CommandError(f"Project {project!r} already has a registry named {name!r}.") from None
+            raise CommandError(
+                f"Project {project!r} already has a registry named {name!r}."
+            ) from None
         AuditEvent.record("registry.create", project=proj, target=name, detail="via command line")
         self.stdout.write(f"Added registry {name!r} ({kind}) to project {project!r}.")
 
@@ -190,13 +206,17 @@ class Command(BaseCommand):
         except RegistryError as exc:
             ok, code, message = False, exc.code, exc.message
         registry.record_check(ok, code, message)
-        AuditEvent.record("registry.test", project=registry.project, target=name, detail="ok" if ok else code)
+        AuditEvent.record(
+            "registry.test", project=registry.project, target=name, detail="ok" if ok else code
+        )
         if not ok:
             raise CommandError(f"Connection to {name!r} failed [{code}]: {message}")
         self.stdout.write(f"Connection to {name!r} succeeded." + (f" {message}" if message else ""))
 
     def do_remove(self, *, name, project=None, **_):
         registry = self.registry(name, project)
-        AuditEvent.record("registry.delete", project=registry.project, target=name, detail="via command line")
+        AuditEvent.record(
+            "registry.delete", project=registry.project, target=name, detail="via command line"
+        )
         registry.delete()
         self.stdout.write(f"Removed registry {name!r} and its inventory.")
