@@ -689,3 +689,22 @@ def test_a_failure_on_a_later_page_yields_nothing_at_all(mocked, make_client):
         for repository in make_client(page_size=1).list_repositories(["swr_private"]):
             yielded.append(repository)
     assert yielded == []
+
+
+def test_a_tag_list_that_shifted_between_pages_is_refused_rather_than_returned_short(
+    mocked, make_client
+):
+    # "1.24" moved across the page boundary (a push meanwhile): it comes twice, "1.23" never.
+    tags_url = f"{BASE}/v2/manage/namespaces/team-a/repos/nginx/tags"
+    mocked.get(
+        tags_url,
+        match=query(limit=2, offset=0),
+        **page(0, [tag("latest", "2"), tag("1.24", "5")], 3),
+    )
+    mocked.get(tags_url, match=query(limit=2, offset=2), **page(2, [tag("1.24", "5")], 3))
+    with pytest.raises(RegistryError) as caught:
+        make_client(page_size=2).list_images(
+            RepositoryInfo.from_path("swr_private", "team-a/nginx")
+        )
+    assert caught.value.code == "bad_response"
+    assert caught.value.retryable

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -61,6 +61,7 @@ SHARED = "swr_shared"
 ENTERPRISE = "swr_enterprise"
 
 DEFAULT_PAGE_SIZE = 100
+V2_MAX_PAGE_SIZE = 1000  # the v2 repos/tags APIs cap limit at 1000
 ENTERPRISE_MAX_PAGE_SIZE = 100  # the EE APIs cap limit at 100
 MAX_PAGES = 100_000  # a registry that never stops paging is a bad response, not a hang
 
@@ -68,6 +69,8 @@ MANIFEST_LIST_TYPES = {
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 }
+
+ItemKey = Callable[[dict[str, Any]], Any]
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 _ENDPOINT_RE = re.compile(r"^swr-api\.([a-z0-9-]+)\.(myhuaweicloud\.(?:com|eu))$")
@@ -113,6 +116,22 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+def _repo_key(item: dict[str, Any]) -> str:
+    return f"{item.get('namespace')}/{item.get('name')}"
+
+
+def _tag_key(item: dict[str, Any]) -> str:
+    return str(item.get("Tag", item.get("tag")))
+
+
+def _ee_repo_key(item: dict[str, Any]) -> str:
+    return f"{item.get('namespace_name')}/{item.get('name')}"
+
+
+def _artifact_key(item: dict[str, Any]) -> str:
+    return str(item.get("digest") or item.get("id"))
 
 
 def _segment(value: str) -> str:
@@ -172,7 +191,7 @@ class SwrClient(RegistryClient):
         self.project_id = str(config.option("project_id") or "").strip()
         self.namespaces = _as_list(config.option("namespaces"))
         self.enterprise = _as_bool(config.option("enterprise"), True)
-        self.page_size = max(1, int(config.option("page_size") or DEFAULT_PAGE_SIZE))
+        self.page_size = max(1, _as_int(config.option("page_size")) or DEFAULT_PAGE_SIZE)
         host = str(config.option("registry_host") or "").strip()
         if not host and self.region:
             host = f"swr.{self.region}.{cloud_domain(self.region)}"
@@ -245,35 +264,21 @@ class SwrClient(RegistryClient):
     # -- paging -------------------------------------------------------------------------------
 
     def _pages_with_content_range(
-        self, path: str, params: Mapping[str, Any], what: str
+        self, path: str, params: Mapping[str, Any], what: str, key: ItemKey
     ) -> list[dict[str, Any]]:
         """Shared-edition v2 listing: a JSON array per page, `limit`/`offset` (a multiple of
         limit), the total in `Content-Range: <offset>-<count>/<total>` or `total_range`."""
-        limit = self.page_size
-        items: list[dict[str, Any]] = []
-        for page in range(MAX_PAGES):
-            offset = page * limit
-            response = self._get(path, {**params, "limit": limit, "offset": offset}, what)
+
+        def read(response: requests.Response) -> tuple[list[dict[str, Any]], int | None]:
             body = self._json(response, what)
             if body is None:
                 body = []
             if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            total = self._content_range_total(response, body, what)
-            if not body:
-                if total is not None and total > len(items):
-                    raise RegistryError(
-                        BAD_RESPONSE,
-                        f"SWR ended the listing after {len(items)} of {total} entries ({what}).",
-                        retryable=True,
-                    )
-                return items
-            items.extend(body)
-            if total is not None and len(items) >= total:
-                return items
-            if total is None and len(body) < limit:
-                return items
-        raise RegistryError(BAD_RESPONSE, f"SWR kept sending pages ({what}).")
+            return body, self._content_range_total(response, body, what)
+
+        limit = min(self.page_size, V2_MAX_PAGE_SIZE)
+        return self._paged(path, {**params, "limit": limit}, limit, what, read, key)
 
     @staticmethod
     def _content_range_total(
@@ -292,39 +297,67 @@ class SwrClient(RegistryClient):
         return None
 
     def _pages_with_total(
-        self, path: str, key: str, params: Mapping[str, Any], what: str
+        self, path: str, field: str, what: str, key: ItemKey
     ) -> list[dict[str, Any]]:
-        """Enterprise Edition listing: `{"<key>": [...], "total": n}` per page, offset/limit."""
-        limit = min(self.page_size, ENTERPRISE_MAX_PAGE_SIZE)
-        items: list[dict[str, Any]] = []
-        for page in range(MAX_PAGES):
-            offset = page * limit
-            response = self._get(path, {**params, "offset": offset, "limit": limit}, what)
+        """Enterprise Edition listing: `{"<field>": [...], "total": n}` per page, offset/limit."""
+
+        def read(response: requests.Response) -> tuple[list[dict[str, Any]], int | None]:
             body = self._json(response, what)
             if not isinstance(body, dict):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            page_items = body.get(key)
-            if page_items is None:
-                page_items = []
-            if not isinstance(page_items, list) or not all(
-                isinstance(item, dict) for item in page_items
-            ):
+            items = body.get(field)
+            if items is None:
+                items = []
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            total = _as_int(body.get("total"))
-            if not page_items:
-                if total is not None and total > len(items):
-                    raise RegistryError(
-                        BAD_RESPONSE,
-                        f"SWR ended the listing after {len(items)} of {total} entries ({what}).",
-                        retryable=True,
-                    )
-                return items
-            items.extend(page_items)
-            if total is not None and len(items) >= total:
-                return items
+            return items, _as_int(body.get("total"))
+
+        limit = min(self.page_size, ENTERPRISE_MAX_PAGE_SIZE)
+        return self._paged(path, {"limit": limit}, limit, what, read, key)
+
+    def _paged(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        limit: int,
+        what: str,
+        read: Callable[[requests.Response], tuple[list[dict[str, Any]], int | None]],
+        key: ItemKey,
+    ) -> list[dict[str, Any]]:
+        """Follow offset pages until the reported total is reached or a page is empty.
+
+        Offset paging over a list that changes meanwhile can shift an entry across a page
+        boundary: it then shows up twice while another is never seen. Entries are de-duplicated
+        by `key`, and a listing with fewer distinct entries than the total is refused (retryable)
+        rather than returned short — a short listing would prune images that still exist."""
+        items: list[dict[str, Any]] = []
+        seen: set[Any] = set()
+        received = 0
+        total: int | None = None
+        for page in range(MAX_PAGES):
+            response = self._get(path, {**params, "offset": page * limit}, what)
+            page_items, page_total = read(response)
+            total = page_total if page_total is not None else total
+            received += len(page_items)
+            for item in page_items:
+                identity = key(item)
+                if identity not in seen:
+                    seen.add(identity)
+                    items.append(item)
+            if not page_items or (total is not None and received >= total):
+                break
             if total is None and len(page_items) < limit:
-                return items
-        raise RegistryError(BAD_RESPONSE, f"SWR kept sending pages ({what}).")
+                break
+        else:
+            raise RegistryError(BAD_RESPONSE, f"SWR kept sending pages ({what}).")
+        if total is not None and len(items) < total:
+            raise RegistryError(
+                BAD_RESPONSE,
+                f"SWR ended the listing after {len(items)} of {total} entries ({what}); "
+                "it may have changed while being read, try again.",
+                retryable=True,
+            )
+        return items
 
     # -- interface ----------------------------------------------------------------------------
 
@@ -389,7 +422,7 @@ class SwrClient(RegistryClient):
             what = "listing repositories"
             if params:
                 what += f" of namespace {params['namespace']}"
-            for item in self._pages_with_content_range("/v2/manage/repos", params, what):
+            for item in self._pages_with_content_range("/v2/manage/repos", params, what, _repo_key):
                 repository = self._repository(PRIVATE, item)
                 if repository.path not in seen:
                     seen.add(repository.path)
@@ -401,7 +434,7 @@ class SwrClient(RegistryClient):
         share is kept; its status goes in extra so the console can say so."""
         what = "listing repositories shared with this account"
         items = self._pages_with_content_range(
-            "/v2/manage/shared-repositories", {"center": "thirdparty"}, what
+            "/v2/manage/shared-repositories", {"center": "thirdparty"}, what, _repo_key
         )
         repositories = []
         seen = set()
@@ -430,7 +463,7 @@ class SwrClient(RegistryClient):
         )
         what = f"listing tags of {repository.path}"
         images = []
-        for item in self._pages_with_content_range(path, {}, what):
+        for item in self._pages_with_content_range(path, {}, what, _tag_key):
             tag = item.get("Tag", item.get("tag"))
             if not isinstance(tag, str) or not tag:
                 raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
@@ -460,7 +493,9 @@ class SwrClient(RegistryClient):
 
     def _instances(self) -> list[dict[str, Any]]:
         path = f"/v2/{_segment(self.project_id)}/instances"
-        items = self._pages_with_total(path, "instances", {}, "listing Enterprise instances")
+        items = self._pages_with_total(
+            path, "instances", "listing Enterprise instances", lambda i: str(i.get("id"))
+        )
         return [item for item in items if item.get("status") == "Running" and item.get("id")]
 
     def _enterprise_repositories(self) -> list[RepositoryInfo]:
@@ -473,7 +508,7 @@ class SwrClient(RegistryClient):
             path = f"/v2/{_segment(self.project_id)}/instances/{_segment(instance_id)}/repositories"
             what = f"listing repositories of Enterprise instance {instance_name}"
             seen = set()
-            for item in self._pages_with_total(path, "repositories", {}, what):
+            for item in self._pages_with_total(path, "repositories", what, _ee_repo_key):
                 namespace = item.get("namespace_name")
                 name = item.get("name")
                 if not isinstance(namespace, str) or not namespace or not isinstance(name, str):
@@ -535,7 +570,7 @@ class SwrClient(RegistryClient):
         )
         what = f"listing artifacts of {repository.path}"
         images = []
-        for artifact in self._pages_with_total(path, "artifacts", {}, what):
+        for artifact in self._pages_with_total(path, "artifacts", what, _artifact_key):
             digest = str(artifact.get("digest") or "")
             media_type = str(artifact.get("manifest_media_type") or "")
             cached = known.get(digest) if digest else None
