@@ -515,3 +515,32 @@ def test_no_error_message_contains_the_secret_even_when_harbor_echoes_it():
         make_client().list_images(repo_info("library/nginx"))
     assert SECRET not in str(caught.value)
     assert SECRET not in repr(make_client().config)
+
+
+@responses.activate
+def test_a_single_platform_index_with_an_attestation_is_not_called_multi_arch():
+    artifact = index_artifact(40, [tag(1, 40, "v1", ZERO)])
+    artifact["references"] = [artifact["references"][0], artifact["references"][2]]
+    responses.get(artifacts_url("library", "app"), json=[artifact], headers={"X-Total-Count": "1"})
+    (image,) = make_client().list_images(repo_info("library/app"))
+    assert image.platforms == ("linux/amd64",)
+    assert not image.multi_arch
+
+
+@responses.activate
+def test_a_failure_on_a_later_project_yields_no_repositories_at_all():
+    responses.get(
+        f"{API}/projects",
+        json=[project(1, "alpha"), project(2, "beta")],
+        headers={"X-Total-Count": "2"},
+    )
+    responses.get(f"{API}/projects/alpha/repositories", json=[repository(1, 1, "alpha/api")])
+    responses.get(
+        f"{API}/projects/beta/repositories",
+        status=403,
+        json=harbor_error("FORBIDDEN", "forbidden"),
+    )
+    listing = make_client().list_repositories()
+    with pytest.raises(RegistryError) as caught:
+        next(listing)
+    assert caught.value.code == "permission_denied"

@@ -198,6 +198,9 @@ class HarborClient(RegistryClient):
     def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
         if types is not None and "harbor" not in set(types):
             return
+        # Collected before yielding: a failure on a later project must not leave the caller
+        # holding a listing it could mistake for complete.
+        found: list[RepositoryInfo] = []
         for project in self.project_names():
             what = f"listing repositories of project {project}"
             path = f"{API}/projects/{quote(project, safe='')}/repositories"
@@ -211,7 +214,8 @@ class HarborClient(RegistryClient):
                 if info.namespace != project:
                     # Harbor names are always "<project>/<repo>"; keep the project we listed.
                     info = RepositoryInfo("harbor", name, project, name, {"project": project})
-                yield info
+                found.append(info)
+        yield from found
 
     def list_images(
         self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
@@ -253,13 +257,15 @@ class HarborClient(RegistryClient):
         extra = artifact.get("extra_attrs") or {}
         if not isinstance(references, list) or not isinstance(extra, dict):
             raise RegistryError(BAD_RESPONSE, f"The registry sent a malformed artifact ({what}).")
-        multi_arch = media_type in INDEX_MEDIA_TYPES or bool(references)
-        if multi_arch:
+        is_index = media_type in INDEX_MEDIA_TYPES or bool(references)
+        if is_index:
             platforms = _unique(
                 platform_string(ref.get("platform")) for ref in references if isinstance(ref, dict)
             )
         else:
             platforms = _unique([platform_string(extra)])
+        # BuildKit wraps a single-platform image in an index with an attestation: not multi-arch.
+        multi_arch = is_index and len(platforms) != 1
         size = artifact.get("size")
         size = size if isinstance(size, int) and size >= 0 else None
         created = parse_time(extra.get("created"))
