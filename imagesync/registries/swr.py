@@ -467,9 +467,10 @@ class SwrClient(RegistryClient):
             tag = item.get("Tag", item.get("tag"))
             if not isinstance(tag, str) or not tag:
                 raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
-            digest = item.get("digest") or ""
+            digest = str(item.get("digest") or "")
             media_type, platforms, is_list = _manifest_facts(item.get("manifest"))
-            multi_arch = is_list or item.get("tag_type") == 1 or media_type in MANIFEST_LIST_TYPES
+            is_list = is_list or str(item.get("tag_type")) == "1"  # 1 = manifest list
+            multi_arch = is_list or media_type in MANIFEST_LIST_TYPES
             cached = known.get(digest) if digest else None
             if cached is not None:
                 platforms = platforms or tuple(cached.platforms)
@@ -477,7 +478,7 @@ class SwrClient(RegistryClient):
             images.append(
                 ImageInfo(
                     tag=tag,
-                    digest=str(digest),
+                    digest=digest,
                     media_type=media_type,
                     size=_as_int(item.get("size")),
                     platforms=platforms,
