@@ -142,8 +142,13 @@ class ClientConfig:
     allow_insecure_http: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def __repr__(self) -> str:  # never show the secret
-        return f"ClientConfig(url={self.url!r}, username={self.username!r}, secret=***)"
+    def __repr__(self) -> str:  # never show the secret, not even one written into the URL
+        url = self.url
+        parts = urlsplit(url)
+        if parts.password is not None:
+            netloc = parts.netloc.rpartition("@")[2]
+            url = parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+        return f"ClientConfig(url={url!r}, username={self.username!r}, secret=***)"
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
