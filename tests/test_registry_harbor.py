@@ -286,6 +286,8 @@ def test_the_projects_option_restricts_the_listing_to_those_projects():
     responses.get(f"{API}/projects/team-a/repositories", json=[repository(1, 1, "team-a/api")])
     repos = list(make_client(projects=["team-a"]).list_repositories())
     assert [r.path for r in repos] == ["team-a/api"]
+    repos = list(make_client(projects="team-a, ").list_repositories())
+    assert [r.path for r in repos] == ["team-a/api"]
     assert all("/projects?" not in call.request.url for call in responses.calls)
 
 

@@ -308,6 +308,15 @@ def test_each_image_path_of_each_docker_key_is_a_repository():
 
 
 @responses.activate
+def test_the_repo_keys_option_restricts_the_listing_to_those_keys():
+    repositories(docker_repo("a-local"), docker_repo("b-local"))
+    aql("b-local", [manifest_item("b-local", "app", "1", 1)])
+    repos = list(make_client(repo_keys="b-local").list_repositories())
+    assert [r.path for r in repos] == ["b-local/app"]
+    assert aql_calls() == 1
+
+
+@responses.activate
 def test_virtual_keys_are_listed_transitively_when_asked():
     repositories(docker_repo("docker", "VIRTUAL"))
     aql("docker", [manifest_item("docker", "app", "1", 1)], transitive=True)

@@ -185,8 +185,11 @@ class HarborClient(RegistryClient):
     def project_names(self) -> list[str]:
         """The projects to list: option `projects` when set, otherwise every visible project."""
         chosen = self.config.option("projects")
+        if isinstance(chosen, str):
+            chosen = chosen.split(",")
+        chosen = [str(name).strip() for name in chosen or () if str(name).strip()]
         if chosen:
-            return [str(name) for name in chosen]
+            return chosen
         names = []
         for project in self._paged(f"{API}/projects", "listing projects"):
             name = project.get("name")

@@ -142,6 +142,15 @@ def _size(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def name_list(value: Any) -> list[str]:
+    """An option naming several things, given as a list or a comma-separated string."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
 def _newer(entry: ManifestEntry, other: ManifestEntry) -> bool:
     if other.updated is None:
         return True
@@ -241,17 +250,13 @@ class JFrogClient(RegistryClient):
 
     def check(self) -> CheckResult:
         """The ping is anonymous, so credentials are proved by listing Docker repositories."""
-        what = "listing Docker repositories"
         try:
             repos = self._docker_repositories()
         except RegistryError as exc:
             return CheckResult(False, exc.code, exc.message)
-        who = self.config.username or self.auth_mode
-        return CheckResult(
-            True,
-            "",
-            f"Connected to Artifactory ({who}); {len(repos)} Docker repositories ({what}).",
-        )
+        who = self.config.username or f"{self.auth_mode} auth"
+        message = f"Connected to Artifactory as {who}; {len(repos)} Docker repositories visible."
+        return CheckResult(True, "", message)
 
     def _docker_repositories(self) -> list[dict]:
         what = "listing Docker repositories"
@@ -268,7 +273,7 @@ class JFrogClient(RegistryClient):
         before the first is yielded so a failure never leaves a partial listing."""
         if types is not None and "jfrog" not in set(types):
             return
-        chosen = self.config.option("repo_keys")
+        chosen = name_list(self.config.option("repo_keys"))
         include_virtual = bool(self.config.option("include_virtual", False))
         found: list[RepositoryInfo] = []
         for repo in self._docker_repositories():
