@@ -11,6 +11,8 @@ distinct config per image, so every tag gets its own digest while seeding stays 
                         created="2024-05-01T08:00:00Z", layer_sizes=(2048, 512))
     digest = push_index(reg, "team/multi", "latest", platforms=["linux/amd64", "linux/arm64/v8"],
                         oci=True, with_attestation=True)            # OCI index (+ attestation)
+    tag_manifest(reg, "team/api", "1.0", "latest")                  # another tag, same digest
+    copy_image(reg, "team/api", "1.0", "other/api", "1.0")          # same digest elsewhere
     delete_manifest(reg, "team/api", digest)   # removes the manifest and every tag on it
     delete_tag(reg, "team/api", "1.0")         # removes one tag only (filesystem storage)
     result = seed(reg, repos=1000, tags=10, prefix="bulk")          # ~10k tags in seconds
@@ -350,6 +352,40 @@ def push_index(
     return push_index_details(
         registry, path, tag, platforms, oci=oci, with_attestation=with_attestation
     ).digest
+
+
+def tag_manifest(registry: Any, path: str, reference: str, new_tag: str) -> str:
+    """Point `new_tag` at the manifest `reference` (a tag or digest) of the same repository,
+    like `docker tag` + push of an existing image; returns the digest."""
+    return copy_image(registry, path, reference, path, new_tag)
+
+
+def copy_image(registry: Any, src_path: str, reference: str, dst_path: str, tag: str) -> str:
+    """Copy a single-platform image (or an index whose children exist in `dst_path`) into
+    another repository under `tag`, byte for byte, so the digest stays the same."""
+    session = _session(registry)
+    answer = _check(
+        session.get(
+            f"{registry.url}/v2/{src_path}/manifests/{reference}",
+            headers={"Accept": ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])},
+            timeout=30,
+        ),
+        f"get manifest {src_path}:{reference}",
+    )
+    body = answer.content
+    media_type = answer.headers["Content-Type"].split(";")[0]
+    if dst_path != src_path:
+        document = json.loads(body)
+        blobs = [document["config"]] if "config" in document else []
+        blobs += document.get("layers", [])
+        uploads = f"{registry.url}/v2/{dst_path}/blobs/uploads/"
+        for blob in blobs:
+            mounted = session.post(
+                uploads, params={"mount": blob["digest"], "from": src_path}, timeout=30
+            )
+            if mounted.status_code != 201:
+                raise RuntimeError(f"could not mount {blob['digest']} into {dst_path}")
+    return put_manifest(registry, dst_path, tag, body, media_type)
 
 
 def delete_manifest(registry: Any, path: str, digest: str) -> None:
