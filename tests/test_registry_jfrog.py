@@ -273,6 +273,7 @@ def test_check_says_bad_response_when_the_url_is_not_artifactory():
 def test_each_image_path_of_each_docker_key_is_a_repository():
     repositories(
         docker_repo("docker-local"),
+        {**docker_repo("maven-local"), "packageType": "Maven"},
         docker_repo("dockerhub", "REMOTE"),
         docker_repo("docker", "VIRTUAL"),
         docker_repo("empty-local"),
@@ -598,11 +599,16 @@ def test_a_token_expiring_mid_listing_raises_auth_failed_instead_of_a_partial_li
 
 @responses.activate
 def test_a_manifest_deleted_since_the_query_keeps_the_tag_without_details():
-    aql("docker-local", [manifest_item("docker-local", "app", "1", 1)])
+    item = manifest_item(
+        "docker-local", "app", "1", 1, name="list.manifest.json", media_type=OCI_INDEX
+    )
+    aql("docker-local", [item])
     unknown = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
     responses.get(manifest_url("docker-local", "app", digest(1)), status=404, json=unknown)
     images = make_client().list_images(repo_info("docker-local", "app"))
-    assert [(i.tag, i.digest, i.size) for i in images] == [("1", digest(1), None)]
+    assert [(i.tag, i.digest, i.size, i.multi_arch) for i in images] == [
+        ("1", digest(1), None, True)
+    ]
 
 
 @responses.activate

@@ -280,6 +280,9 @@ class JFrogClient(RegistryClient):
             key = repo["key"]
             if chosen and key not in chosen:
                 continue
+            package = str(repo.get("packageType") or "docker").lower()
+            if package != "docker":  # servers before 6.2 ignore the packageType filter
+                continue
             kind = str(repo.get("type") or "LOCAL").upper()
             if kind == "VIRTUAL" and not include_virtual:
                 continue  # a virtual key aliases images listed under their own keys
@@ -443,7 +446,7 @@ class JFrogClient(RegistryClient):
     def _docker_path(self, key: str, image: str, rest: str) -> str:
         return f"api/docker/{quote(key, safe='')}/v2/{quote(image, safe='/')}/{rest}"
 
-    def _digest_details(self, key: str, image: str, digest: str) -> DigestDetails:
+    def _digest_details(self, key: str, image: str, digest: str) -> DigestDetails | None:
         """Details of one digest, fetched once per client. A manifest deleted since the AQL
         query (404) leaves the tag listed without details rather than failing the listing."""
         with self._lock:
@@ -460,7 +463,7 @@ class JFrogClient(RegistryClient):
             )
         except RegistryError as exc:
             if exc.code == NOT_FOUND:
-                return DigestDetails()
+                return None
             raise
         manifest = json_body(response, what)
         if not isinstance(manifest, dict):
