@@ -546,3 +546,36 @@ def test_a_failure_on_a_later_project_yields_no_repositories_at_all():
     with pytest.raises(RegistryError) as caught:
         next(listing)
     assert caught.value.code == "permission_denied"
+
+
+@responses.activate
+def test_a_tag_moved_by_a_push_between_pages_fails_the_listing_as_retryable():
+    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
+    first = [single_artifact(n, [tag(n, n, f"t{n}", ZERO)]) for n in range(100)]
+    second = [single_artifact(500, [tag(500, 500, "t99", ZERO)])]  # t99 now on a new digest
+    for page, body in ((1, first), (2, second)):
+        responses.get(
+            f"{BASE}{path}",
+            json=body,
+            headers=link_header(path, page, 2),
+            match=page_params(page, with_tag="true"),
+        )
+    with pytest.raises(RegistryError) as caught:
+        make_client().list_images(repo_info("library/nginx"))
+    assert (caught.value.code, caught.value.retryable) == ("bad_response", True)
+
+
+@responses.activate
+def test_an_artifact_repeated_by_shifted_pages_is_listed_once():
+    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
+    first = [single_artifact(n, [tag(n, n, f"t{n}", ZERO)]) for n in range(100)]
+    second = [first[-1], single_artifact(100, [tag(100, 100, "t100", ZERO)])]
+    for page, body in ((1, first), (2, second)):
+        responses.get(
+            f"{BASE}{path}",
+            json=body,
+            headers=link_header(path, page, 2),
+            match=page_params(page, with_tag="true"),
+        )
+    images = make_client().list_images(repo_info("library/nginx"))
+    assert len(images) == 101

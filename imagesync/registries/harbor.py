@@ -218,7 +218,8 @@ class HarborClient(RegistryClient):
                     # Harbor names are always "<project>/<repo>"; keep the project we listed.
                     info = RepositoryInfo("harbor", name, project, name, {"project": project})
                 found.append(info)
-        yield from found
+        # Pages that shifted (a repository created meanwhile) can repeat an entry.
+        yield from {info.path: info for info in found}.values()
 
     def list_images(
         self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
@@ -237,12 +238,20 @@ class HarborClient(RegistryClient):
         path = f"{API}/projects/{repo_path}/artifacts"
         what = f"listing artifacts of {repository.path}"
         include_all = bool(self.config.option("include_non_images", False))
-        images: list[ImageInfo] = []
+        images: dict[str, ImageInfo] = {}
         for artifact in self._paged(path, what, {"with_tag": "true"}):
             if not include_all and artifact.get("type", "IMAGE") not in ("IMAGE", None):
                 continue  # Helm charts, SBOMs, CNAB bundles are not container images
-            images.extend(self._images_of(artifact, what))
-        return images
+            for image in self._images_of(artifact, what):
+                seen = images.setdefault(image.tag, image)
+                if seen.digest != image.digest:
+                    # A push between two pages moved the tag: the listing is not one snapshot.
+                    raise RegistryError(
+                        BAD_RESPONSE,
+                        f"Tag {image.tag} moved while {repository.path} was being listed.",
+                        retryable=True,
+                    )
+        return list(images.values())
 
     def _images_of(self, artifact: dict, what: str) -> list[ImageInfo]:
         digest = artifact.get("digest")
