@@ -1,0 +1,73 @@
+"""The django-q2 schedules of the sync engine, created idempotently.
+
+Called from data migration 0002 (with the historical Schedule model) so that `migrate` run
+twice leaves exactly one of each. An existing schedule keeps its cron expression: it is
+editable in the admin and a re-run must not undo the administrator's change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from django.conf import settings
+from django.utils import timezone
+
+SCHEDULED_SYNC_NAME = "imagesync: scheduled sync of every project"
+SCHEDULED_SYNC_FUNC = "imagesync.tasks.scheduled_sync"
+WATCHDOG_NAME = "imagesync: sync watchdog"
+WATCHDOG_FUNC = "imagesync.tasks.watchdog"
+
+CRON = "C"  # django_q.models.Schedule.CRON
+MINUTES = "I"  # django_q.models.Schedule.MINUTES
+
+
+def schedule_time_zone() -> ZoneInfo:
+    """The zone cron expressions run in: django-q2 uses Q_CLUSTER time_zone, else TIME_ZONE."""
+    return ZoneInfo(settings.Q_CLUSTER.get("time_zone") or settings.TIME_ZONE)
+
+
+def next_cron_run(cron: str, after: datetime | None = None) -> datetime:
+    """The next time `cron` fires after `after` (default now), in the schedule time zone --
+    what django-q2 itself computes after each run."""
+    local = timezone.localtime(after or timezone.now(), schedule_time_zone())
+    return croniter(cron, local).get_next(datetime)
+
+
+def ensure_schedules(schedule_model=None) -> None:
+    """Create the two schedules if missing (by name); never overwrite an existing cron."""
+    if schedule_model is None:
+        from django_q.models import Schedule as schedule_model
+    cron = settings.SYNC_SCHEDULE_CRON
+    daily, created = schedule_model.objects.get_or_create(
+        name=SCHEDULED_SYNC_NAME,
+        defaults={
+            "func": SCHEDULED_SYNC_FUNC,
+            "schedule_type": CRON,
+            "cron": cron,
+            "repeats": -1,
+            # The historical model has no save() hook computing this: without it the first
+            # run would fire at once after `migrate`.
+            "next_run": next_cron_run(cron),
+        },
+    )
+    if not created and daily.func != SCHEDULED_SYNC_FUNC:
+        daily.func = SCHEDULED_SYNC_FUNC
+        daily.save(update_fields=["func"])
+    schedule_model.objects.get_or_create(
+        name=WATCHDOG_NAME,
+        defaults={
+            "func": WATCHDOG_FUNC,
+            "schedule_type": MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+            "next_run": timezone.now(),
+        },
+    )
+
+
+def remove_schedules(schedule_model=None) -> None:
+    if schedule_model is None:
+        from django_q.models import Schedule as schedule_model
+    schedule_model.objects.filter(name__in=[SCHEDULED_SYNC_NAME, WATCHDOG_NAME]).delete()
