@@ -7,6 +7,7 @@ tests need nothing but `responses` (or a real registry).
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import random
 import threading
@@ -166,7 +167,7 @@ def parse_time(value: Any) -> datetime | None:
     # Python 3.11 fromisoformat handles up to 6 fractional digits; trim nanoseconds.
     if "." in text:
         head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
+        digits = "".join(itertools.takewhile(str.isdigit, tail))
         rest = tail[len(digits) :]
         text = f"{head}.{digits[:6]}{rest}" if digits else head + rest
     try:
