@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "django_filters",
     "django_q",
     "imagesync",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "apitokens",
 ]
 
 MIDDLEWARE = [
@@ -158,4 +162,53 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django": {"level": "INFO"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- JSON API ---------------------------------------------------------------------------------
+# /api/v1/ (imagesync/api): Django REST Framework with drf-spectacular for the OpenAPI schema.
+# API_THROTTLE_RATE limits requests per API token (or per signed-in user), e.g. "600/minute".
+API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "600/minute")
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 200, minimum=1)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "imagesync.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["imagesync.api.throttling.ApiRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "imagesync.api.pagination.ApiPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "imagesync.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Image inventory console API",
+    "DESCRIPTION": "Images, repositories, registries and sync tasks of your projects. "
+    "See /api/v1/docs/ for the error shape, authentication and paging.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Object ids in URLs: at most 18 digits, so no id overflows a 64-bit database integer.
+    "PATH_CONVERTER_OVERRIDES": {
+        "api_id": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999}
+    },
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "deepLinking": True},
+    "ENUM_NAME_OVERRIDES": {
+        "RepositoryTypeEnum": "imagesync.models.RepositoryType",
+        "SyncTaskStatusEnum": "imagesync.models.SyncTask.Status",
+        "SyncResultStatusEnum": "imagesync.models.SyncTaskRepository.Status",
+        "RegistryKindEnum": "imagesync.models.Registry.Kind",
+        "ConnectionStatusEnum": "imagesync.models.Registry.ConnectionStatus",
+        "RoleEnum": "imagesync.models.ProjectMembership.Role",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "imagesync.api.schema.add_error_responses",
+    ],
 }

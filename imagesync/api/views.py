@@ -1,0 +1,450 @@
+"""API views: the console's pages as JSON. Every queryset starts from the model's
+`for_user(user)` and is narrowed to the project in the URL; the user's role in that project
+decides writes exactly as on the pages (viewer reads, operator syncs, admin manages
+registries)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from apitokens.models import ApiToken
+from imagesync import sync
+from imagesync.api import filters, serializers
+from imagesync.api.errors import Conflict
+from imagesync.models import (
+    AuditEvent,
+    Image,
+    Project,
+    ProjectMembership,
+    Registry,
+    Repository,
+    SyncTask,
+    SyncTaskRepository,
+    has_role,
+)
+from imagesync.registries import RegistryError
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _conflict(description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=ERROR_REF, description=description)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your projects, with your role in each"),
+    retrieve=extend_schema(summary="One of your projects"),
+)
+class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
+    """The projects you belong to; every other endpoint is under one of them."""
+
+    serializer_class = serializers.ProjectSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        user = self.request.user
+        role = ProjectMembership.objects.filter(project=OuterRef("pk"), user=user).values("role")
+        return (
+            Project.objects.for_user(user)
+            .annotate(member_role=Subquery(role[:1]))
+            .order_by("name", "id")
+        )
+
+
+# --- project-scoped views -------------------------------------------------------------------
+
+
+class ProjectScopedMixin:
+    """The project comes from the URL: another project's id is a 404 (its existence is not
+    revealed), and a role below the action's needed role is a 403."""
+
+    read_role = "viewer"
+    write_role = "operator"
+    action_roles: dict[str, str] = {}
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if getattr(self, "swagger_fake_view", False):
+            return
+        self.project = get_object_or_404(
+            Project.objects.for_user(request.user), pk=self.kwargs["project_id"]
+        )
+        self.project_role = self.project.role_of(request.user)
+        needed = self.action_roles.get(self.action) or (
+            self.read_role if request.method in ("GET", "HEAD", "OPTIONS") else self.write_role
+        )
+        if not has_role(self.project_role, needed):
+            raise PermissionDenied(
+                f"Your role in this project ({self.project_role}) does not allow this; "
+                f"it needs {needed}."
+            )
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["project"] = getattr(self, "project", None)
+        return context
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Image View: the project's images, filtered, sorted and paged"),
+    retrieve=extend_schema(summary="One image"),
+)
+class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Image View: every filter, sort and paging of the page; viewers and up."""
+
+    serializer_class = serializers.ImageSerializer
+    filterset_class = filters.ImageFilterSet
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Image.objects.none()
+        return (
+            Image.objects.for_user(self.request.user)
+            .filter(project=self.project)
+            .select_related("repository__registry")
+            .order_by("-registry_updated_at", "-id")
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The project's image repositories"),
+    retrieve=extend_schema(summary="One image repository"),
+)
+class RepositoryViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Image repositories found in the project's registries; viewers and up. Removed
+    repositories are hidden unless include_removed=true."""
+
+    serializer_class = serializers.RepositorySerializer
+    filterset_class = filters.RepositoryFilterSet
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Repository.objects.none()
+        return (
+            Repository.objects.for_user(self.request.user)
+            .of_project(self.project)
+            .select_related("registry")
+        )
+
+    def filter_queryset(self, queryset):
+        if self.action == "retrieve":
+            return queryset  # a removed repository can still be read by id
+        return super().filter_queryset(queryset)
+
+
+def _count(model, filters: dict):
+    """A correlated COUNT, so two counts on one row do not multiply through joins."""
+    group = "repository__registry" if model is Image else "registry"
+    counted = (
+        model.objects.filter(**filters).order_by().values(group).annotate(n=Count("id")).values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Registry connections of the project"),
+    retrieve=extend_schema(summary="One registry connection"),
+    create=extend_schema(summary="Connect a registry (project admins)"),
+    update=extend_schema(summary="Edit a registry connection (project admins)"),
+    partial_update=extend_schema(summary="Edit some fields of a registry connection"),
+    destroy=extend_schema(summary="Remove a registry with its repositories and images"),
+)
+class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
+    """Registry connections: viewers read them; project admins connect, edit, remove and test
+    them. The secret is write-only."""
+
+    serializer_class = serializers.RegistrySerializer
+    write_role = "admin"
+    filterset_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Registry.objects.none()
+        return (
+            Registry.objects.for_user(self.request.user)
+            .filter(project=self.project)
+            .annotate(
+                repository_total=_count(
+                    Repository, {"registry": OuterRef("pk"), "removed_at__isnull": True}
+                ),
+                image_total=_count(Image, {"repository__registry": OuterRef("pk")}),
+            )
+            .order_by("name", "id")
+        )
+
+    def perform_create(self, serializer):
+        registry = serializer.save()
+        AuditEvent.record(
+            "registry.create",
+            actor=self.request.user,
+            project=self.project,
+            target=registry.name,
+            detail="via API",
+        )
+
+    def perform_update(self, serializer):
+        changed = sorted(
+            field for field in serializer.validated_data if field not in ("secret", "clear_secret")
+        )
+        registry = serializer.save()
+        detail = "via API; changed: " + ", ".join(changed)
+        if serializer.validated_data.get("secret"):
+            detail += " (secret replaced)"
+        elif serializer.validated_data.get("clear_secret"):
+            detail += " (secret removed)"
+        AuditEvent.record(
+            "registry.update",
+            actor=self.request.user,
+            project=self.project,
+            target=registry.name,
+            detail=detail,
+        )
+
+    def perform_destroy(self, instance):
+        name = instance.name
+        instance.delete()
+        AuditEvent.record(
+            "registry.delete",
+            actor=self.request.user,
+            project=self.project,
+            target=name,
+            detail="via API",
+        )
+
+    @extend_schema(
+        summary="Test connection: check the endpoint and credentials and store the result",
+        request=None,
+        responses={200: serializers.RegistryTestResultSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def test(self, request, project_id=None, pk=None):
+        registry = self.get_object()
+        try:
+            client = registry.build_client()
+        except RegistryError as error:
+            ok, code, message = False, error.code, error.message
+        else:
+            try:
+                result = client.check()
+            finally:
+                client.close()
+            ok, code, message = result.ok, result.code, result.message
+        registry.record_check(ok, code, message)
+        AuditEvent.record(
+            "registry.test",
+            actor=request.user,
+            project=self.project,
+            target=registry.name,
+            detail="ok" if ok else f"failed: {code}",
+        )
+        registry = self.get_queryset().get(pk=registry.pk)
+        data = {
+            "ok": ok,
+            "code": code or "",
+            "message": message or "",
+            "registry": self.get_serializer(registry).data,
+        }
+        return Response(data)
+
+
+def _refused(refused: sync.SyncRefused, *, default_conflict: bool) -> Exception:
+    """A refusal because a sync is active is a 409 naming the active task; any other is a
+    409 (retry: nothing to retry) or a 400 (create: the scope is not valid)."""
+    if refused.active_task is not None:
+        return Conflict(refused.message, details={"active_task_id": refused.active_task.pk})
+    if default_conflict:
+        return Conflict(refused.message)
+    return ValidationError({"non_field_errors": [refused.message]})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Manage Task: the project's sync tasks"),
+    retrieve=extend_schema(
+        summary="One sync task with its counters and result counts per status",
+        responses=serializers.SyncTaskDetailSerializer,
+    ),
+)
+class SyncTaskViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Sync tasks, as on Manage Task: viewers read them; operators start, cancel and retry."""
+
+    serializer_class = serializers.SyncTaskSerializer
+    filterset_class = filters.SyncTaskFilterSet
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SyncTask.objects.none()
+        return (
+            SyncTask.objects.for_user(self.request.user)
+            .filter(project=self.project)
+            .select_related("created_by")
+            .prefetch_related("scope_repositories")
+            .order_by("-created_at", "-id")
+        )
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return serializers.SyncTaskDetailSerializer
+        if self.action == "create":
+            return serializers.SyncTaskCreateSerializer
+        return super().get_serializer_class()
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    @extend_schema(
+        summary="Synchronize Images: start a sync of all repositories, some types or some "
+        "repositories (operators)",
+        request=serializers.SyncTaskCreateSerializer,
+        responses={
+            201: serializers.SyncTaskSerializer,
+            409: _conflict(
+                "conflict: a sync of the project is already active (details.active_task_id)."
+            ),
+        },
+    )
+    def create(self, request, project_id=None):
+        chosen = serializers.SyncTaskCreateSerializer(data=request.data)
+        chosen.is_valid(raise_exception=True)
+        data = chosen.validated_data
+        try:
+            task = sync.request_sync(
+                self.project,
+                trigger=SyncTask.Trigger.MANUAL,
+                scope=data["scope"],
+                types=tuple(data.get("types") or ()),
+                repositories=tuple(data.get("repositories") or ()),
+                user=request.user,
+            )
+        except sync.SyncRefused as refused:
+            raise _refused(refused, default_conflict=False) from None
+        task = self.get_queryset().get(pk=task.pk)
+        return Response(
+            serializers.SyncTaskSerializer(task, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        summary="Cancel an active task; it stops between repositories (operators)",
+        request=None,
+        responses={
+            200: serializers.SyncTaskSerializer,
+            409: _conflict("conflict: the task is no longer active."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, project_id=None, pk=None):
+        task = self.get_object()
+        if not sync.cancel_task(task, user=request.user):
+            raise Conflict(f"{task} is no longer active; nothing to cancel.")
+        task = self.get_queryset().get(pk=task.pk)
+        return Response(self.get_serializer(task).data)
+
+    @extend_schema(
+        summary="Retry the failed repositories of a task as a new task (operators)",
+        request=None,
+        responses={
+            201: serializers.SyncTaskSerializer,
+            409: _conflict(
+                "conflict: a sync is already active (details.active_task_id), or the task has "
+                "no failed repositories."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, project_id=None, pk=None):
+        task = self.get_object()
+        try:
+            new_task = sync.retry_failed(task, user=request.user)
+        except sync.SyncRefused as refused:
+            raise _refused(refused, default_conflict=True) from None
+        new_task = self.get_queryset().get(pk=new_task.pk)
+        return Response(self.get_serializer(new_task).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The per-repository results of a task, filterable by status")
+)
+class SyncResultViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A task's repositories, as on the task's page: status, reason and image counts."""
+
+    serializer_class = serializers.SyncResultSerializer
+    filterset_class = filters.SyncResultFilterSet
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SyncTaskRepository.objects.none()
+        task = get_object_or_404(
+            SyncTask.objects.for_user(self.request.user).filter(project=self.project),
+            pk=self.kwargs["task_id"],
+        )
+        return task.results.order_by("registry_name", "repository_type", "repository_path", "id")
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your API tokens (never the secrets)"),
+    retrieve=extend_schema(summary="One of your API tokens"),
+    destroy=extend_schema(summary="Revoke one of your API tokens; it stops working at once"),
+)
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your own API tokens. Send one as `Authorization: Bearer <token>`."""
+
+    serializer_class = serializers.ApiTokenSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=self.request.user).order_by("-created_at", "-id")
+
+    @extend_schema(
+        summary="Create an API token for yourself; the token is shown only in this response",
+        request=serializers.ApiTokenSerializer,
+        responses={201: serializers.ApiTokenCreatedSerializer},
+    )
+    def create(self, request):
+        serializer = serializers.ApiTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, raw = ApiToken.issue(
+            request.user, serializer.validated_data["name"], created_by=request.user
+        )
+        AuditEvent.record(
+            "api_token.create", actor=request.user, target=str(token), detail="via API"
+        )
+        data = serializers.ApiTokenCreatedSerializer(token).data
+        data["token"] = raw
+        response = Response(data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def perform_destroy(self, instance):
+        if instance.revoke():
+            AuditEvent.record(
+                "api_token.revoke", actor=self.request.user, target=str(instance), detail="via API"
+            )

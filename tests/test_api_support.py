@@ -1,0 +1,46 @@
+"""Helpers shared by the tests/test_api_*.py files (plain functions, no tests of its own)."""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+
+def token_for(user, name: str = "tests") -> str:
+    """A fresh API token of `user` (the raw secret)."""
+    from apitokens.models import ApiToken
+
+    return ApiToken.issue(user, name)[1]
+
+
+def client_with_token(raw: str | None) -> APIClient:
+    client = APIClient()
+    if raw is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def api_as(user) -> APIClient:
+    """An API client authenticated with a new token of `user` (anonymous for None)."""
+    return client_with_token(token_for(user) if user is not None else None)
+
+
+def api_url(name: str, **kwargs) -> str:
+    return reverse(f"api:{name}", kwargs=kwargs)
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response is an error in the API's one shape, with this status and code."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def reset_rate_limits() -> None:
+    """Throttle counters live in the cache; tests must not inherit each other's requests."""
+    cache.clear()
