@@ -7,6 +7,16 @@ app_name = "imagesync"
 urlpatterns = [
     path("project/select/", views.select_project, name="project-select"),
     path("images/", views.image_list, name="image-list"),
+    path("images/export.csv", views.image_export, name="image-export"),
+    path("images/synchronize/", views.sync_panel, name="sync-panel"),
+    path("images/synchronize/repositories/", views.sync_repositories, name="sync-repositories"),
     path("tasks/", views.task_list, name="task-list"),
+    path("tasks/<int:pk>/", views.task_detail, name="task-detail"),
+    path("tasks/<int:pk>/cancel/", views.task_cancel, name="task-cancel"),
+    path("tasks/<int:pk>/retry/", views.task_retry, name="task-retry"),
     path("registries/", views.registry_list, name="registry-list"),
+    path("registries/new/", views.registry_create, name="registry-create"),
+    path("registries/<int:pk>/edit/", views.registry_edit, name="registry-edit"),
+    path("registries/<int:pk>/delete/", views.registry_delete, name="registry-delete"),
+    path("registries/<int:pk>/test/", views.registry_test, name="registry-test"),
 ]

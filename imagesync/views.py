@@ -1,15 +1,152 @@
-"""Console views: parse input, call one thing, render."""
+"""Console views: parse input, call one thing, render.
+
+Every queryset starts from the model's `for_user(user)` and is narrowed to the current project
+(`request.project`), so an object of another project is a 404, never a 403 that reveals it
+exists. Viewers see everything in their project but no action buttons, and their POSTs get a
+403. A normal request gets the full page; an htmx request gets the `_fragment` that the full
+page includes.
+"""
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.http import HttpResponseBadRequest
-from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+import csv
+from collections.abc import Iterator
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from imagesync import sync
+from imagesync.filters import ImageFilter, RepositoryPickerFilter, TaskFilter, TaskResultFilter
+from imagesync.forms import RegistryForm, SyncForm
 from imagesync.middleware import SESSION_KEY
-from imagesync.models import Project
+from imagesync.models import (
+    AuditEvent,
+    Image,
+    Project,
+    Registry,
+    Repository,
+    RepositoryType,
+    SyncTask,
+    SyncTaskRepository,
+    has_role,
+)
+from imagesync.registries import RegistryError
+
+PAGE_SIZES = (10, 20, 50, 100)
+DEFAULT_PAGE_SIZE = 20
+REPOSITORY_PICKER_PAGE_SIZE = 10
+
+# Image View's sortable columns: URL key -> order_by fields. Anything else is ignored.
+IMAGE_SORTS = {
+    "name": ("repository__name", "tag"),
+    "namespace": ("repository__namespace", "repository__name"),
+    "tag": ("tag",),
+    "type": ("repository__type",),
+    "registry": ("repository__registry__name",),
+    "digest": ("digest",),
+    "size": ("size",),
+    "platforms": ("multi_arch",),
+    "created": ("image_created_at",),
+    "updated": ("registry_updated_at",),
+    "synced": ("last_synced_at",),
+}
+DEFAULT_IMAGE_SORT = "-updated"
+
+CSV_COLUMNS = (
+    "image name",
+    "tag",
+    "namespace",
+    "repository path",
+    "repository type",
+    "registry",
+    "digest",
+    "size (bytes)",
+    "platforms",
+    "multi-arch",
+    "latest version",
+    "image created",
+    "updated in registry",
+    "last synced",
+)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _project(request: HttpRequest) -> Project | None:
+    """The current project as a plain model instance (the middleware's value is lazy)."""
+    project = getattr(request, "project", None)
+    if not project:
+        return None
+    return getattr(project, "_wrapped", project)
+
+
+def _role(request: HttpRequest) -> str | None:
+    if not _project(request):
+        return None
+    role = request.project_role
+    return str(role) if role else None
+
+
+def _require_role(request: HttpRequest, needed: str) -> Project:
+    """The current project, if the user's role there is at least `needed`; else 403."""
+    project = _project(request)
+    if project is None or not has_role(_role(request), needed):
+        raise PermissionDenied("Your role in this project does not allow this action.")
+    return project
+
+
+def _is_fragment(request: HttpRequest) -> bool:
+    """An htmx request that swaps a part of the page (history restores want the full page)."""
+    return request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+
+
+def _render(request, full: str, fragment: str, context: dict, status: int = 200) -> HttpResponse:
+    """Full page on a normal request, the fragment on an htmx request."""
+    template = fragment if _is_fragment(request) else full
+    response = render(request, template, context, status=status)
+    response["Vary"] = "HX-Request"
+    return response
+
+
+def _page_size(request: HttpRequest) -> int:
+    try:
+        size = int(request.GET.get("per_page", DEFAULT_PAGE_SIZE))
+    except ValueError:
+        return DEFAULT_PAGE_SIZE
+    return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+
+def _active_task(project: Project | None, user) -> SyncTask | None:
+    if project is None:
+        return None
+    return SyncTask.objects.for_user(user).filter(project=project).active().first()
+
+
+def _task_link(task: SyncTask) -> str:
+    return format_html(
+        '<a href="{}">{}</a>', reverse("imagesync:task-detail", args=[task.pk]), str(task)
+    )
+
+
+# --- project scope --------------------------------------------------------------------------
 
 
 @require_POST
@@ -30,13 +167,488 @@ def select_project(request):
     return redirect(target)
 
 
+# --- Image View -----------------------------------------------------------------------------
+
+
+def _image_queryset(request: HttpRequest):
+    project = _project(request)
+    if project is None:
+        return Image.objects.none()
+    return Image.objects.for_user(request.user).filter(project=project)
+
+
+def _sorted(queryset, sort: str):
+    """Apply a whitelisted sort key ("size", "-updated", ...); unknown keys use the default."""
+    key = sort.lstrip("-")
+    if key not in IMAGE_SORTS:
+        sort, key = DEFAULT_IMAGE_SORT, DEFAULT_IMAGE_SORT.lstrip("-")
+    prefix = "-" if sort.startswith("-") else ""
+    return queryset.order_by(*(prefix + field for field in IMAGE_SORTS[key]), prefix + "id"), sort
+
+
+def _filtered_images(request: HttpRequest):
+    """The Image View filterset and the queryset it shows (empty while a filter is invalid)."""
+    base = _image_queryset(request)
+    filterset = ImageFilter(request.GET or None, queryset=base, request=request)
+    if filterset.is_bound and not filterset.is_valid():
+        return filterset, base.none()
+    return filterset, filterset.qs
+
+
+def _type_counts(request: HttpRequest, filterset: ImageFilter) -> list[dict]:
+    """Images per repository type under every filter except the type filter itself, so each
+    type chip says how many rows choosing it would show."""
+    data = request.GET.copy()
+    data.pop("type", None)
+    data.pop("page", None)
+    others = ImageFilter(data or None, queryset=_image_queryset(request), request=request)
+    if others.is_bound and not others.is_valid():
+        counts = {}
+    else:
+        counts = dict(
+            others.qs.order_by()
+            .values_list("repository__type")
+            .annotate(n=Count("id"))
+            .values_list("repository__type", "n")
+        )
+    selected = set(request.GET.getlist("type"))
+    return [
+        {
+            "value": value,
+            "label": label,
+            "count": counts.get(value, 0),
+            "selected": value in selected,
+        }
+        for value, label in RepositoryType.choices
+    ]
+
+
+IMAGE_COLUMNS = (
+    ("name", "Image name"),
+    ("tag", "Tag"),
+    ("namespace", "Namespace"),
+    ("type", "Type"),
+    ("registry", "Registry"),
+    ("digest", "Digest"),
+    ("size", "Size"),
+    ("platforms", "Platforms"),
+    ("created", "Image created"),
+    ("updated", "Updated in registry"),
+    ("synced", "Last synced"),
+)
+
+
+def _columns(sort: str) -> list[dict]:
+    """Table headers with the sort each one switches to and its aria-sort state."""
+    columns = []
+    for key, label in IMAGE_COLUMNS:
+        if sort == key:
+            state, next_sort = "ascending", f"-{key}"
+        elif sort == f"-{key}":
+            state, next_sort = "descending", key
+        else:
+            state, next_sort = "none", key
+        columns.append({"key": key, "label": label, "state": state, "next": next_sort})
+    return columns
+
+
+@require_GET
 def image_list(request):
-    return render(request, "imagesync/image_list.html", {})
+    """Image View: the project's images, filtered, sorted and paginated from the URL."""
+    project = _project(request)
+    filterset, images = _filtered_images(request)
+    images, sort = _sorted(
+        images.select_related("repository__registry"), request.GET.get("sort", "")
+    )
+    page = Paginator(images, _page_size(request)).get_page(request.GET.get("page"))
+    has_registries = (
+        project is not None
+        and Registry.objects.for_user(request.user).filter(project=project).exists()
+    )
+    has_images = page.paginator.count > 0 or (
+        project is not None and _image_queryset(request).exists()
+    )
+    context = {
+        "filterset": filterset,
+        "page": page,
+        "sort": sort,
+        "page_sizes": PAGE_SIZES,
+        "per_page": page.paginator.per_page,
+        "type_counts": _type_counts(request, filterset) if project else [],
+        "has_registries": has_registries,
+        "has_images": has_images,
+        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+        "active_task": _active_task(project, request.user),
+        "columns": _columns(sort),
+    }
+    return _render(request, "imagesync/image_list.html", "imagesync/_image_table.html", context)
 
 
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv rows."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(images) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for image in images.iterator(chunk_size=2000):
+        repository = image.repository
+        yield writer.writerow(
+            [
+                repository.name,
+                image.tag,
+                repository.namespace,
+                repository.path,
+                repository.get_type_display(),
+                repository.registry.name,
+                image.digest,
+                "" if image.size is None else image.size,
+                " ".join(image.platforms or []),
+                "yes" if image.multi_arch else "no",
+                "yes" if image.is_latest else "no",
+                image.image_created_at.isoformat() if image.image_created_at else "",
+                image.registry_updated_at.isoformat() if image.registry_updated_at else "",
+                image.last_synced_at.isoformat() if image.last_synced_at else "",
+            ]
+        )
+
+
+@require_GET
+def image_export(request):
+    """CSV of exactly the rows the same filter and sort show in Image View (all pages)."""
+    _filterset, images = _filtered_images(request)
+    images, _sort = _sorted(
+        images.select_related("repository__registry"), request.GET.get("sort", "")
+    )
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(_csv_rows(images), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="images-{stamp}.csv"'
+    return response
+
+
+# --- Synchronize Images panel ---------------------------------------------------------------
+
+
+def _picker_repositories(request: HttpRequest, project: Project | None):
+    if project is None:
+        return Repository.objects.none()
+    return (
+        Repository.objects.for_user(request.user)
+        .of_project(project)
+        .present()
+        .select_related("registry")
+        .order_by("registry__name", "type", "path", "id")
+    )
+
+
+def _picker_context(request: HttpRequest, project: Project | None, data) -> dict:
+    """The repository picker: filtered, paginated checkboxes that keep the selection made on
+    other pages (as hidden inputs)."""
+    repositories = _picker_repositories(request, project)
+    picker = RepositoryPickerFilter(data, queryset=repositories, request=request)
+    shown = picker.qs if picker.is_valid() else repositories.none()
+    page = Paginator(shown, REPOSITORY_PICKER_PAGE_SIZE).get_page(data.get("repo_page"))
+    wanted = {value for value in data.getlist("repositories") if value.isdigit()}
+    selected_ids = (
+        set(repositories.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+    )
+    on_page = {repository.pk for repository in page.object_list}
+    return {
+        "picker": picker,
+        "picker_page": page,
+        "selected_ids": selected_ids,
+        "selected_elsewhere": sorted(selected_ids - on_page),
+        "repository_count": repositories.count(),
+    }
+
+
+def _panel_context(request: HttpRequest, project: Project | None, form: SyncForm, data) -> dict:
+    context = {
+        "form": form,
+        "active_task": _active_task(project, request.user),
+        "can_operate": has_role(_role(request), "operator"),
+        "has_registries": project is not None
+        and Registry.objects.for_user(request.user).filter(project=project).exists(),
+    }
+    context.update(_picker_context(request, project, data))
+    return context
+
+
+@require_http_methods(["GET", "POST"])
+def sync_panel(request):
+    """The Synchronize Images slide-out: GET shows it, POST starts a sync task."""
+    project = _project(request)
+    if request.method == "GET":
+        form = SyncForm(repositories=_picker_repositories(request, project))
+        context = _panel_context(request, project, form, request.GET)
+        return _render(request, "imagesync/sync_panel.html", "imagesync/_sync_panel.html", context)
+
+    project = _require_role(request, "operator")
+    repositories = _picker_repositories(request, project)
+    form = SyncForm(request.POST, repositories=repositories)
+    refusal = None
+    if form.is_valid():
+        try:
+            task = sync.request_sync(
+                project,
+                trigger=SyncTask.Trigger.MANUAL,
+                scope=form.cleaned_data["sync_type"],
+                types=tuple(form.cleaned_data["types"] or ()),
+                repositories=tuple(form.cleaned_data["repositories"] or ()),
+                user=request.user,
+            )
+        except sync.SyncRefused as refused:
+            refusal = refused
+        else:
+            message = format_html("Synchronization started: {}.", _task_link(task))
+            if _is_fragment(request):
+                return render(
+                    request, "imagesync/_sync_started.html", {"task": task, "message": message}
+                )
+            messages.success(request, message)
+            return redirect("imagesync:image-list")
+    context = _panel_context(request, project, form, request.POST)
+    context["refusal"] = refusal
+    if refusal is not None and refusal.active_task is not None:
+        context["active_task"] = refusal.active_task
+    # Re-rendered with 200 so htmx swaps the panel with its inline errors.
+    return _render(request, "imagesync/sync_panel.html", "imagesync/_sync_panel.html", context)
+
+
+@require_GET
+def sync_repositories(request):
+    """The repository picker of the panel, re-rendered when its filters or page change."""
+    context = _picker_context(request, _project(request), request.GET)
+    return render(request, "imagesync/_repository_picker.html", context)
+
+
+# --- Manage Task ----------------------------------------------------------------------------
+
+
+def _task_queryset(request: HttpRequest):
+    project = _project(request)
+    if project is None:
+        return SyncTask.objects.none()
+    return SyncTask.objects.for_user(request.user).filter(project=project)
+
+
+@require_GET
 def task_list(request):
-    return render(request, "imagesync/task_list.html", {})
+    """Manage Task > Image Synchronization: every sync task of the project, live while active."""
+    tasks = _task_queryset(request).select_related("created_by", "retry_of")
+    filterset = TaskFilter(request.GET or None, queryset=tasks)
+    if filterset.is_bound and not filterset.is_valid():
+        shown = tasks.none()
+    else:
+        shown = filterset.qs
+    page = Paginator(shown, _page_size(request)).get_page(request.GET.get("page"))
+    context = {
+        "filterset": filterset,
+        "page": page,
+        "polling": any(task.is_active for task in page.object_list),
+        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+    }
+    return _render(request, "imagesync/task_list.html", "imagesync/_task_table.html", context)
 
 
+def _get_task(request: HttpRequest, pk: int) -> SyncTask:
+    return get_object_or_404(
+        _task_queryset(request).select_related("created_by", "retry_of"), pk=pk
+    )
+
+
+@require_GET
+def task_detail(request, pk: int):
+    """One task: its counters and the result of each repository, filterable by status."""
+    task = _get_task(request, pk)
+    results = task.results.select_related("repository").order_by(
+        "registry_name", "repository_type", "repository_path", "id"
+    )
+    filterset = TaskResultFilter(request.GET or None, queryset=results)
+    shown = filterset.qs if not filterset.is_bound or filterset.is_valid() else results.none()
+    page = Paginator(shown, 50).get_page(request.GET.get("page"))
+    status_counts = dict(
+        task.results.order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    context = {
+        "task": task,
+        "filterset": filterset,
+        "page": page,
+        "status_summary": [
+            {"value": value, "label": label, "count": status_counts[value]}
+            for value, label in SyncTaskRepository.Status.choices
+            if status_counts.get(value)
+        ],
+        "polling": task.is_active,
+        "retries": task.retries.order_by("-created_at")[:5],
+        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+    }
+    return _render(request, "imagesync/task_detail.html", "imagesync/_task_detail.html", context)
+
+
+@require_POST
+def task_cancel(request, pk: int):
+    """Ask an active task to stop; it stops between repositories."""
+    task = _get_task(request, pk)
+    _require_role(request, "operator")
+    if sync.cancel_task(task, user=request.user):
+        messages.success(request, f"Cancellation requested for {task}.")
+    else:
+        messages.info(request, f"{task} is no longer active; nothing to cancel.")
+    return redirect("imagesync:task-detail", pk=task.pk)
+
+
+@require_POST
+def task_retry(request, pk: int):
+    """Start a new task with just the failed repositories of this one."""
+    task = _get_task(request, pk)
+    _require_role(request, "operator")
+    try:
+        new_task = sync.retry_failed(task, user=request.user)
+    except sync.SyncRefused as refused:
+        if refused.active_task is not None:
+            messages.error(
+                request, format_html("{} See {}.", refused.message, _task_link(refused.active_task))
+            )
+        else:
+            messages.error(request, refused.message)
+        return redirect("imagesync:task-detail", pk=task.pk)
+    messages.success(request, format_html("Retry started: {}.", _task_link(new_task)))
+    return redirect("imagesync:task-detail", pk=new_task.pk)
+
+
+# --- Registry connections -------------------------------------------------------------------
+
+
+def _registry_queryset(request: HttpRequest):
+    project = _project(request)
+    if project is None:
+        return Registry.objects.none()
+    return Registry.objects.for_user(request.user).filter(project=project)
+
+
+def _count_subquery(model, filters: dict):
+    """A correlated COUNT, so two counts on one row do not multiply through joins."""
+    counted = (
+        model.objects.filter(**filters)
+        .order_by()
+        .values("repository__registry" if model is Image else "registry")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+@require_GET
 def registry_list(request):
-    return render(request, "imagesync/registry_list.html", {})
+    """Registry connections: kind, endpoint, connection status, last sync and counts."""
+    registries = _registry_queryset(request).annotate(
+        repository_total=_count_subquery(
+            Repository, {"registry": OuterRef("pk"), "removed_at__isnull": True}
+        ),
+        image_total=_count_subquery(Image, {"repository__registry": OuterRef("pk")}),
+    )
+    return render(request, "imagesync/registry_list.html", {"registries": registries})
+
+
+def _get_registry(request: HttpRequest, pk: int) -> Registry:
+    return get_object_or_404(_registry_queryset(request), pk=pk)
+
+
+@require_http_methods(["GET", "POST"])
+def registry_create(request):
+    """Connect a registry (project admins)."""
+    project = _require_role(request, "admin")
+    form = RegistryForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        registry = form.save()
+        AuditEvent.record(
+            "registry.create", actor=request.user, project=project, target=registry.name
+        )
+        messages.success(
+            request, f"Registry “{registry.name}” connected. Test the connection, then synchronize."
+        )
+        return redirect("imagesync:registry-list")
+    return render(request, "imagesync/registry_form.html", {"form": form, "registry": None})
+
+
+@require_http_methods(["GET", "POST"])
+def registry_edit(request, pk: int):
+    """Edit a registry connection; a blank secret keeps the stored one."""
+    registry = _get_registry(request, pk)
+    project = _require_role(request, "admin")
+    form = RegistryForm(request.POST or None, instance=registry, project=project)
+    if request.method == "POST" and form.is_valid():
+        registry = form.save()
+        AuditEvent.record(
+            "registry.update",
+            actor=request.user,
+            project=project,
+            target=registry.name,
+            detail="changed: "
+            + ", ".join(field for field in form.changed_data if field != "secret")
+            + (" (secret replaced)" if form.cleaned_data.get("secret") else ""),
+        )
+        messages.success(request, f"Registry “{registry.name}” saved.")
+        return redirect("imagesync:registry-list")
+    return render(request, "imagesync/registry_form.html", {"form": form, "registry": registry})
+
+
+@require_http_methods(["GET", "POST"])
+def registry_delete(request, pk: int):
+    """Remove a registry connection and, with it, its repositories and images."""
+    registry = _get_registry(request, pk)
+    project = _require_role(request, "admin")
+    if request.method == "POST":
+        name = registry.name
+        registry.delete()
+        AuditEvent.record("registry.delete", actor=request.user, project=project, target=name)
+        messages.success(request, f"Registry “{name}” removed with its repositories and images.")
+        return redirect("imagesync:registry-list")
+    counts = {
+        "repositories": registry.repositories.count(),
+        "images": Image.objects.filter(repository__registry=registry).count(),
+    }
+    return render(
+        request, "imagesync/registry_delete.html", {"registry": registry, "counts": counts}
+    )
+
+
+@require_POST
+def registry_test(request, pk: int):
+    """Test connection: check the endpoint and credentials, store and show the result inline."""
+    registry = _get_registry(request, pk)
+    project = _require_role(request, "admin")
+    try:
+        client = registry.build_client()
+    except RegistryError as error:
+        ok, code, message = False, error.code, error.message
+    else:
+        try:
+            result = client.check()
+        finally:
+            client.close()
+        ok, code, message = result.ok, result.code, result.message
+    registry.record_check(ok, code, message)
+    AuditEvent.record(
+        "registry.test",
+        actor=request.user,
+        project=project,
+        target=registry.name,
+        detail="ok" if ok else f"failed: {code}",
+    )
+    if _is_fragment(request):
+        return render(
+            request, "imagesync/_registry_status.html", {"registry": registry, "tested": True}
+        )
+    if ok:
+        messages.success(request, f"Connection to “{registry.name}” succeeded.")
+    else:
+        messages.error(request, f"Connection to “{registry.name}” failed: {message}")
+    return redirect("imagesync:registry-list")

@@ -1,0 +1,73 @@
+"""Template helpers of the console: human sizes and durations, status labels with icons."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+
+# Status is never shown by colour alone: every badge carries an icon and its label.
+STATUS_ICONS = {
+    "queued": "◷",
+    "running": "↻",
+    "pending": "◷",
+    "succeeded": "✓",
+    "finished": "✓",
+    "success": "✓",
+    "partially_succeeded": "◐",
+    "failed": "✕",
+    "fail": "✕",
+    "cancelled": "⊘",
+    "interrupted": "⚠",
+    "skipped": "»",
+    "unknown": "?",
+    "connecting": "↻",
+}
+
+
+@register.filter
+def binary_size(value) -> str:
+    """Bytes as a short human size: 512 B, 1.5 KiB, 23.4 MiB, 1.02 GiB."""
+    if value is None or value == "":
+        return "—"
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{int(size)} B"
+            return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
+        size /= 1024
+    return "—"  # pragma: no cover
+
+
+@register.filter
+def human_duration(value) -> str:
+    """A timedelta as 45s, 3m 05s or 2h 01m."""
+    if not isinstance(value, dt.timedelta):
+        return "—"
+    seconds = max(0, int(value.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@register.simple_tag
+def status_badge(value: str, label: str = "") -> str:
+    """A status badge: icon + text, coloured by a class named after the status."""
+    value = str(value or "unknown")
+    return format_html(
+        '<span class="badge status-{}"><span class="badge-icon" aria-hidden="true">{}</span>{}</span>',
+        value,
+        STATUS_ICONS.get(value, "•"),
+        label or value.replace("_", " ").capitalize(),
+    )
