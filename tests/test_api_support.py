@@ -44,3 +44,6 @@ def assert_error(response, status: int, code: str) -> dict:
 def reset_rate_limits() -> None:
     """Throttle counters live in the cache; tests must not inherit each other's requests."""
     cache.clear()
+
+
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # personas' passwords only
