@@ -53,6 +53,29 @@ class ByteFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class StrictBooleanField(forms.Field):
+    """true/false (or 1/0); anything else is an error rather than silently no filter."""
+
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        try:
+            return self.VALUES[str(value).strip().lower()]
+        except KeyError:
+            raise forms.ValidationError("Use true or false.") from None
+
+    def validate(self, value) -> None:
+        pass
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 IMAGE_ORDERING = (
     # (model field(s), public name) -- the console's sortable columns.
     ("repository__name", "name"),
@@ -113,10 +136,10 @@ class ImageFilterSet(django_filters.FilterSet):
     digest = django_filters.CharFilter(
         method="filter_digest", label="Digest, or its leading hex characters (the short form)."
     )
-    multi_arch = django_filters.BooleanFilter(
+    multi_arch = BooleanFilter(
         field_name="multi_arch", label="true: multi-arch images only; false: single-arch only."
     )
-    latest = django_filters.BooleanFilter(
+    latest = BooleanFilter(
         field_name="is_latest", label="true: only the latest version of each repository."
     )
     size_min = ByteFilter(field_name="size", lookup_expr="gte", label="Size at least (bytes).")
@@ -192,7 +215,7 @@ class RepositoryFilterSet(django_filters.FilterSet):
     registry = IdFilter(field_name="registry_id", label="Registry id.")
     namespace = django_filters.CharFilter(lookup_expr="icontains", label="Namespace contains.")
     name = django_filters.CharFilter(lookup_expr="icontains", label="Name contains.")
-    include_removed = django_filters.BooleanFilter(
+    include_removed = BooleanFilter(
         method="filter_removed",
         label="true: also repositories a complete listing no longer showed (default false).",
     )
@@ -233,7 +256,7 @@ class SyncTaskFilterSet(django_filters.FilterSet):
         choices=SyncTask.Status.choices, label="Status; repeat for several."
     )
     trigger = django_filters.ChoiceFilter(choices=SyncTask.Trigger.choices)
-    active = django_filters.BooleanFilter(method="filter_active", label="true: queued or running.")
+    active = BooleanFilter(method="filter_active", label="true: queued or running.")
     created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
     created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
     ordering = StableOrderingFilter(
