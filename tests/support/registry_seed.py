@@ -182,18 +182,25 @@ def push_image_details(
     created: str | datetime | None = DEFAULT_CREATED,
     layer_sizes: Sequence[int] = (1024,),
     labels: dict[str, str] | None = None,
+    shared_config: bool = False,
+    via: str = "api",
 ) -> PushedImage:
     """Push one single-platform image; `tag=None` pushes it by digest only (an index child).
 
     The config carries the path, tag, platform and labels, so two calls with different
-    arguments give different digests, and the same call gives the same digest."""
+    arguments give different digests, and the same call gives the same digest. With
+    `shared_config=True` the path and tag go into manifest annotations instead: digests still
+    differ, but images of the same platform share one config blob (faster bulk seeding).
+    `via="storage"` writes straight into the registry's filesystem storage (see `seed`)."""
+    blob_writer, manifest_writer = _WRITERS[via]
     if isinstance(created, datetime):
         created = created.isoformat().replace("+00:00", "Z")
+    identity = {"imagesync.path": path, "imagesync.tag": tag or ""}
     config_doc: dict[str, Any] = {
         "architecture": arch,
         "os": os,
         "config": {
-            "Labels": {"imagesync.path": path, "imagesync.tag": tag or "", **(labels or {})}
+            "Labels": dict(labels or {}) if shared_config else {**identity, **(labels or {})}
         },
         "rootfs": {"type": "layers", "diff_ids": []},
     }
@@ -204,8 +211,8 @@ def push_image_details(
     layers = [layer_blob(size, index) for index, size in enumerate(layer_sizes)]
     config_doc["rootfs"]["diff_ids"] = [sha256(layer) for layer in layers]
     config = _canonical(config_doc)
-    config_digest = push_blob(registry, path, config)
-    layer_digests = tuple(push_blob(registry, path, layer) for layer in layers)
+    config_digest = blob_writer(registry, path, config)
+    layer_digests = tuple(blob_writer(registry, path, layer) for layer in layers)
     media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
     manifest = {
         "schemaVersion": 2,
@@ -224,9 +231,11 @@ def push_image_details(
             for layer in layers
         ],
     }
+    if shared_config:
+        manifest["annotations"] = identity
     body = _canonical(manifest)
     digest = sha256(body)
-    put_manifest(registry, path, tag or digest, body, media_type)
+    manifest_writer(registry, path, tag or digest, body, media_type)
     platform = "/".join(p for p in (os, arch, variant) if p)
     return PushedImage(
         path=path,
@@ -411,6 +420,59 @@ def delete_tag(registry: Any, path: str, tag: str) -> None:
     shutil.rmtree(tag_dir)
 
 
+def _storage_root(registry: Any) -> Path:
+    storage = getattr(registry, "storage", None)
+    if storage is None:
+        raise RuntimeError("writing to storage needs a registry with filesystem storage")
+    return Path(storage) / "docker/registry/v2"
+
+
+def _write(file: Path, data: bytes) -> None:
+    if file.exists():
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_name(f".{file.name}.{threading.get_ident()}")
+    temporary.write_bytes(data)
+    temporary.replace(file)  # atomic: the running registry never reads half a file
+
+
+def _link(root: Path, digest: str) -> tuple[Path, bytes]:
+    algorithm, _, hexdigest = digest.partition(":")
+    return root / algorithm / hexdigest / "link", digest.encode()
+
+
+def storage_blob(registry: Any, path: str, data: bytes) -> str:
+    """Write a blob into Distribution's filesystem layout and link it into `path`."""
+    root = _storage_root(registry)
+    digest = sha256(data)
+    hexdigest = digest[7:]
+    _write(root / "blobs/sha256" / hexdigest[:2] / hexdigest / "data", data)
+    _write(*_link(root / "repositories" / path / "_layers", digest))
+    return digest
+
+
+def storage_manifest(registry: Any, path: str, reference: str, body: bytes, media_type: str) -> str:
+    """Write a manifest (and its tag, unless `reference` is its digest) into the storage."""
+    root = _storage_root(registry)
+    digest = sha256(body)
+    hexdigest = digest[7:]
+    manifests = root / "repositories" / path / "_manifests"
+    _write(root / "blobs/sha256" / hexdigest[:2] / hexdigest / "data", body)
+    _write(*_link(manifests / "revisions", digest))
+    if reference != digest:
+        tag = manifests / "tags" / reference
+        _write(*_link(tag / "index", digest))
+        current = tag / "current/link"
+        current.parent.mkdir(parents=True, exist_ok=True)
+        temporary = current.with_name(f".link.{threading.get_ident()}")
+        temporary.write_bytes(digest.encode())
+        temporary.replace(current)
+    return digest
+
+
+_WRITERS = {"api": (push_blob, put_manifest), "storage": (storage_blob, storage_manifest)}
+
+
 def seed(
     registry: Any,
     repos: int = 10,
@@ -419,10 +481,21 @@ def seed(
     prefix: str = "seed",
     oci_every: int = 2,
     workers: int = 8,
+    shared_config: bool = False,
+    via: str = "api",
 ) -> SeedResult:
     """Push `repos` repositories (`{prefix}/repo-0000`, ...) of `tags` tags (`v0`, `v1`, ...)
     each, every tag a distinct single-platform image sharing one small layer. Every
-    `oci_every`-th repository uses OCI manifests, the others Docker v2 (0: all Docker)."""
+    `oci_every`-th repository uses OCI manifests, the others Docker v2 (0: all Docker).
+
+    Each tag costs three requests (config upload POST + PUT, manifest PUT); with
+    `shared_config=True` one (all images share one config and differ by manifest annotations),
+    which is about three times faster.
+
+    `via="storage"` skips HTTP and writes Distribution's filesystem layout directly (blobs,
+    `_layers`, `_manifests/revisions` and `_manifests/tags` links) into `registry.storage`
+    while the registry runs: 1,000 x 10 distinct images in seconds. The registry serves them
+    exactly as if they had been pushed (the e2e tests and the benchmark check this)."""
     result = SeedResult()
     shared_layer = layer_blob(1024, 0)
     result.layer_digests.add(sha256(shared_layer))
@@ -434,12 +507,14 @@ def seed(
         pushed = {}
         for number in range(tags):
             tag = f"v{number}"
-            pushed[tag] = push_image(registry, path, tag, oci=oci)
+            pushed[tag] = push_image_details(
+                registry, path, tag, oci=oci, shared_config=shared_config, via=via
+            ).digest
         with lock:
             result.images[path] = pushed
 
     # Upload the shared layer once so every other repository can mount it.
-    push_blob(registry, f"{prefix}/repo-0000", shared_layer)
+    _WRITERS[via][0](registry, f"{prefix}/repo-0000", shared_layer)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(one_repo, i) for i in range(repos)]:
             future.result()
