@@ -695,3 +695,40 @@ def test_a_token_service_on_plain_http_is_refused_for_an_https_registry(rsps):
 
     assert (result.ok, result.code) == (False, "unsupported")
     assert not calls(rsps, "GET", "auth.example.com")
+
+
+def test_a_config_that_is_not_a_small_json_document_is_never_downloaded(rsps):
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/octet-stream",
+            "digest": "sha256:" + "c" * 64,
+            "size": 10,
+        },
+        "layers": [{"mediaType": "layer", "digest": "sha256:" + "d" * 64, "size": 5}],
+    }
+    huge = dict(
+        manifest,
+        config=dict(
+            manifest["config"],
+            mediaType="application/json",
+            digest="sha256:" + "f" * 64,
+            size=50_000_000,
+        ),
+    )
+    tag_list(rsps, "art", ["blob", "huge"])
+    for tag, document in (("blob", manifest), ("huge", huge)):
+        body = json.dumps(document).encode()
+        rsps.add(
+            responses.HEAD,
+            f"{BASE}/v2/art/manifests/{tag}",
+            headers={"Docker-Content-Digest": sha(body), "Content-Type": OCI_MANIFEST},
+        )
+        rsps.add(responses.GET, f"{BASE}/v2/art/manifests/{sha(body)}", body=body)
+
+    images = {i.tag: i for i in client().list_images(repo("art"))}
+
+    assert images["blob"].size == 15 and images["blob"].platforms == ()
+    assert images["huge"].size == 50_000_005
+    assert not calls(rsps, "GET", "/blobs/")

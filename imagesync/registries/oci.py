@@ -67,6 +67,7 @@ MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFE
 CATALOG_SCOPE = "registry:catalog:*"
 DEFAULT_PAGE_SIZE = 1000
 FALLBACK_PAGE_SIZE = 100
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # image configs are a few KB; never download a big blob
 MAX_PAGES = 100_000  # a registry that links pages forever is broken, not big
 
 # Registry error codes (the `errors[].code` of an OCI error body) -> our stable codes.
@@ -180,6 +181,11 @@ def _is_attestation(entry: Mapping[str, Any]) -> bool:
     )
 
 
+def registry_code(error: RegistryError) -> str:
+    """The registry's own error code (e.g. "MANIFEST_UNKNOWN") behind a RegistryError, if any."""
+    return getattr(error, "registry_code", "")
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -245,24 +251,20 @@ class OciClient(RegistryClient):
         known = known or {}
         tags = self._tags(path)
         executor = self._pool()
-        heads = [executor.submit(self._resolve_tag, path, tag) for tag in tags]
+        # One task per tag resolves it and, when its digest is new, fetches the details right
+        # away: no barrier between the HEADs and the GETs, so the workers stay busy.
+        futures = [executor.submit(self._image_of, path, tag, known) for tag in tags]
         resolved = []
-        for tag, future in zip(tags, heads, strict=True):
+        details: dict[str, DigestDetails] = {}
+        for tag, future in zip(tags, futures, strict=True):
             result = future.result()
             if result is not None:  # None: the tag was deleted while we listed
-                resolved.append((tag, *result))
-        wanted: dict[str, bytes | None] = {}
-        for _tag, digest, _media_type, body in resolved:
-            if digest not in known and (digest not in wanted or wanted[digest] is None):
-                wanted[digest] = body
-        fetches = {
-            digest: executor.submit(self._details, path, digest, body)
-            for digest, body in wanted.items()
-        }
-        details = {digest: future.result() for digest, future in fetches.items()}
+                digest, media_type, info = result
+                resolved.append((tag, digest, media_type, None))
+                details[digest] = info
         images = []
         for tag, digest, media_type, _body in resolved:
-            info = known.get(digest) or details[digest]
+            info = details[digest]
             images.append(
                 ImageInfo(
                     tag=tag,
@@ -284,7 +286,7 @@ class OciClient(RegistryClient):
         try:
             return self._paged("v2/_catalog", size, "repositories", CATALOG_SCOPE, "catalog")
         except RegistryError as exc:
-            if exc.status == 400 and "PAGINATION_NUMBER_INVALID" in exc.message:
+            if exc.status == 400 and registry_code(exc) == "PAGINATION_NUMBER_INVALID":
                 if size > FALLBACK_PAGE_SIZE:
                     return self._paged(
                         "v2/_catalog", FALLBACK_PAGE_SIZE, "repositories", CATALOG_SCOPE, "catalog"
@@ -330,6 +332,18 @@ class OciClient(RegistryClient):
 
     # --- tags and digests ---------------------------------------------------------------
 
+    def _image_of(
+        self, path: str, tag: str, known: Mapping[str, DigestDetails]
+    ) -> tuple[str, str, DigestDetails] | None:
+        resolved = self._resolve_tag(path, tag)
+        if resolved is None:
+            return None
+        digest, media_type, body = resolved
+        info = known.get(digest)
+        if info is None:
+            info = self._details(path, digest, body)
+        return digest, media_type, info
+
     def _resolve_tag(self, path: str, tag: str) -> tuple[str, str, bytes | None] | None:
         """Tag -> (digest, media type, manifest body if we had to GET it). None when the tag
         disappeared between the tag listing and now."""
@@ -346,7 +360,7 @@ class OciClient(RegistryClient):
             try:
                 self._call("GET", url, scope=scope, what=what, headers=headers)
             except RegistryError as again:
-                if again.status == 404 and "MANIFEST_UNKNOWN" in again.message:
+                if again.status == 404 and registry_code(again) == "MANIFEST_UNKNOWN":
                     return None
                 raise
             response = None
@@ -460,10 +474,12 @@ class OciClient(RegistryClient):
         created = None
         config_digest = config.get("digest")
         config_type = _media_type(config.get("mediaType"))
+        config_size = _int_or_none(config.get("size"))
         if (
             isinstance(config_digest, str)
             and DIGEST_RE.match(config_digest)
-            and (not config_type or config_type.endswith("+json") or config_type.endswith("/json"))
+            and (config_size is None or config_size <= MAX_CONFIG_BYTES)
+            and (not config_type or config_type.endswith(("+json", "/json")))
         ):
             blob = self._call(
                 "GET",
@@ -627,15 +643,18 @@ class OciClient(RegistryClient):
             if code in OCI_ERROR_CODES:
                 mapped = OCI_ERROR_CODES[code]
                 message = base.message if mapped == base.code else self._message(mapped, what)
-                return RegistryError(
+                error = RegistryError(
                     mapped,
                     self._with_detail(message, code, detail),
                     retryable=mapped == RATE_LIMITED or base.retryable,
                     status=response.status_code,
                 )
+                error.registry_code = code
+                return error
         if codes:
             base.message = self._with_detail(base.message, codes[0], detail)
             base.args = (base.message,)
+            base.registry_code = codes[0]
         return base
 
     def _message(self, code: str, what: str) -> str:
