@@ -100,6 +100,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "imagesync:image-list"
 LOGOUT_REDIRECT_URL = "login"
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = check_time_zone(os.environ.get("TIME_ZONE", "UTC"))
@@ -145,8 +147,17 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = check_redis_url(REDIS_URL)
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     Q_CLUSTER["orm"] = "default"
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "imagesync_cache",
+        }
+    }
 
 # A running sync task writes a heartbeat at least this often; the watchdog finishes a task whose
 # heartbeat is older than SYNC_HEARTBEAT_TIMEOUT seconds as interrupted.
