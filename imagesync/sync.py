@@ -676,6 +676,8 @@ def _run(task: SyncTask, runs: list[RegistryRun], on_progress: ProgressCallback 
             return
 
     jobs, failures, removed_images = _resolve_scope(task, runs)
+    if not _still_running(task.pk):
+        return  # the watchdog finished it while the registries were being listed
     _create_results(task, runs, jobs, failures, removed_images)
     if not _sync_jobs(task, runs, jobs, on_progress):
         return  # the watchdog finished it meanwhile
@@ -997,7 +999,12 @@ def _sync_one(job: Job, run: RegistryRun) -> Outcome:
         return Outcome(job, SyncTaskRepository.Status.FINISHED, counts)
     except Exception:  # never let a worker thread die silently
         logger.exception("Synchronizing %s failed unexpectedly.", repo.path)
-        return Outcome(job, SyncTaskRepository.Status.FAILED, code=INTERNAL_ERROR)
+        message = "The synchronization of this repository failed unexpectedly; see the log."
+        try:
+            return _record_failure(job, INTERNAL_ERROR, message)
+        except Exception:
+            logger.exception("Recording the failure of %s failed too.", repo.path)
+            return Outcome(job, SyncTaskRepository.Status.FAILED, code=INTERNAL_ERROR)
 
 
 def _record_success(job: Job, counts: Counts) -> None:
@@ -1164,15 +1171,24 @@ def _skip_unfinished(task_id: int, code: str, message: str) -> int:
 def _finish(task: SyncTask, runs: list[RegistryRun]) -> None:
     """Set the final status from the results, unless the task is no longer ours."""
     with db_guard():
-        skipped = _skip_unfinished(
-            task.pk, CANCELLED, "Not synchronized: the task was cancelled before this repository."
-        )
         task.refresh_from_db()
+        if task.cancel_requested:
+            skipped = _skip_unfinished(
+                task.pk,
+                CANCELLED,
+                "Not synchronized: the task was cancelled before this repository.",
+            )
+        else:  # only after an unexpected error in a worker thread
+            skipped = _skip_unfinished(
+                task.pk, INTERNAL_ERROR, "Not synchronized: the task stopped on an error."
+            )
         now = timezone.now()
         synced_registries = [run.registry.pk for run in runs if run.listed or run.synced_any]
         if synced_registries:
             Registry.objects.filter(pk__in=synced_registries).update(last_synced_at=now)
-        failed = task.repositories_failed
+        # Leftovers without a cancel only come from an unexpected worker error: they count as
+        # failed, so such a task never reads "succeeded".
+        failed = task.repositories_failed + (0 if task.cancel_requested else skipped)
         total = task.repositories_total
         first = (
             SyncTaskRepository.objects.filter(task=task, status=SyncTaskRepository.Status.FAILED)

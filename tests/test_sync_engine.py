@@ -723,3 +723,28 @@ def test_the_scheduled_sync_skips_a_project_whose_sync_is_running(
     assert f"task #{active.pk} (queued)" in skipped.failure_reason
     queued = SyncTask.objects.get(project=other_project)
     assert (queued.trigger, queued.status) == ("scheduled", "queued")
+
+
+def test_an_unexpected_client_or_storage_error_fails_only_that_repository(proj, fakes, monkeypatch):
+    make_registry(proj)
+    fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")], "c": [image("3")]})
+    run(proj)
+    fake.hooks["a"] = lambda: 1 / 0
+    real = sync.reconcile_repository
+
+    def broken_for_b(repository, images, now=None):
+        if repository.path == "b":
+            raise ValueError("disk full")
+        return real(repository, images, now)
+
+    monkeypatch.setattr(sync, "reconcile_repository", broken_for_b)
+    fake.repos["c"] = [image("3"), image("4")]
+    task = run(proj)
+
+    assert task.status == SyncTask.Status.PARTIALLY_SUCCEEDED
+    failed = dict(
+        task.results.filter(status="failed").values_list("repository_path", "reason_code")
+    )
+    assert failed == {"a": "internal_error", "b": "internal_error"}
+    assert "disk full" not in task.failure_reason  # internals go to the log, not to users
+    assert set(inventory(proj)) == {"a:1", "b:2", "c:3", "c:4"}
