@@ -263,3 +263,18 @@ def test_export_of_an_empty_project_is_an_empty_array(db, other_project):
 def test_export_of_an_unknown_project_is_a_one_line_error(db):
     with pytest.raises(CommandError, match="Unknown project 'nope'."):
         export("--project", "nope")
+
+
+def test_sync_watchdog_interrupts_a_silent_task(db, project, registry):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    task = sync.request_sync(project)
+    sync.claim_task(task.pk)
+    SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    out = io.StringIO()
+    call_command("sync_watchdog", stdout=out)
+    assert out.getvalue().startswith("Interrupted 1 task(s)")
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.INTERRUPTED

@@ -748,3 +748,19 @@ def test_an_unexpected_client_or_storage_error_fails_only_that_repository(proj, 
     assert failed == {"a": "internal_error", "b": "internal_error"}
     assert "disk full" not in task.failure_reason  # internals go to the log, not to users
     assert set(inventory(proj)) == {"a:1", "b:2", "c:3", "c:4"}
+
+
+def test_a_requested_sync_runs_through_django_q_after_commit(proj, fakes, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the queued function in-process
+    make_registry(proj)
+    fakes["local"] = FakeClient({"a": [image("1")]})
+    from django.db import transaction
+
+    with transaction.atomic():
+        task = sync.request_sync(proj)
+        assert SyncTask.objects.get(pk=task.pk).status == SyncTask.Status.QUEUED
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.SUCCEEDED
+    assert set(inventory(proj)) == {"a:1"}
