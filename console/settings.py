@@ -196,8 +196,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image inventory console API",
-    "DESCRIPTION": "Images, repositories, registries and sync tasks of your projects. "
-    "See /api/v1/docs/ for the error shape, authentication and paging.",
+    "DESCRIPTION": "Images, repositories, registries and sync tasks of your projects.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",

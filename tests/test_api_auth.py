@@ -241,6 +241,12 @@ def test_an_unknown_api_url_is_a_json_404(viewer, path):
     assert_error(api_as(viewer).get(path), 404, "not_found")
 
 
+def test_the_api_root_points_to_where_to_start(db):
+    body = Client().get("/api/v1/").json()
+    assert body["schema"].endswith("/api/v1/schema/") and body["docs"].endswith("/api/v1/docs/")
+    assert body["projects"].endswith("/api/v1/projects/")
+
+
 def test_an_unexpected_failure_is_a_json_500_without_details(viewer, project, monkeypatch):
     """Never a traceback or a secret in an error."""
     from imagesync.api import views

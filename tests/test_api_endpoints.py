@@ -135,6 +135,16 @@ ENDPOINTS = [
         None,
     ),
     (
+        "image type counts",
+        "get",
+        "image-type-counts",
+        lambda w: {"project_id": w.project.pk},
+        None,
+        "viewer",
+        200,
+        None,
+    ),
+    (
         "image detail",
         "get",
         "image-detail",

@@ -140,6 +140,23 @@ def test_the_api_filters_match_the_console_filters(inventory, project, viewer, r
         assert set(_list(api_as(viewer), project, api_params)) == expected, params
 
 
+def test_type_counts_follow_every_filter_but_the_type(inventory, project, viewer):
+    url = api_url("image-type-counts", project_id=project.pk)
+    client = api_as(viewer)
+    counts = {row["type"]: row["count"] for row in client.get(url, {"type": "harbor"}).json()}
+    assert counts == {
+        "swr_private": 0,
+        "swr_shared": 0,
+        "swr_enterprise": 0,
+        "harbor": 2,
+        "jfrog": 0,
+        "other": 3,
+    }
+    latest = {row["type"]: row["count"] for row in client.get(url, {"latest": "true"}).json()}
+    assert (latest["harbor"], latest["other"]) == (1, 2)
+    assert_error(client.get(url, {"size_min": "huge"}), 400, "validation_error")
+
+
 ORDERINGS = [
     ("size", ["api:1.0", "api:1.1", "base:stable", "web:2.0", "base:edge"]),
     ("tag", ["api:1.0", "api:1.1", "web:2.0", "base:edge", "base:stable"]),

@@ -29,6 +29,25 @@ class DocsView(SpectacularSwaggerSplitView):
 
 
 @extend_schema(exclude=True)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def index(request):
+    """/api/v1/: where to start."""
+    from django.urls import reverse
+    from rest_framework.response import Response
+
+    return Response(
+        {
+            "projects": request.build_absolute_uri(reverse("api:project-list")),
+            "tokens": request.build_absolute_uri(reverse("api:token-list")),
+            "schema": request.build_absolute_uri(reverse("api:schema")),
+            "docs": request.build_absolute_uri(reverse("api:docs")),
+        }
+    )
+
+
+@extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
 @authentication_classes([])
 @permission_classes([AllowAny])

@@ -4,6 +4,35 @@ from __future__ import annotations
 
 from imagesync.api.errors import ERROR_CODES
 
+API_DESCRIPTION = """\
+The image inventory console's JSON API: what the console pages do, for pipelines and dashboards.
+
+**Projects.** Every object belongs to a project, and the project is in the URL:
+`/api/v1/projects/{project_id}/images/`, `.../repositories/`, `.../registries/`,
+`.../sync-tasks/`. `GET /api/v1/projects/` lists your projects with your role. Another
+project's objects are `404 not_found`. Viewers read; operators also start, cancel and retry
+sync tasks; admins also connect, edit, remove and test registries (`403 permission_denied`
+otherwise).
+
+**Authentication.** Send a personal API token as `Authorization: Bearer <token>`. Create one
+with `POST /api/v1/tokens/` (signed in) or ask an administrator (admin site, API tokens); it is
+shown once, stored hashed, and revoked with `DELETE /api/v1/tokens/{id}/`. The browser session
+works too; its writes need the CSRF token.
+
+**Errors** always look like
+`{"error": {"code": "validation_error", "message": "...", "details": {"field": ["..."]}}}`.
+Codes: validation_error, parse_error, not_authenticated, authentication_failed,
+permission_denied, not_found, method_not_allowed, unsupported_media_type, conflict (a sync of
+the project is already active: `details.active_task_id`), throttled (see `Retry-After`),
+server_error.
+
+**Paging.** Lists take `page` and `page_size` (at most 200) and answer
+`{"count", "next", "previous", "results"}`. Sort with `ordering` (comma-separated, `-` for
+descending). Times are ISO 8601; sizes are bytes.
+
+**Rate limit.** Each token has its own request budget (API_THROTTLE_RATE, default 600/minute).
+"""
+
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error of the API has this shape.",
@@ -49,6 +78,7 @@ RETRY_AFTER = {
 def add_error_responses(result: dict, generator, request, public) -> dict:
     """drf-spectacular POSTPROCESSING_HOOK: add the Error component and the common error
     responses to every operation (explicitly documented ones, e.g. 409, are kept)."""
+    result.setdefault("info", {})["description"] = API_DESCRIPTION
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}

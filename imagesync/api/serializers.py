@@ -83,6 +83,12 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TypeCountSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=RepositoryType.choices)
+    label = serializers.CharField()
+    count = serializers.IntegerField()
+
+
 class RepositorySerializer(serializers.ModelSerializer):
     registry_id = serializers.IntegerField(read_only=True)
     registry_name = serializers.CharField(source="registry.name", read_only=True)

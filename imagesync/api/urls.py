@@ -63,6 +63,11 @@ v1 = [
         api(views.ProjectViewSet.as_view({"get": "retrieve"})),
         name="project-detail",
     ),
+    path(
+        f"{project}/images/type-counts/",
+        api(views.ImageViewSet.as_view({"get": "type_counts"}, pagination_class=None)),
+        name="image-type-counts",
+    ),
     *_routes(f"{project}/images", views.ImageViewSet, "image"),
     *_routes(f"{project}/repositories", views.RepositoryViewSet, "repository"),
     *_routes(
@@ -110,6 +115,7 @@ v1 = [
 ]
 
 urlpatterns = [
+    path("v1/", api(docs.index), name="index"),
     path("v1/", include(v1)),
     re_path(r"^.*$", api(docs.not_found), name="not-found"),
 ]

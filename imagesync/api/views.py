@@ -25,6 +25,7 @@ from imagesync.models import (
     ProjectMembership,
     Registry,
     Repository,
+    RepositoryType,
     SyncTask,
     SyncTaskRepository,
     has_role,
@@ -115,6 +116,32 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
             .select_related("repository__registry")
             .order_by("-registry_updated_at", "-id")
         )
+
+    @extend_schema(
+        summary="Images per repository type under every other filter (Image View's type counts)",
+        filters=True,
+        responses=serializers.TypeCountSerializer(many=True),
+    )
+    def type_counts(self, request, project_id=None):
+        """How many images choosing each type would show: the same filters as the list,
+        except the type filter itself."""
+        params = request.query_params.copy()
+        params.pop("type", None)
+        params.pop("ordering", None)
+        filterset = filters.ImageFilterSet(params, queryset=self.get_queryset(), request=request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        counts = dict(
+            filterset.qs.order_by()
+            .values_list("repository__type")
+            .annotate(n=Count("id"))
+            .values_list("repository__type", "n")
+        )
+        rows = [
+            {"type": value, "label": label, "count": counts.get(value, 0)}
+            for value, label in RepositoryType.choices
+        ]
+        return Response(serializers.TypeCountSerializer(rows, many=True).data)
 
 
 @extend_schema_view(
