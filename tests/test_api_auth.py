@@ -160,6 +160,8 @@ def test_a_session_write_without_the_csrf_token_is_refused(operator, project, re
 def test_an_administrator_creates_a_token_in_the_admin_and_sees_it_once(superuser, viewer):
     admin = Client()
     admin.force_login(superuser)
+    form = admin.get("/admin/apitokens/apitoken/add/").content.decode()
+    assert 'name="user"' in form and 'name="name"' in form and "key_hash" not in form
     response = admin.post(
         "/admin/apitokens/apitoken/add/", {"user": viewer.pk, "name": "nightly report"}
     )
