@@ -369,7 +369,13 @@ class SwrClient(RegistryClient):
         what = "listing namespaces"
         try:
             body = self._json(self._get("/v2/manage/namespaces", None, what), what)
-            if not isinstance(body, dict) or not isinstance(body.get("namespaces") or [], list):
+            # A 200 without the "namespaces" key is not SWR's answer (a proxy, a login page
+            # turned JSON, another API): reporting it as "connected" would mislead.
+            if (
+                not isinstance(body, dict)
+                or "namespaces" not in body
+                or not isinstance(body.get("namespaces") or [], list)
+            ):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
         except RegistryError as error:
             return CheckResult(False, error.code, self._scrub(error.message))
