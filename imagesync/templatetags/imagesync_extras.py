@@ -71,3 +71,29 @@ def status_badge(value: str, label: str = "") -> str:
         STATUS_ICONS.get(value, "•"),
         label or value.replace("_", " ").capitalize(),
     )
+
+
+TYPE_SHORT = {
+    "swr_private": "SWR private",
+    "swr_shared": "SWR shared",
+    "swr_enterprise": "SWR enterprise",
+    "harbor": "Harbor",
+    "jfrog": "JFrog",
+    "other": "OCI / Docker v2",
+}
+
+
+@register.filter
+def type_short(value: str) -> str:
+    """A repository type as a short table label (the long label is the cell's title)."""
+    return TYPE_SHORT.get(str(value), str(value))
+
+
+@register.filter
+def scope_short(task) -> str:
+    """A task's scope in a few words for the task table."""
+    if task.scope == "types":
+        return "Types: " + ", ".join(type_short(t) for t in task.scope_types or [])
+    if task.scope == "repositories":
+        return "Chosen repositories"
+    return "All repositories"

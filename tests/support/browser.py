@@ -1,0 +1,118 @@
+"""Playwright helpers for the browser tests: the Debian Chromium, a page that records Content
+Security Policy violations, and signing in.
+
+A test module wraps the two generators in fixtures:
+
+    @pytest.fixture(scope="module")
+    def chromium_browser():
+        yield from launch_chromium()
+
+    @pytest.fixture
+    def ui(chromium_browser, live_server):
+        yield from open_console_page(chromium_browser, live_server)
+
+Keep the browser module-scoped: Playwright's sync API keeps an event
+loop in the main thread while it runs, and Django refuses ORM calls there unless
+DJANGO_ALLOW_ASYNC_UNSAFE is set; stopping it at the end of the module keeps other test modules
+unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.tools import missing_tool
+
+CHROMIUM = os.environ.get("IMAGESYNC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+VIEWPORT = {"width": 1440, "height": 900}
+
+
+@dataclass
+class ConsolePage:
+    """A Playwright page plus what the browser complained about while the test ran."""
+
+    page: object
+    base_url: str
+    csp_violations: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def goto(self, path: str):
+        return self.page.goto(self.base_url + path)
+
+    def sign_in(self, username: str, password: str) -> None:
+        """Sign in through the real login form."""
+        self.goto("/login/")
+        self.page.get_by_label("Username").fill(username)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url("**/images/")
+
+    def screenshot(self, name: str) -> Path:
+        """Save a full-page screenshot under docs/screenshots/ (committed for the README)."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        target = SCREENSHOTS / name
+        # Let the slide-in finish. Playwright's animations="disabled" and caret="hide" touch
+        # the page's styles (a <style> element, style="" on inputs) that the Content Security
+        # Policy then reports, so neither is used.
+        self.page.wait_for_timeout(400)
+        self.page.screenshot(path=str(target), full_page=False, caret="initial")
+        return target
+
+
+def launch_chromium() -> Iterator[object]:
+    """The Debian Chromium driven by Playwright (never `playwright install`)."""
+    if not Path(CHROMIUM).exists():
+        missing_tool(f"{CHROMIUM} is missing: install the Debian chromium package")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def open_console_page(browser, live_server) -> Iterator[ConsolePage]:
+    """A fresh browser context on the live server; fails the test on any CSP violation or
+    JavaScript error."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console = ConsolePage(page=page, base_url=live_server.url)
+
+    def on_console(message) -> None:
+        text = message.text
+        if "Content Security Policy" in text or "Content-Security-Policy" in text:
+            console.csp_violations.append(text)
+        elif message.type == "error" and "favicon" not in text:
+            console.errors.append(text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: console.errors.append(str(error)))
+    try:
+        yield console
+    finally:
+        context.close()
+    assert not console.csp_violations, "CSP violations:\n" + "\n".join(console.csp_violations)
+    assert not console.errors, "JavaScript errors:\n" + "\n".join(console.errors)
