@@ -26,6 +26,7 @@ from tests.support.registry_seed import (
     push_image,
     push_image_details,
     push_index_details,
+    seed,
     tag_manifest,
 )
 
@@ -208,3 +209,31 @@ def test_the_check_reports_wrong_credentials_without_echoing_them(distribution_r
 
     assert (result.ok, result.code) == (False, "auth_failed")
     assert "wrong-Pa55-xyz" not in result.message
+
+
+@pytest.mark.parametrize(
+    "how", [{"via": "api"}, {"via": "api", "shared_config": True}, {"via": "storage"}]
+)
+def test_bulk_seeded_repositories_list_exactly_as_seeded(
+    distribution_registry, registry_namespace, how
+):
+    reg = distribution_registry
+    seeded = seed(reg, repos=3, tags=4, prefix=registry_namespace, **how)
+    mark = reg.log_mark()
+
+    config = reg.client_config(repositories=list(seeded.images))
+    with OciClient(config) as client:
+        listed = {
+            r.path: {i.tag: i for i in client.list_images(r)} for r in client.list_repositories()
+        }
+
+    assert {p: {t: i.digest for t, i in tags.items()} for p, tags in listed.items()} == (
+        seeded.images
+    )
+    assert len({i.digest for tags in listed.values() for i in tags.values()}) == 12
+    assert all(
+        i.platforms == ("linux/amd64",) and i.created == CREATED
+        for tags in listed.values()
+        for i in tags.values()
+    )
+    assert reg.blob_requests(seeded.layer_digests, since=mark) == []
