@@ -732,3 +732,37 @@ def test_a_config_that_is_not_a_small_json_document_is_never_downloaded(rsps):
     assert images["blob"].size == 15 and images["blob"].platforms == ()
     assert images["huge"].size == 50_000_005
     assert not calls(rsps, "GET", "/blobs/")
+
+
+def test_one_tag_that_cannot_be_resolved_fails_the_whole_listing(rsps):
+    tag_list(rsps, "app", ["1", "2"])
+    image(rsps, "app", ["1"])
+    rsps.add(responses.HEAD, f"{BASE}/v2/app/manifests/2", status=503)
+
+    with pytest.raises(RegistryError) as caught:
+        client(max_retries=0).list_images(repo("app"))
+
+    assert caught.value.code == "unreachable"
+
+
+def test_a_catalog_that_links_back_to_itself_is_a_bad_response(rsps):
+    rsps.add(
+        responses.GET,
+        f"{BASE}/v2/_catalog",
+        json={"repositories": ["a"]},
+        headers={"Link": '</v2/_catalog?last=a&n=1>; rel="next"'},
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        list(client(catalog_page_size=1).list_repositories())
+
+    assert caught.value.code == "bad_response"
+
+
+def test_a_token_service_answer_without_a_token_is_a_bad_response(rsps):
+    rsps.add(responses.GET, f"{BASE}/v2/", status=401, headers={"WWW-Authenticate": CHALLENGE})
+    rsps.add(responses.GET, "https://auth.example.com/token", json={"expires_in": 300})
+
+    result = client().check()
+
+    assert (result.ok, result.code) == (False, "bad_response")
