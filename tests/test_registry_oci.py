@@ -766,3 +766,25 @@ def test_a_token_service_answer_without_a_token_is_a_bad_response(rsps):
     result = client().check()
 
     assert (result.ok, result.code) == (False, "bad_response")
+
+
+def test_a_token_without_the_needed_scope_is_a_permission_problem_not_a_password_one(rsps):
+    server = TokenServer(rsps)
+    rsps.add_callback(
+        responses.GET,
+        f"{BASE}/v2/_catalog",
+        callback=lambda request: (
+            401,
+            {
+                "WWW-Authenticate": CHALLENGE
+                + ',scope="registry:catalog:*",error="insufficient_scope"'
+            },
+            json.dumps(oci_error("UNAUTHORIZED", "authentication required")),
+        ),
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        list(client().list_repositories())
+
+    assert caught.value.code == "permission_denied"
+    assert server.issued == ["t1"]  # one fresh token was tried, then no loop

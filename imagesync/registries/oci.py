@@ -533,6 +533,17 @@ class OciClient(RegistryClient):
                 response = self.transport.request(
                     method, path, what=what, headers=sent, params=params
                 )
+        if response.status_code == 401 and sent.get("Authorization"):
+            final = pick_challenge(response.headers.get("WWW-Authenticate"))
+            if final is not None and final.params.get("error") == "insufficient_scope":
+                # Authenticated fine, but these credentials may not read this (RFC 6750 §3.1).
+                error = RegistryError(
+                    PERMISSION_DENIED,
+                    f"Permission denied from {self.transport.host} ({what}).",
+                    status=401,
+                )
+                error.registry_code = "DENIED"
+                raise error
         if response.status_code != 200:
             raise self._error(response, what)
         return response
