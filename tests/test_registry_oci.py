@@ -788,3 +788,34 @@ def test_a_token_without_the_needed_scope_is_a_permission_problem_not_a_password
 
     assert caught.value.code == "permission_denied"
     assert server.issued == ["t1"]  # one fresh token was tried, then no loop
+
+
+def test_a_next_page_link_to_another_host_is_not_followed_with_our_credentials(rsps):
+    rsps.add(
+        responses.GET,
+        f"{BASE}/v2/_catalog",
+        json={"repositories": ["a"]},
+        headers={"Link": '<https://collector.example.net/v2/_catalog?last=a>; rel="next"'},
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        list(client().list_repositories())
+
+    assert caught.value.code == "bad_response"
+    assert not calls(rsps, "GET", "collector.example.net")
+
+
+def test_a_pathologically_nested_manifest_is_a_bad_response(rsps):
+    body = b"[" * 100_000 + b"]" * 100_000
+    tag_list(rsps, "app", ["1"])
+    rsps.add(
+        responses.HEAD,
+        f"{BASE}/v2/app/manifests/1",
+        headers={"Docker-Content-Digest": sha(body), "Content-Type": DOCKER_MANIFEST},
+    )
+    rsps.add(responses.GET, f"{BASE}/v2/app/manifests/{sha(body)}", body=body)
+
+    with pytest.raises(RegistryError) as caught:
+        client().list_images(repo("app"))
+
+    assert caught.value.code == "bad_response"

@@ -428,7 +428,7 @@ def json_body(response: requests.Response, what: str) -> Any:
     """Decode a JSON body or raise bad_response (truncated or malformed JSON)."""
     try:
         return json.loads(response.content or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: RecursionError
         raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None
 
 

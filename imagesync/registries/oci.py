@@ -254,17 +254,17 @@ class OciClient(RegistryClient):
         # One task per tag resolves it and, when its digest is new, fetches the details right
         # away: no barrier between the HEADs and the GETs, so the workers stay busy.
         futures = [executor.submit(self._image_of, path, tag, known) for tag in tags]
-        resolved = []
-        details: dict[str, DigestDetails] = {}
-        for tag, future in zip(tags, futures, strict=True):
-            result = future.result()
-            if result is not None:  # None: the tag was deleted while we listed
-                digest, media_type, info = result
-                resolved.append((tag, digest, media_type, None))
-                details[digest] = info
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # the listing has failed: do not keep asking the registry
+                future.cancel()
+            raise
         images = []
-        for tag, digest, media_type, _body in resolved:
-            info = details[digest]
+        for tag, result in zip(tags, results, strict=True):
+            if result is None:  # the tag was deleted while we listed
+                continue
+            digest, media_type, info = result
             images.append(
                 ImageInfo(
                     tag=tag,
@@ -281,8 +281,16 @@ class OciClient(RegistryClient):
 
     # --- listings -----------------------------------------------------------------------
 
+    def _page_size(self, name: str) -> int:
+        """A page size option; a value an admin mistyped falls back to the default."""
+        try:
+            size = int(self.config.option(name, DEFAULT_PAGE_SIZE))
+        except (TypeError, ValueError):
+            return DEFAULT_PAGE_SIZE
+        return size if size > 0 else DEFAULT_PAGE_SIZE
+
     def _catalog(self) -> list[str]:
-        size = int(self.config.option("catalog_page_size", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE)
+        size = self._page_size("catalog_page_size")
         try:
             return self._paged("v2/_catalog", size, "repositories", CATALOG_SCOPE, "catalog")
         except RegistryError as exc:
@@ -294,7 +302,7 @@ class OciClient(RegistryClient):
             raise
 
     def _tags(self, path: str) -> list[str]:
-        size = int(self.config.option("tags_page_size", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE)
+        size = self._page_size("tags_page_size")
         tags = self._paged(
             f"v2/{quote(path, safe='/')}/tags/list",
             size,
@@ -327,6 +335,11 @@ class OciClient(RegistryClient):
             items.extend(page)
             link = response.links.get("next", {}).get("url")
             url = urljoin(response.url or url, link) if link else None
+            if url is not None and not self._same_origin(url):
+                # Our credentials go with every page request: never follow a Link elsewhere.
+                raise RegistryError(
+                    BAD_RESPONSE, f"The registry linked the next page to another host ({what})."
+                )
             params = None  # the Link carries the cursor and page size
         return items
 
@@ -503,6 +516,13 @@ class OciClient(RegistryClient):
                     max_workers=self.transport.max_concurrency, thread_name_prefix="oci"
                 )
             return self._executor
+
+    def _same_origin(self, url: str) -> bool:
+        base, other = urlsplit(self.transport.base_url), urlsplit(url)
+        return (base.scheme.lower(), base.netloc.lower()) == (
+            other.scheme.lower(),
+            other.netloc.lower(),
+        )
 
     @staticmethod
     def _pull_scope(path: str) -> str:
@@ -693,5 +713,5 @@ def _decode(body: bytes, what: str) -> Any:
     """Decode JSON we already hold, or raise bad_response."""
     try:
         return json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None
