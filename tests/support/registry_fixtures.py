@@ -140,6 +140,18 @@ class RunningRegistry:
         ]
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the registry when the test process dies, so a
+    killed pytest run never leaves a registry behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -190,6 +202,9 @@ def start_registry(
 ) -> RunningRegistry:
     """Start `docker-registry serve` on a free loopback port and wait until /v2/ answers.
 
+    The registry is terminated when the *thread* that started it ends (PR_SET_PDEATHSIG), so
+    start it from the main thread (pytest fixtures and scripts do).
+
     Raises RegistryUnavailable when a tool is missing or the process does not come up."""
     missing = tools_missing()
     if missing:
@@ -228,6 +243,7 @@ def start_registry(
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         reg = RunningRegistry(
             url=f"http://127.0.0.1:{port}",
