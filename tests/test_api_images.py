@@ -157,6 +157,20 @@ def test_type_counts_follow_every_filter_but_the_type(inventory, project, viewer
     assert_error(client.get(url, {"size_min": "huge"}), 400, "validation_error")
 
 
+def test_the_type_filter_does_not_make_the_count_distinct(inventory, project, viewer):
+    """COUNT over SELECT DISTINCT of every column took seconds at 100,000 images."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_as(viewer)
+    url = api_url("image-list", project_id=project.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url, {"type": ["harbor", "other"]}).status_code == 200
+    image_queries = [q["sql"] for q in queries.captured_queries if '"imagesync_image"' in q["sql"]]
+    assert image_queries
+    assert not any('SELECT DISTINCT "imagesync_image"' in sql for sql in image_queries)
+
+
 ORDERINGS = [
     ("size", ["api:1.0", "api:1.1", "base:stable", "web:2.0", "base:edge"]),
     ("tag", ["api:1.0", "api:1.1", "web:2.0", "base:edge", "base:stable"]),
