@@ -39,6 +39,23 @@ def _registries_of_request(request) -> QuerySet[Registry]:
     return Registry.objects.for_user(request.user).filter(project_id=request.project.pk)
 
 
+def _in_repositories(qs: QuerySet, **lookups) -> QuerySet:
+    """Filter images by repository fields through `repository_id IN (subquery)`: the database
+    then reads just those repositories' images through the (repository, tag) index instead of
+    joining every image of the project to its repository."""
+    return qs.filter(repository__in=Repository.objects.filter(**lookups).values("pk"))
+
+
+class RepositoryFieldFilter(django_filters.CharFilter):
+    """A text filter on a repository field (namespace, name), as a repository subquery."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        value = (value or "").strip()
+        if not value:
+            return qs
+        return _in_repositories(qs, **{f"{self.field_name}__{self.lookup_expr}": value})
+
+
 class OnlyFilter(django_filters.Filter):
     """A checkbox: ticked keeps rows whose boolean field is true; unticked filters nothing."""
 
@@ -90,23 +107,21 @@ class ImageFilter(django_filters.FilterSet):
 
     q = django_filters.CharFilter(method="search", label="Search")
     type = django_filters.MultipleChoiceFilter(
-        field_name="repository__type",
+        method="filter_types",
         choices=RepositoryType.choices,
         widget=forms.CheckboxSelectMultiple,
         label="Repository type",
     )
     registry = django_filters.ModelChoiceFilter(
-        field_name="repository__registry",
+        method="filter_registry",
         queryset=_registries_of_request,
         label="Registry",
         empty_label="All registries",
     )
-    namespace = django_filters.CharFilter(
-        field_name="repository__namespace", lookup_expr="icontains", label="Namespace"
+    namespace = RepositoryFieldFilter(
+        field_name="namespace", lookup_expr="icontains", label="Namespace"
     )
-    name = django_filters.CharFilter(
-        field_name="repository__name", lookup_expr="icontains", label="Image name"
-    )
+    name = RepositoryFieldFilter(field_name="name", lookup_expr="icontains", label="Image name")
     tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
     digest = django_filters.CharFilter(method="filter_digest", label="Digest")
     multi_arch = OnlyFilter(field_name="multi_arch", label="Multi-arch only")
@@ -128,13 +143,28 @@ class ImageFilter(django_filters.FilterSet):
         model = Image
         fields: list[str] = []
 
+    def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
+        return _in_repositories(qs, type__in=value) if value else qs
+
+    def filter_registry(self, qs: QuerySet, name: str, value: Registry | None) -> QuerySet:
+        return _in_repositories(qs, registry=value) if value is not None else qs
+
+    @property
+    def narrows_images(self) -> bool:
+        """True when a filter other than the type filter is active (valid form only)."""
+        return any(
+            value not in (None, "", [], False)
+            for name, value in self.form.cleaned_data.items()
+            if name != "type"
+        )
+
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         """Free text matches the repository path (namespace/name), the tag or the digest."""
         value = value.strip()
         if not value:
             return qs
         return qs.filter(
-            Q(repository__path__icontains=value)
+            Q(repository__in=Repository.objects.filter(path__icontains=value).values("pk"))
             | Q(tag__icontains=value)
             | Q(digest__icontains=value)
         )

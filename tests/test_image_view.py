@@ -438,3 +438,31 @@ def test_switching_project_shows_the_other_projects_images(
     response = client.get(URL)
     assert shown_tags(response) == ["api:1.0"]
     assert response.context["current_project"] == Project.objects.get(name="elsewhere")
+
+
+def test_unfiltered_counts_per_type_come_from_the_repositories_image_counts(
+    login, viewer, inventory
+):
+    # The sync engine keeps Repository.image_count in step with the images it writes.
+    for repository in Repository.objects.all():
+        repository.image_count = repository.images.count()
+        repository.save(update_fields=["image_count"])
+    response = login(viewer).get(URL)
+    counts = {item["value"]: item["count"] for item in response.context["type_counts"]}
+    assert counts == {
+        "swr_private": 0,
+        "swr_shared": 0,
+        "swr_enterprise": 0,
+        "harbor": 3,
+        "jfrog": 0,
+        "other": 2,
+    }
+    assert response.context["page"].paginator.count == 5
+
+
+def test_a_deep_page_shows_the_right_rows_in_order(login, viewer, registry):
+    repository = make_repository(registry, "bulk/many")
+    for n in range(35):
+        make_image(repository, f"v{n:03d}", size=n)
+    response = login(viewer).get(URL, {"per_page": 10, "page": 4, "sort": "-size"})
+    assert shown_tags(response) == [f"many:v{n:03d}" for n in range(4, -1, -1)]
