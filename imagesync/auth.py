@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.cache import cache
@@ -10,8 +12,11 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 
 def _keys(request, username: str) -> list[str]:
-    address = request.META.get("REMOTE_ADDR", "unknown")
-    return [f"login-fail:user:{username.strip().lower()[:150]}", f"login-fail:addr:{address}"]
+    # Hashed: a typed username can hold anything (NUL bytes, spaces, 10,000 characters) and
+    # must still make a valid cache key on every backend.
+    name = hashlib.sha256(username.strip().lower().encode("utf-8", "replace")).hexdigest()
+    address = hashlib.sha256(request.META.get("REMOTE_ADDR", "unknown").encode()).hexdigest()
+    return [f"login-fail:user:{name}", f"login-fail:addr:{address}"]
 
 
 def is_locked(request, username: str) -> bool:
