@@ -19,6 +19,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from imagesync import sync
 from imagesync.models import Image, Registry, SyncTask, SyncTaskRepository
@@ -88,6 +89,8 @@ def run_sync(project) -> SyncTask:
             sync.run_task(task.pk)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
+        finally:
+            connection.close()  # this thread's own connection
 
     thread = threading.Thread(target=target, daemon=True)
     started = time.monotonic()
@@ -382,8 +385,9 @@ def test_a_registry_gone_before_the_task_starts_fails_it_quickly(faulty, project
 def test_a_token_that_expires_mid_sync_is_renewed_and_nothing_fails(
     transactional_db, project, fresh_registry
 ):
-    """The token service says a token lives 300 s, but the registry drops it after 0.3 s:
-    the client must answer the new challenge with a new token, not fail the repository."""
+    """The token service says a token lives 300 s, but the registry drops it after three uses
+    or 0.3 s: the client must answer the new challenge with a new token, not fail the
+    repository."""
     reg = fresh_registry
     seed_registry(reg)
     proxy = FaultProxy(
@@ -392,6 +396,7 @@ def test_a_token_that_expires_mid_sync_is_renewed_and_nothing_fails(
         token_auth=True,
         token_ttl=0.3,
         token_expires_in=300,
+        token_max_uses=3,
     ).start()
     try:
         registry = _registry_row(project, proxy, reg)

@@ -49,7 +49,7 @@ class Stack:
         if base.startswith(("postgres://", "postgresql://")):
             name = f"imagesync_death_{uuid.uuid4().hex[:8]}"
             parts = urlsplit(base)
-            self.pg_admin_url = base
+            self.pg_admin_url = urlunsplit(parts._replace(path="/postgres"))
             self.pg_name = name
             database_url = urlunsplit(parts._replace(path=f"/{name}"))
             self._psql(f"CREATE DATABASE {name}")

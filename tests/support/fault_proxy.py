@@ -28,8 +28,9 @@ Token auth: with `token_auth=True` the proxy answers unauthenticated /v2/ reques
 `401 WWW-Authenticate: Bearer realm=<proxy>/token`, serves that token endpoint itself
 (checking the client's Basic credentials against `upstream_auth`), and forwards authorized
 requests to the registry with the upstream Basic credentials. Tokens really live for
-`token_ttl` seconds but the endpoint claims `token_expires_in`, so a token expires mid-sync
-while the client still believes it valid; an expired token gets `401 error="invalid_token"`.
+`token_ttl` seconds but the endpoint claims `token_expires_in` (and with `token_max_uses` it
+is dropped after that many requests), so a token expires mid-sync while the client still
+believes it valid; an expired token gets `401 error="invalid_token"`.
 
 `latency` adds a delay before every forwarded request (a slow registry).
 """
@@ -123,6 +124,7 @@ class Seen:
 class _Token:
     value: str
     expires: float
+    uses: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -145,6 +147,7 @@ class FaultProxy:
         token_auth: bool = False,
         token_ttl: float = 300.0,
         token_expires_in: int | None = None,
+        token_max_uses: int | None = None,
         seed: int = 1234,
     ):
         self.upstream = upstream.rstrip("/")
@@ -152,6 +155,7 @@ class FaultProxy:
         self.token_auth = token_auth
         self.token_ttl = token_ttl
         self.token_expires_in = token_expires_in
+        self.token_max_uses = token_max_uses
         self.latency = 0.0
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
@@ -290,9 +294,11 @@ class FaultProxy:
             return "missing"
         with self._lock:
             token = self._tokens.get(header[7:].strip())
-        if token is None:
-            return "expired"
-        return "ok" if token.expires > time.monotonic() else "expired"
+            if token is None:
+                return "expired"
+            token.uses += 1
+            used_up = self.token_max_uses is not None and token.uses > self.token_max_uses
+        return "ok" if token.expires > time.monotonic() and not used_up else "expired"
 
     def _basic_ok(self, header: str) -> bool:
         if not self.upstream_auth:
