@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
 
 register = template.Library()
@@ -97,3 +98,14 @@ def scope_short(task) -> str:
     if task.scope == "repositories":
         return "Chosen repositories"
     return "All repositories"
+
+
+@register.filter
+def when(value) -> str:
+    """A datetime as "YYYY-MM-DD HH:MM" in the console's time zone ("—" when unknown).
+
+    strftime on the local time is several times faster than the `date` filter, which matters
+    for a 100-row table with three times per row."""
+    if not isinstance(value, dt.datetime):
+        return "—"
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
