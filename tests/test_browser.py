@@ -132,6 +132,7 @@ def test_an_admin_connects_a_registry_synchronizes_and_sees_exactly_the_pushed_i
     assert "Connected" in row.inner_text()
     registry = Registry.objects.get(name="local-distribution")
     assert registry.connection_status == "success"
+    ui.screenshot("registry-connections.png")
     assert fresh_registry.password not in page.content()
 
     page.get_by_role("link", name="Image View").first.click()
@@ -247,6 +248,27 @@ def test_the_specified_repositories_flow_syncs_only_the_chosen_repository(
 
     ui.goto("/images/")
     assert image_rows(page) == pushed | {("api", "2.0")}
+
+
+def test_manage_task_updates_an_active_task_live_and_then_stops_polling(ui, admin, project):
+    page = ui.page
+    task = SyncTask.objects.create(
+        project=project, status=SyncTask.Status.RUNNING, repositories_total=4, repositories_done=1
+    )
+    ui.sign_in("alice-admin", PASSWORD)
+    ui.goto("/tasks/")
+    row = page.locator(f'tr[data-task="{task.pk}"]')
+    assert "Running" in row.inner_text() and "25%" in row.inner_text()
+    assert page.locator("#task-table[data-polling]").count() == 1
+
+    SyncTask.objects.filter(pk=task.pk).update(repositories_done=3)
+    expect(row).to_contain_text("75%", timeout=6_000)
+    SyncTask.objects.filter(pk=task.pk).update(
+        status=SyncTask.Status.SUCCEEDED, repositories_done=4
+    )
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=6_000)
+    assert "Succeeded" in row.inner_text()
+    expect(page.locator("#task-table[data-polling]")).to_have_count(0)
 
 
 def test_the_panel_closes_with_escape_and_returns_focus(ui, admin, fresh_registry, project):
