@@ -289,3 +289,19 @@ def test_an_outsider_cannot_retry(login, outsider, finished_task):
 
 def test_cancel_and_retry_refuse_get(login, operator, finished_task):
     assert login(operator).get(f"/tasks/{finished_task.pk}/retry/").status_code == 405
+
+
+@pytest.mark.parametrize("url", ["/tasks/", "/registries/", "/images/synchronize/"])
+def test_a_user_without_a_project_is_told_to_ask_an_administrator_everywhere(
+    client, django_user_model, url
+):
+    client.force_login(django_user_model.objects.create_user(username="nobody", password="x"))
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "Ask an administrator to add you to a project" in response.content.decode()
+
+
+def test_a_user_without_a_project_cannot_start_a_sync(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="nobody", password="x"))
+    assert client.post("/images/synchronize/", {"sync_type": "all"}).status_code == 403
+    assert not SyncTask.objects.exists()

@@ -254,3 +254,20 @@ def test_removed_repositories_are_not_offered(login, operator, repositories):
 
     Repository.objects.filter(pk=repositories[0].pk).update(removed_at=timezone.now())
     assert "team/app00" not in picked(login(operator).get(PICKER_URL))
+
+
+@pytest.mark.parametrize("persona", ["admin_user", "operator", "viewer"])
+def test_members_can_browse_the_picker(login, request, repositories, persona):
+    response = login(request.getfixturevalue(persona)).get(PICKER_URL, {"repo_name": "app1"})
+    assert response.status_code == 200
+    assert picked(response) == [f"team/app{n}" for n in range(10, 20)]
+
+
+def test_anonymous_users_cannot_load_the_picker(client, repositories):
+    response = client.get(PICKER_URL)
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_an_outsiders_panel_shows_nothing_of_the_project(login, outsider, repositories):
+    body = login(outsider).get(URL, **HX).content.decode()
+    assert "team/app" not in body and "local" not in body
