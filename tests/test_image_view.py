@@ -466,3 +466,18 @@ def test_a_deep_page_shows_the_right_rows_in_order(login, viewer, registry):
         make_image(repository, f"v{n:03d}", size=n)
     response = login(viewer).get(URL, {"per_page": 10, "page": 4, "sort": "-size"})
     assert shown_tags(response) == [f"many:v{n:03d}" for n in range(4, -1, -1)]
+
+
+@pytest.mark.parametrize("sort", ["-size", "size", "tag", "-name", "synced"])
+def test_every_page_read_from_either_end_lists_each_image_once_in_order(
+    login, viewer, registry, sort
+):
+    repository = make_repository(registry, "bulk/many")
+    for n in range(47):
+        make_image(repository, f"v{n:03d}", size=(n * 7) % 13 or None)
+    client = login(viewer)
+    everything = shown_tags(client.get(URL, {"per_page": 100, "sort": sort}))
+    paged = []
+    for number in range(1, 6):
+        paged += shown_tags(client.get(URL, {"per_page": 10, "page": number, "sort": sort}))
+    assert paged == everything and len(set(paged)) == 47
