@@ -186,6 +186,7 @@ def _sorted(queryset, sort: str):
     if key not in IMAGE_SORTS:
         sort, key = DEFAULT_IMAGE_SORT, DEFAULT_IMAGE_SORT.lstrip("-")
     prefix = "-" if sort.startswith("-") else ""
+    sort = prefix + key
     return queryset.order_by(*(prefix + field for field in IMAGE_SORTS[key]), prefix + "id"), sort
 
 
@@ -344,6 +345,7 @@ def image_list(request):
         "filters_invalid": filterset.is_bound and not filterset.is_valid(),
         "active_task": _active_task(project, request.user),
         "columns": _columns(sort),
+        "is_fragment": _is_fragment(request),
     }
     return _render(request, "imagesync/image_list.html", "imagesync/_image_table.html", context)
 

@@ -177,6 +177,18 @@ def test_an_admin_connects_a_registry_synchronizes_and_sees_exactly_the_pushed_i
     expect(page.locator("#image-table tbody tr")).to_have_count(1)
     assert image_rows(page) == {("proxy", "2.4")}
 
+    # Sorting through a header link keeps the search; a later search keeps the sort.
+    page.get_by_label("Search").fill("team")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator("#image-table tbody tr")).to_have_count(3)
+    page.get_by_role("link", name=re.compile(r"^Size")).click()
+    page.wait_for_url(re.compile(r".*q=team.*sort=size.*"))
+    expect(page.locator("#image-table th[aria-sort=ascending]")).to_contain_text("Size")
+    page.get_by_label("Search").fill("api")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r".*q=api.*sort=size.*"))
+    expect(page.locator("#image-table tbody tr")).to_have_count(2)
+
 
 def test_the_specified_types_flow_refuses_an_empty_choice_then_syncs_those_types(
     ui, admin, fresh_registry, pushed, project

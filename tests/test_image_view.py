@@ -481,3 +481,16 @@ def test_every_page_read_from_either_end_lists_each_image_once_in_order(
     for number in range(1, 6):
         paged += shown_tags(client.get(URL, {"per_page": 10, "page": number, "sort": sort}))
     assert paged == everything and len(set(paged)) == 47
+
+
+def test_an_htmx_table_update_also_updates_the_forms_hidden_sort_and_page_size(
+    login, viewer, inventory
+):
+    body = login(viewer).get(URL, {"sort": "-size", "per_page": 50}, HTTP_HX_REQUEST="true")
+    text = body.content.decode()
+    assert 'id="image-filter-state" hx-swap-oob="true"' in text
+    assert '<input type="hidden" name="sort" value="-size">' in text
+    assert '<input type="hidden" name="per_page" value="50">' in text
+    full = login(viewer).get(URL, {"sort": "-size"}).content.decode()
+    assert 'hx-swap-oob="true"' not in full
+    assert '<input type="hidden" name="sort" value="-size">' in full
