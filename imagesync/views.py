@@ -174,10 +174,18 @@ def select_project(request):
 
 
 def _image_queryset(request: HttpRequest):
+    """The current project's images, if the user may see the project.
+
+    This is `Image.objects.for_user(user).filter(project=project)` with the project check
+    resolved first: for_user's `project_id IN (subquery)` makes SQLite sort all 100,000 rows
+    for every ORDER BY, while a known project id lets it read them in index order."""
     project = _project(request)
     if project is None:
         return Image.objects.none()
-    return Image.objects.for_user(request.user).filter(project=project)
+    allowed = list(
+        Project.objects.for_user(request.user).filter(pk=project.pk).values_list("pk", flat=True)
+    )
+    return Image.objects.filter(project_id__in=allowed)
 
 
 def _sorted(queryset, sort: str):
