@@ -39,6 +39,11 @@ def _registries_of_request(request) -> QuerySet[Registry]:
     return Registry.objects.for_user(request.user).filter(project_id=request.project.pk)
 
 
+def _prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def _in_repositories(qs: QuerySet, **lookups) -> QuerySet:
     """Filter images by repository fields through `repository_id IN (subquery)`: the database
     then reads just those repositories' images through the (repository, tag) index instead of
@@ -170,15 +175,17 @@ class ImageFilter(django_filters.FilterSet):
         )
 
     def filter_digest(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        """A full digest, or the short hex form shown in the table (prefix match, index-friendly)."""
+        """A full digest, or the short hex form shown in the table: a prefix match written as
+        a range, so the (project, digest) index serves it on SQLite (whose LIKE ignores case
+        and so cannot use the index) as on PostgreSQL."""
         value = value.strip().lower()
         if not value:
             return qs
-        if ":" in value:
-            return qs.filter(digest__startswith=value)
-        return qs.filter(
-            Q(digest__startswith=f"sha256:{value}") | Q(digest__startswith=f"sha512:{value}")
-        )
+        prefixes = [value] if ":" in value else [f"sha256:{value}", f"sha512:{value}"]
+        condition = Q()
+        for prefix in prefixes:
+            condition |= Q(digest__gte=prefix, digest__lt=_prefix_end(prefix))
+        return qs.filter(condition)
 
     @property
     def active_filters(self) -> bool:
