@@ -408,6 +408,11 @@ class SyncTask(models.Model):
     worker = models.CharField(
         max_length=128, blank=True, help_text="Host and process that claimed it."
     )
+    requeued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the watchdog re-enqueued this queued task (done once).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -453,6 +458,109 @@ class SyncTask(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+    # --- transitions ------------------------------------------------------------------------
+    # Each is one conditional UPDATE: several workers, the watchdog and the console may act on
+    # the same row at once, and "1 row changed" is what says this caller won. The instance is
+    # updated only when it did.
+
+    def _transition(self, from_status: str, extra: Q | None = None, **values) -> bool:
+        rows = SyncTask.objects.filter(pk=self.pk, status=from_status)
+        if extra is not None:
+            rows = rows.filter(extra)
+        if not rows.update(**values):
+            return False
+        for name, value in values.items():
+            setattr(self, name, value)
+        return True
+
+    def claim(self, worker: str) -> bool:
+        """queued -> running; True for the one caller that won (a second claim is a no-op)."""
+        now = timezone.now()
+        return self._transition(
+            self.Status.QUEUED,
+            status=self.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker[:128],
+        )
+
+    claim.alters_data = True
+
+    def beat(self) -> bool:
+        """Write the heartbeat; False when the task is no longer running (stop working on it)."""
+        return self._transition(self.Status.RUNNING, heartbeat_at=timezone.now())
+
+    beat.alters_data = True
+
+    def finish(self, status: str, code: str = "", reason: str = "") -> bool:
+        """End a running task; False when it was no longer running (e.g. the watchdog finished
+        it as interrupted), in which case nothing is overwritten."""
+        now = timezone.now()
+        return self._transition(
+            self.Status.RUNNING,
+            status=status,
+            finished_at=now,
+            heartbeat_at=now,
+            failure_code=code[:32],
+            failure_reason=reason,
+        )
+
+    finish.alters_data = True
+
+    def request_cancel(self, reason: str = "Cancelled before it started.") -> bool:
+        """Stop the task: a queued one is cancelled at once, a running one is asked to stop
+        between repositories (`cancel_requested`). False when it was not active."""
+        if self._transition(
+            self.Status.QUEUED,
+            status=self.Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
+            failure_code="cancelled",
+            failure_reason=reason,
+        ):
+            return True
+        return self._transition(self.Status.RUNNING, cancel_requested=True)
+
+    request_cancel.alters_data = True
+
+    def interrupt(self, code: str, reason: str, now=None) -> bool:
+        """running -> interrupted, only if the heartbeat is still the one this instance read:
+        a worker that beat meanwhile is alive and keeps its task."""
+        same_beat = (
+            Q(heartbeat_at=self.heartbeat_at) if self.heartbeat_at else Q(heartbeat_at__isnull=True)
+        )
+        return self._transition(
+            self.Status.RUNNING,
+            same_beat,
+            status=self.Status.INTERRUPTED,
+            finished_at=now or timezone.now(),
+            failure_code=code[:32],
+            failure_reason=reason,
+        )
+
+    interrupt.alters_data = True
+
+    def mark_requeued(self, now=None) -> bool:
+        """Note that the watchdog enqueued this queued task again; True only the first time."""
+        return self._transition(
+            self.Status.QUEUED, Q(requeued_at__isnull=True), requeued_at=now or timezone.now()
+        )
+
+    mark_requeued.alters_data = True
+
+    def abandon(self, code: str, reason: str, now=None) -> bool:
+        """queued -> interrupted for a task that was re-enqueued and still never claimed."""
+        return self._transition(
+            self.Status.QUEUED,
+            Q(requeued_at__isnull=False),
+            status=self.Status.INTERRUPTED,
+            finished_at=now or timezone.now(),
+            failure_code=code[:32],
+            failure_reason=reason,
+        )
+
+    abandon.alters_data = True
 
 
 class SyncTaskRepository(models.Model):

@@ -249,22 +249,12 @@ def cancel_task(task: SyncTask, user=None) -> bool:
     """Ask an active task to stop (honoured between repositories). True if it was active.
 
     A queued task that no worker has claimed yet is cancelled at once."""
-    now = timezone.now()
-    cancelled_now = SyncTask.objects.filter(pk=task.pk, status=SyncTask.Status.QUEUED).update(
-        status=SyncTask.Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=now,
-        failure_code=CANCELLED,
-        failure_reason="Cancelled before it started.",
-    )
-    requested = 0
-    if not cancelled_now:
-        requested = SyncTask.objects.filter(pk=task.pk, status=SyncTask.Status.RUNNING).update(
-            cancel_requested=True
-        )
-    if not (cancelled_now or requested):
+    if not task.request_cancel():
         return False
-    detail = "cancelled before it started" if cancelled_now else "cancel requested while running"
+    if task.status == SyncTask.Status.CANCELLED:
+        detail = "cancelled before it started"
+    else:
+        detail = "cancel requested while running"
     AuditEvent.record(
         "sync.cancel", actor=user, project=task.project, target=str(task), detail=detail
     )
@@ -303,7 +293,7 @@ def retry_failed(task: SyncTask, user=None) -> SyncTask:
     )
 
 
-# --- task state transitions (candidates for SyncTask methods) -------------------------------
+# --- task state transitions (the transitions themselves are SyncTask methods) ---------------
 
 
 def worker_name() -> str:
@@ -312,39 +302,17 @@ def worker_name() -> str:
 
 def claim_task(task_id: int) -> bool:
     """Move a queued task to running; True for the one caller that won the race."""
-    now = timezone.now()
-    return bool(
-        SyncTask.objects.filter(pk=task_id, status=SyncTask.Status.QUEUED).update(
-            status=SyncTask.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker_name(),
-        )
-    )
+    return SyncTask(pk=task_id, status=SyncTask.Status.QUEUED).claim(worker_name())
 
 
 def finish_task(task_id: int, status: str, code: str = "", reason: str = "") -> bool:
-    """End a running task; False when it was no longer running (e.g. the watchdog finished it
-    as interrupted), in which case nothing is overwritten."""
-    now = timezone.now()
-    return bool(
-        SyncTask.objects.filter(pk=task_id, status=SyncTask.Status.RUNNING).update(
-            status=status,
-            finished_at=now,
-            heartbeat_at=now,
-            failure_code=code[:32],
-            failure_reason=reason,
-        )
-    )
+    """End a running task; False when it was no longer running (see SyncTask.finish)."""
+    return SyncTask(pk=task_id, status=SyncTask.Status.RUNNING).finish(status, code, reason)
 
 
 def beat(task_id: int) -> bool:
     """Write the heartbeat; False when the task is no longer running."""
-    return bool(
-        SyncTask.objects.filter(pk=task_id, status=SyncTask.Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
-    )
+    return SyncTask(pk=task_id, status=SyncTask.Status.RUNNING).beat()
 
 
 # --- the known-digest map -------------------------------------------------------------------
@@ -609,17 +577,16 @@ def run_task(task_id: int) -> None:
 def execute_task(task_id: int, on_progress: ProgressCallback | None = None) -> SyncTask | None:
     """run_task with an optional callback after each repository (used by `sync_images
     --wait`). Returns the task as it ended, or None when another worker had claimed it."""
-    if not claim_task(task_id):
+    task = SyncTask.objects.select_related("project").filter(pk=task_id).first()
+    if task is None or not task.claim(worker_name()):
         logger.info("Sync task #%s was not queued any more; nothing to do.", task_id)
         return None
-    task = SyncTask.objects.select_related("project").get(pk=task_id)
     runs: list[RegistryRun] = []
     try:
         _run(task, runs, on_progress)
     except Exception:
         logger.exception("Sync task #%s stopped on an unexpected error.", task_id)
-        finish_task(
-            task_id,
+        task.finish(
             SyncTask.Status.FAILED,
             INTERNAL_ERROR,
             "The synchronization stopped on an unexpected error; see the worker log.",
@@ -664,8 +631,7 @@ def _run(task: SyncTask, runs: list[RegistryRun], on_progress: ProgressCallback 
         missing = missing_scheduled_grants(project)
         if missing:
             names = " and ".join(missing)
-            finish_task(
-                task.pk,
+            task.finish(
                 SyncTask.Status.FAILED,
                 MISSING_AUTHORIZATION,
                 f"The scheduled synchronization needs the {names} authorization"
@@ -1107,7 +1073,7 @@ def _sync_jobs(
                     on_progress(task, outcome)
             if time.monotonic() - last_beat >= interval:
                 with db_guard():
-                    alive = beat(task.pk)
+                    alive = task.beat()
                 last_beat = time.monotonic()
                 if not alive:
                     stopping = lost = True
@@ -1217,24 +1183,22 @@ def _finish(task: SyncTask, runs: list[RegistryRun]) -> None:
             )
             if failed:
                 reason += f" {failed} failed before that: {detail}"
-            finish_task(task.pk, status, CANCELLED, reason)
+            task.finish(status, CANCELLED, reason)
         elif failed and failed >= total:
-            finish_task(
-                task.pk,
+            task.finish(
                 SyncTask.Status.FAILED,
                 code,
                 f"None of the {total} repositories could be synchronized. {detail}",
             )
         elif failed:
-            finish_task(
-                task.pk,
+            task.finish(
                 SyncTask.Status.PARTIALLY_SUCCEEDED,
                 code,
                 f"{failed} of {total} repositories failed and kept their previous inventory. "
                 f"{detail}",
             )
         else:
-            finish_task(task.pk, SyncTask.Status.SUCCEEDED)
+            task.finish(SyncTask.Status.SUCCEEDED)
 
 
 # --- watchdog and the scheduled sync ----------------------------------------------------------
@@ -1245,7 +1209,7 @@ def watchdog(now: datetime | None = None) -> dict[str, int]:
     tasks whose queue entry was lost.
 
     Queued tasks: after 5 x SYNC_HEARTBEAT_TIMEOUT unclaimed, the task is enqueued again once
-    (a duplicate entry is harmless: the claim is conditional) and `worker` notes it. If it is
+    (a duplicate entry is harmless: the claim is conditional) and `requeued_at` notes it. If it is
     still unclaimed after another 5 x SYNC_HEARTBEAT_TIMEOUT while no sync task runs at all --
     the workers are idle, since this watchdog itself runs on one -- it is finished as
     interrupted so that the project can be synchronized again."""
@@ -1261,22 +1225,11 @@ def watchdog(now: datetime | None = None) -> dict[str, int]:
     for task in stale.only("pk", "heartbeat_at", "started_at", "created_at"):
         last = task.heartbeat_at or task.started_at or task.created_at
         silent = int((now - last).total_seconds())
-        changed = (
-            SyncTask.objects.filter(pk=task.pk, status=SyncTask.Status.RUNNING)
-            .filter(
-                Q(heartbeat_at=task.heartbeat_at)
-                if task.heartbeat_at
-                else Q(heartbeat_at__isnull=True)
-            )
-            .update(
-                status=SyncTask.Status.INTERRUPTED,
-                finished_at=now,
-                failure_code=INTERRUPTED,
-                failure_reason=(
-                    f"The worker stopped responding (no heartbeat for {silent} s); "
-                    "the task was interrupted."
-                ),
-            )
+        changed = task.interrupt(
+            INTERRUPTED,
+            f"The worker stopped responding (no heartbeat for {silent} s); "
+            "the task was interrupted.",
+            now,
         )
         if changed:
             interrupted += 1
@@ -1287,30 +1240,24 @@ def watchdog(now: datetime | None = None) -> dict[str, int]:
 
     grace = timedelta(seconds=timeout * 5)
     requeued = abandoned = 0
-    marker = "re-enqueued by the watchdog"
     for task in SyncTask.objects.filter(
-        status=SyncTask.Status.QUEUED, created_at__lt=now - grace, worker=""
+        status=SyncTask.Status.QUEUED, created_at__lt=now - grace, requeued_at__isnull=True
     ):
-        if SyncTask.objects.filter(pk=task.pk, status=SyncTask.Status.QUEUED, worker="").update(
-            worker=marker
-        ):
+        if task.mark_requeued(now):
             requeued += 1
             enqueue_task(task.pk)
     if not SyncTask.objects.filter(status=SyncTask.Status.RUNNING).exists():
         for task in SyncTask.objects.filter(
-            status=SyncTask.Status.QUEUED, created_at__lt=now - 2 * grace, worker=marker
+            status=SyncTask.Status.QUEUED,
+            created_at__lt=now - 2 * grace,
+            requeued_at__isnull=False,
         ):
             minutes = int((now - task.created_at).total_seconds() // 60)
-            abandoned += SyncTask.objects.filter(
-                pk=task.pk, status=SyncTask.Status.QUEUED, worker=marker
-            ).update(
-                status=SyncTask.Status.INTERRUPTED,
-                finished_at=now,
-                failure_code=NEVER_STARTED,
-                failure_reason=(
-                    f"No worker picked the task up in {minutes} minutes, even after it was "
-                    "queued again; the task was interrupted. Start it again."
-                ),
+            abandoned += task.abandon(
+                NEVER_STARTED,
+                f"No worker picked the task up in {minutes} minutes, even after it was "
+                "queued again; the task was interrupted. Start it again.",
+                now,
             )
     return {"interrupted": interrupted, "requeued": requeued, "abandoned": abandoned}
 

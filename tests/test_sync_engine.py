@@ -630,6 +630,9 @@ def test_the_watchdog_requeues_a_lost_queued_task_once_then_gives_up(
     assert sync.watchdog(created + timedelta(minutes=6))["requeued"] == 1
     assert sync.watchdog(created + timedelta(minutes=7))["requeued"] == 0
     assert enqueued == [task.pk]
+    task.refresh_from_db()
+    assert task.requeued_at == created + timedelta(minutes=6)
+    assert task.worker == ""  # no pseudo worker name shown for a task nobody claimed
     assert sync.watchdog(created + timedelta(minutes=11))["abandoned"] == 1
     task.refresh_from_db()
     assert task.status == SyncTask.Status.INTERRUPTED
@@ -763,3 +766,33 @@ def test_a_requested_sync_runs_through_django_q_after_commit(proj, fakes, monkey
     task.refresh_from_db()
     assert task.status == SyncTask.Status.SUCCEEDED
     assert set(inventory(proj)) == {"a:1"}
+
+
+def test_a_task_finished_by_the_watchdog_is_not_overwritten_by_its_late_worker(
+    db, project, registry, settings
+):
+    settings.SYNC_HEARTBEAT_TIMEOUT = 60
+    task = sync.request_sync(project)
+    assert task.claim("host:1") is True
+    assert SyncTask.objects.get(pk=task.pk).claim("host:2") is False
+    stale = timezone.now() - timedelta(minutes=5)
+    SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=stale)
+    assert sync.watchdog()["interrupted"] == 1
+    assert task.beat() is False
+    assert task.finish(SyncTask.Status.SUCCEEDED) is False
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.INTERRUPTED and task.worker == "host:1"
+
+
+def test_cancelling_a_queued_task_ends_it_at_once_and_a_running_one_between_repositories(
+    db, project, registry
+):
+    queued = sync.request_sync(project)
+    assert queued.request_cancel() is True
+    assert queued.status == SyncTask.Status.CANCELLED and queued.finished_at
+    assert queued.request_cancel() is False
+    running = sync.request_sync(project)
+    running.claim("host:1")
+    assert running.request_cancel() is True
+    running.refresh_from_db()
+    assert running.status == SyncTask.Status.RUNNING and running.cancel_requested
