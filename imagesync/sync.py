@@ -53,7 +53,13 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
-from imagesync.registries.base import DigestDetails, ImageInfo, RegistryError, RepositoryInfo
+from imagesync.registries.base import (
+    DigestDetails,
+    ImageInfo,
+    RegistryError,
+    RepositoryInfo,
+    accepts_previous,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -564,6 +570,7 @@ class RegistryRun:
     known_lock: threading.Lock = field(default_factory=threading.Lock)
     listed: bool = False  # its repository listing completed
     synced_any: bool = False
+    pass_previous: bool = False  # its client's list_images takes previous= (tag -> digest)
 
 
 ProgressCallback = Callable[[SyncTask, Outcome], None]
@@ -663,6 +670,7 @@ def _wanted_types(task: SyncTask) -> tuple[str, ...]:
 
 def _build_client(registry: Registry, run: RegistryRun) -> None:
     run.client = registry.build_client()
+    run.pass_previous = accepts_previous(getattr(run.client, "list_images", None))
     try:
         run.cap = max(1, int(run.client.max_concurrency))
     except (TypeError, ValueError, AttributeError):
@@ -932,7 +940,10 @@ def _sync_one(job: Job, run: RegistryRun) -> Outcome:
             extra=dict(repo.extra or {}),
         )
         try:
-            images = list(run.client.list_images(info, run.known))
+            if run.pass_previous:
+                images = list(run.client.list_images(info, run.known, previous=_stored_tags(repo)))
+            else:
+                images = list(run.client.list_images(info, run.known))
         except RegistryError as exc:
             return _record_failure(job, exc.code, exc.message)
         except Exception:
@@ -971,6 +982,16 @@ def _sync_one(job: Job, run: RegistryRun) -> Outcome:
         except Exception:
             logger.exception("Recording the failure of %s failed too.", repo.path)
             return Outcome(job, SyncTaskRepository.Status.FAILED, code=INTERNAL_ERROR)
+
+
+def _stored_tags(repository: Repository) -> dict[str, str]:
+    """tag -> digest of the images stored for `repository` (what the last sync found)."""
+    if not repository.image_count:  # a new repository (or an empty one): nothing to read
+        return {}
+    with db_guard():
+        return dict(
+            Image.objects.filter(repository=repository).values_list("tag", "digest").iterator()
+        )
 
 
 def _record_success(job: Job, counts: Counts) -> None:

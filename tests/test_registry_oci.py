@@ -78,7 +78,8 @@ def image(
     created: str = "2024-04-30T10:00:00.123456789Z",
     label: str = "",
 ) -> str:
-    """Register one single-platform image under `tags`: HEAD per tag, manifest and config GET."""
+    """Register one single-platform image under `tags`: HEAD and GET per tag, manifest GET by
+    digest and config GET."""
     config = {"architecture": arch, "os": os, "created": created, "label": label or path}
     if variant:
         config["variant"] = variant
@@ -107,13 +108,14 @@ def image(
             f"{BASE}/v2/{path}/manifests/{tag}",
             headers={"Docker-Content-Digest": digest, "Content-Type": media_type},
         )
-    rsps.add(
-        responses.GET,
-        f"{BASE}/v2/{path}/manifests/{digest}",
-        body=body,
-        content_type=media_type,
-        headers={"Docker-Content-Digest": digest},
-    )
+    for reference in [digest, *tags]:  # by digest, and by tag for a tag new to the inventory
+        rsps.add(
+            responses.GET,
+            f"{BASE}/v2/{path}/manifests/{reference}",
+            body=body,
+            content_type=media_type,
+            headers={"Docker-Content-Digest": digest},
+        )
     rsps.add(responses.GET, f"{BASE}/v2/{path}/blobs/{sha(config_body)}", body=config_body)
     return digest
 
@@ -370,6 +372,107 @@ def test_digests_already_known_are_resolved_by_head_only(rsps):
     assert images["2"].platforms == ("linux/amd64",)
     fetched = [c.request.url for c in calls(rsps, "GET", "/manifests/")]
     assert fetched == [f"{BASE}/v2/app/manifests/{new_digest}"]
+
+
+def requests_made(rsps) -> list[tuple[str, str]]:
+    """(method, what) of every request after the tag listing: "manifest" or "blob"."""
+    made = []
+    for call in rsps.calls:
+        url = call.request.url
+        if "/manifests/" in url:
+            made.append((call.request.method, "manifest"))
+        elif "/blobs/" in url:
+            made.append((call.request.method, "blob"))
+    return sorted(made)
+
+
+def test_a_first_listing_costs_one_manifest_get_and_one_config_get_per_new_image(rsps):
+    tag_list(rsps, "app", ["1", "2", "3", "multi"])
+    for tag in ("1", "2", "3"):
+        image(rsps, "app", [tag], label=f"image {tag}")
+    body = index_body([entry("amd64", 10), entry("arm64", 20)])
+    rsps.add(
+        responses.GET,
+        f"{BASE}/v2/app/manifests/multi",
+        body=body,
+        content_type=OCI_INDEX,
+        headers={"Docker-Content-Digest": sha(body)},
+    )
+
+    images = {i.tag: i for i in client().list_images(repo("app"), {}, previous={})}
+
+    assert (
+        images["2"].platforms == ("linux/amd64",) and images["2"].size == SIZES[images["2"].digest]
+    )
+    assert images["multi"].multi_arch is True and images["multi"].digest == sha(body)
+    assert requests_made(rsps) == [("GET", "blob")] * 3 + [("GET", "manifest")] * 4  # no HEAD
+
+
+def test_a_relisting_costs_one_head_per_unchanged_tag_and_nothing_else(rsps):
+    tag_list(rsps, "app", ["1", "2"])
+    digests = {tag: image(rsps, "app", [tag], label=f"image {tag}") for tag in ("1", "2")}
+    oci = client()
+    first = oci.list_images(repo("app"), {}, previous={})
+    known = {i.digest: i.details() for i in first}
+    rsps.calls.reset()
+
+    again = client().list_images(repo("app"), known, previous=digests)
+
+    assert {i.tag: i.details() for i in again} == {i.tag: i.details() for i in first}
+    assert requests_made(rsps) == [("HEAD", "manifest")] * 2
+
+
+def test_a_repushed_tag_is_noticed_by_its_head_and_fetched_by_digest(rsps):
+    tag_list(rsps, "app", ["1"])
+    new = image(rsps, "app", ["1"], label="re-pushed")
+
+    [one] = client().list_images(repo("app"), {}, previous={"1": sha(b"the old manifest")})
+
+    assert one.digest == new and one.platforms == ("linux/amd64",)
+    assert requests_made(rsps) == [("GET", "blob"), ("GET", "manifest"), ("HEAD", "manifest")]
+    assert calls(rsps, "GET", "/manifests/")[0].request.url.endswith(new)
+
+
+def test_new_tags_sharing_an_image_and_images_sharing_a_config_fetch_the_config_once(rsps):
+    tag_list(rsps, "app", ["a", "b", "c"])
+    image(rsps, "app", ["a", "b"], label="same")  # two tags, one digest
+    image(rsps, "app", ["c"], label="same", media_type=OCI_MANIFEST)  # same config, new manifest
+
+    images = {i.tag: i for i in client().list_images(repo("app"), {}, previous={})}
+
+    assert images["a"].digest == images["b"].digest != images["c"].digest
+    assert len(calls(rsps, "GET", "/blobs/")) == 1
+    assert len(calls(rsps, "GET", "/manifests/")) == 3  # one per new tag
+
+
+def test_a_new_tag_deleted_while_listing_is_left_out(rsps):
+    tag_list(rsps, "app", ["1", "gone"])
+    image(rsps, "app", ["1"])
+    rsps.add(
+        responses.GET,
+        f"{BASE}/v2/app/manifests/gone",
+        status=404,
+        json=oci_error("MANIFEST_UNKNOWN", "manifest unknown"),
+    )
+
+    assert [i.tag for i in client().list_images(repo("app"), {}, previous={})] == ["1"]
+
+
+@pytest.mark.parametrize("option", [False, "false"])
+def test_resolving_new_tags_with_get_can_be_turned_off_for_rate_limited_registries(rsps, option):
+    tag_list(rsps, "app", ["1", "2"])
+    digest = image(rsps, "app", ["1", "2"])
+
+    oci = client(resolve_new_tags_with_get=option)
+    images = oci.list_images(repo("app"), {}, previous={})
+
+    assert [i.digest for i in images] == [digest, digest]
+    assert requests_made(rsps) == [
+        ("GET", "blob"),
+        ("GET", "manifest"),
+        *[("HEAD", "manifest")] * 2,
+    ]
+    assert calls(rsps, "GET", "/manifests/")[0].request.url.endswith(digest)
 
 
 def test_a_digest_seen_in_one_repository_is_not_fetched_again_for_another(rsps):

@@ -796,3 +796,33 @@ def test_cancelling_a_queued_task_ends_it_at_once_and_a_running_one_between_repo
     assert running.request_cancel() is True
     running.refresh_from_db()
     assert running.status == SyncTask.Status.RUNNING and running.cancel_requested
+
+
+class RememberingClient(FakeClient):
+    """A FakeClient that takes `previous=` and remembers what the engine passed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.previous: dict[str, dict] = {}
+
+    def list_images(self, repository, known=None, *, previous=None):
+        self.previous[repository.path] = previous
+        return super().list_images(repository, known)
+
+
+def test_the_engine_tells_the_client_which_tags_the_inventory_already_has(proj, fakes):
+    make_registry(proj)
+    fake = fakes["local"] = RememberingClient({"a": [image("1"), image("2")], "b": []})
+    run(proj)
+    assert fake.previous == {"a": {}, "b": {}}  # a first sync: every tag is new
+
+    fake.repos["a"] = [image("1"), image("2", "re-pushed"), image("3")]
+    run(proj)
+    assert fake.previous["a"] == {"1": digest("1"), "2": digest("2")}
+
+
+def test_a_client_without_the_previous_keyword_keeps_working(proj, fakes):
+    make_registry(proj)
+    fakes["local"] = FakeClient({"a": [image("1")]})  # list_images(repository, known=None)
+    assert run(proj).status == SyncTask.Status.SUCCEEDED
+    assert inventory(proj) == {"a:1": digest("1")}

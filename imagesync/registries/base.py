@@ -7,6 +7,7 @@ tests need nothing but `responses` (or a real registry).
 from __future__ import annotations
 
 import email.utils
+import inspect
 import itertools
 import json
 import random
@@ -503,8 +504,34 @@ class RegistryClient:
         raise NotImplementedError
 
     def list_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+        self,
+        repository: RepositoryInfo,
+        known: Mapping[str, DigestDetails] | None = None,
+        *,
+        previous: Mapping[str, str] | None = None,
     ) -> list[ImageInfo]:
         """Every tag of one repository. `known` maps digests already learned (from earlier
-        syncs or other tags) to their details, so they are not fetched again."""
+        syncs or other tags) to their details, so they are not fetched again.
+
+        `previous` maps each tag the inventory holds for this repository to its stored digest
+        (None: not known). A client whose cost per tag depends on whether the tag is new uses
+        it (the OCI client resolves a known tag with a cheap HEAD and fetches a new one in one
+        GET); clients whose listing carries every detail anyway need not declare it: the sync
+        engine passes `previous` only to a `list_images` that accepts it (see
+        `accepts_previous`)."""
         raise NotImplementedError
+
+
+def accepts_previous(list_images: Any) -> bool:
+    """Whether a client's `list_images` takes the `previous=` keyword (or **kwargs), so that
+    clients written before it existed keep working unchanged."""
+    try:
+        parameters = inspect.signature(list_images).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "previous"
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        or p.kind is p.VAR_KEYWORD
+        for p in parameters
+    )

@@ -6,17 +6,25 @@ Distribution, Docker Hub, GHCR, Quay, GitLab, Nexus, ... all speak the same v2 A
 * repositories come from `/v2/_catalog` (paged with `n` + relative `Link` headers), or from the
   `repositories` option for registries that have no catalog (Docker Hub);
 * tags come from `/v2/<name>/tags/list` (paged the same way);
-* each tag is resolved to its digest with one manifest `HEAD` (cheap, and not a "pull" on Docker
-  Hub); only digests never seen before are fetched: one manifest `GET`, plus one small config
-  blob `GET` for a single-platform manifest (architecture, OS, created time). Layer blobs are
-  never downloaded.
+* a tag the inventory already has (named in `previous`, see `list_images`) is resolved to its
+  digest with one manifest `HEAD` (cheap, and not a "pull" on Docker Hub): an unchanged tag costs
+  one request. A tag new to the inventory is fetched with one manifest `GET` by tag, which gives
+  digest, media type and body at once (a `HEAD` first would only add a request, since a new
+  tag's manifest is almost always needed). Details of a digest never seen before: the manifest
+  (already in hand for a new tag, else one `GET` by digest), plus one small config blob `GET`
+  for a single-platform manifest (architecture, OS, created time). Layer blobs are never
+  downloaded.
 
 A digest is immutable, so what was learned about it is cached for the lifetime of the client and
-shared between repositories: a base image pushed into fifty repositories is fetched once.
+shared between repositories: a base image pushed into fifty repositories is fetched once. Config
+blobs are cached the same way by their own digest.
 
 Options (`ClientConfig.options`), besides the Transport ones (max_concurrency, ...):
 `catalog_page_size` (default 1000), `tags_page_size` (default 1000), `repositories` (list of
-repository paths that replaces the catalog).
+repository paths that replaces the catalog), `resolve_new_tags_with_get` (default true; false
+resolves every tag with a `HEAD` first and GETs only digests never seen: one request more per
+new image, but on Docker Hub a manifest `GET` counts against the pull rate limit and a `HEAD`
+does not, so set it false for rate-limited registries).
 """
 
 from __future__ import annotations
@@ -186,6 +194,13 @@ def registry_code(error: RegistryError) -> str:
     return getattr(error, "registry_code", "")
 
 
+def _truthy(value: Any) -> bool:
+    """An option that may arrive as a bool or as text from `--option key=value`."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -203,7 +218,9 @@ class OciClient(RegistryClient):
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._digest_lock = threading.Lock()
         self._digests: dict[str, Future[DigestDetails]] = {}
+        self._configs: dict[str, Future[tuple[tuple[str, ...], Any]]] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._new_tags_by_get = _truthy(config.option("resolve_new_tags_with_get", True))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -244,16 +261,30 @@ class OciClient(RegistryClient):
         return iter([RepositoryInfo.from_path("other", p) for p in dict.fromkeys(paths)])
 
     def list_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+        self,
+        repository: RepositoryInfo,
+        known: Mapping[str, DigestDetails] | None = None,
+        *,
+        previous: Mapping[str, str] | None = None,
     ) -> list[ImageInfo]:
-        """Every tag of one repository with its digest and details; complete or raises."""
+        """Every tag of one repository with its digest and details; complete or raises.
+
+        `previous` (tag -> digest stored by the last sync) says which tags are new: those are
+        fetched with one manifest GET each instead of HEAD + GET (see the module docstring);
+        the others get a HEAD. None means the caller does not know: every tag gets a HEAD
+        first, as with `resolve_new_tags_with_get` false."""
         path = repository.path
         known = known or {}
         tags = self._tags(path)
+        by_get = previous is not None and self._new_tags_by_get
+        old_tags = previous or {}
         executor = self._pool()
         # One task per tag resolves it and, when its digest is new, fetches the details right
         # away: no barrier between the HEADs and the GETs, so the workers stay busy.
-        futures = [executor.submit(self._image_of, path, tag, known) for tag in tags]
+        futures = [
+            executor.submit(self._image_of, path, tag, known, by_get and tag not in old_tags)
+            for tag in tags
+        ]
         try:
             results = [future.result() for future in futures]
         except BaseException:
@@ -346,9 +377,9 @@ class OciClient(RegistryClient):
     # --- tags and digests ---------------------------------------------------------------
 
     def _image_of(
-        self, path: str, tag: str, known: Mapping[str, DigestDetails]
+        self, path: str, tag: str, known: Mapping[str, DigestDetails], by_get: bool = False
     ) -> tuple[str, str, DigestDetails] | None:
-        resolved = self._resolve_tag(path, tag)
+        resolved = self._get_tag(path, tag) if by_get else self._resolve_tag(path, tag)
         if resolved is None:
             return None
         digest, media_type, body = resolved
@@ -356,6 +387,30 @@ class OciClient(RegistryClient):
         if info is None:
             info = self._details(path, digest, body)
         return digest, media_type, info
+
+    def _get_tag(self, path: str, tag: str) -> tuple[str, str, bytes] | None:
+        """A new tag in one request: GET its manifest, digest from Docker-Content-Digest (or
+        the sha256 of the body). None when the tag disappeared since the tag listing."""
+        url = f"v2/{quote(path, safe='/')}/manifests/{quote(tag, safe='')}"
+        what = f"manifest {path}:{tag}"
+        headers = {"Accept": MANIFEST_ACCEPT}
+        try:
+            response = self._call(
+                "GET", url, scope=self._pull_scope(path), what=what, headers=headers
+            )
+        except RegistryError as exc:
+            if exc.status == 404 and registry_code(exc) == "MANIFEST_UNKNOWN":
+                return None
+            raise
+        return self._digest_of(response)
+
+    @staticmethod
+    def _digest_of(response: requests.Response) -> tuple[str, str, bytes]:
+        body = response.content
+        digest = response.headers.get("Docker-Content-Digest", "").strip()
+        if not DIGEST_RE.match(digest):
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        return digest, _media_type(response.headers.get("Content-Type")), body
 
     def _resolve_tag(self, path: str, tag: str) -> tuple[str, str, bytes | None] | None:
         """Tag -> (digest, media type, manifest body if we had to GET it). None when the tag
@@ -381,40 +436,39 @@ class OciClient(RegistryClient):
         if response is not None and DIGEST_RE.match(digest):
             return digest, _media_type(response.headers.get("Content-Type")), None
         # Older registries omit the digest on HEAD: GET the manifest and hash it ourselves.
-        response = self._call("GET", url, scope=scope, what=what, headers=headers)
-        body = response.content
-        digest = response.headers.get("Docker-Content-Digest", "").strip()
-        if not DIGEST_RE.match(digest):
-            digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        return digest, _media_type(response.headers.get("Content-Type")), body
+        return self._digest_of(self._call("GET", url, scope=scope, what=what, headers=headers))
 
     def _details(self, path: str, digest: str, body: bytes | None = None) -> DigestDetails:
-        """Details of a digest, fetched at most once per client: concurrent askers for the same
-        digest wait for the first one; a failed fetch is retried by the next asker."""
+        """Details of a digest, fetched at most once per client."""
+        return self._once(self._digests, digest, lambda: self._fetch_details(path, digest, body))
+
+    def _once(self, cache: dict[str, Future], key: str, fetch: Any) -> Any:
+        """`fetch()` at most once per key for the lifetime of the client: concurrent askers for
+        the same key wait for the first one; a failed fetch is retried by the next asker."""
         while True:
             with self._digest_lock:
-                future = self._digests.get(digest)
+                future = cache.get(key)
                 owner = future is None
                 if owner:
                     future = Future()
-                    self._digests[digest] = future
+                    cache[key] = future
             if owner:
                 break
             try:
                 return future.result()
             except RegistryError:
                 with self._digest_lock:
-                    if self._digests.get(digest) is future:
-                        del self._digests[digest]
+                    if cache.get(key) is future:
+                        del cache[key]
         try:
-            details = self._fetch_details(path, digest, body)
+            value = fetch()
         except BaseException as exc:
             with self._digest_lock:
-                self._digests.pop(digest, None)
+                cache.pop(key, None)
             future.set_exception(exc)
             raise
-        future.set_result(details)
-        return details
+        future.set_result(value)
+        return value
 
     def _fetch_details(self, path: str, digest: str, body: bytes | None) -> DigestDetails:
         what = f"manifest {path}@{digest}"
@@ -494,18 +548,28 @@ class OciClient(RegistryClient):
             and (config_size is None or config_size <= MAX_CONFIG_BYTES)
             and (not config_type or config_type.endswith(("+json", "/json")))
         ):
-            blob = self._call(
-                "GET",
-                f"v2/{quote(path, safe='/')}/blobs/{config_digest}",
-                scope=self._pull_scope(path),
-                what=f"image config {path}@{config_digest}",
+            platforms, created = self._once(
+                self._configs, config_digest, lambda: self._fetch_config(path, config_digest)
             )
-            data = json_body(blob, f"image config {path}@{config_digest}")
-            if isinstance(data, dict):
-                if data.get("architecture") or data.get("os"):
-                    platforms = (_platform_of(data),)
-                created = parse_time(data.get("created"))
         return DigestDetails(media_type, size, platforms, False, created)
+
+    def _fetch_config(self, path: str, config_digest: str) -> tuple[tuple[str, ...], Any]:
+        """Platform and created time from a small image config blob."""
+        what = f"image config {path}@{config_digest}"
+        blob = self._call(
+            "GET",
+            f"v2/{quote(path, safe='/')}/blobs/{config_digest}",
+            scope=self._pull_scope(path),
+            what=what,
+        )
+        data = json_body(blob, what)
+        platforms: tuple[str, ...] = ()
+        created = None
+        if isinstance(data, dict):
+            if data.get("architecture") or data.get("os"):
+                platforms = (_platform_of(data),)
+            created = parse_time(data.get("created"))
+        return platforms, created
 
     # --- HTTP and auth ------------------------------------------------------------------
 
