@@ -38,6 +38,8 @@ FAST_FAILURE = {
     "connect_timeout": 1,
     "max_concurrency": 4,
 }
+# The manifest of the tag pushed between the syncs, fetched by tag or by digest.
+NEW_MANIFEST = r"^/v2/team/api/manifests/(2\.1|sha256:)"
 RUN_BOUND = 60.0  # seconds: a run that takes longer is a hang
 TARGET = "team/api"  # the repository the per-repository faults hit
 MANIFEST_ACCEPT = ", ".join(
@@ -182,7 +184,7 @@ PER_REPOSITORY_FAULTS = {
         "partially_succeeded",
     ),
     "502 on the new manifest": (
-        [Rule("status", path=rf"^/v2/{TARGET}/manifests/sha256:", method="GET", status=502)],
+        [Rule("status", path=NEW_MANIFEST, method="GET", status=502)],
         ("failed", "unreachable"),
         "partially_succeeded",
     ),
@@ -227,7 +229,7 @@ PER_REPOSITORY_FAULTS = {
         "partially_succeeded",
     ),
     "malformed new manifest": (
-        [Rule("malformed", path=rf"^/v2/{TARGET}/manifests/sha256:", method="GET")],
+        [Rule("malformed", path=NEW_MANIFEST, method="GET")],
         ("failed", "bad_response"),
         "partially_succeeded",
     ),
