@@ -137,6 +137,23 @@ def _page_size(request: HttpRequest) -> int:
     return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
 
 
+MAX_ROW_ID = 2**63 - 1
+
+
+def _row_ids(values) -> tuple[list[int], bool]:
+    """The values that can be row ids (ASCII digits within a 64-bit id), and whether any
+    value was dropped. str.isdigit() alone accepts "²" and 40-digit numbers, which the
+    database then refuses with a server error."""
+    ids, dropped = [], False
+    for value in values:
+        value = str(value).strip()
+        if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID:
+            ids.append(int(value))
+        else:
+            dropped = True
+    return ids, dropped
+
+
 def _active_task(project: Project | None, user) -> SyncTask | None:
     if project is None:
         return None
@@ -425,7 +442,7 @@ def _picker_context(request: HttpRequest, project: Project | None, data) -> dict
     picker = RepositoryPickerFilter(data, queryset=repositories, request=request)
     shown = picker.qs if picker.is_valid() else repositories.none()
     page = Paginator(shown, REPOSITORY_PICKER_PAGE_SIZE).get_page(data.get("repo_page"))
-    wanted = {value for value in data.getlist("repositories") if value.isdigit()}
+    wanted = set(_row_ids(data.getlist("repositories"))[0])
     selected_ids = (
         set(repositories.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
     )
@@ -462,7 +479,12 @@ def sync_panel(request):
 
     project = _require_role(request, "operator")
     repositories = _picker_repositories(request, project)
-    form = SyncForm(request.POST, repositories=repositories)
+    data = request.POST.copy()
+    ids, dropped = _row_ids(data.getlist("repositories"))
+    data.setlist("repositories", [str(pk) for pk in ids])
+    form = SyncForm(data, repositories=repositories)
+    if dropped:
+        form.add_error("repositories", "Select repositories from the list.")
     refusal = None
     if form.is_valid():
         try:

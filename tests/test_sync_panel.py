@@ -271,3 +271,16 @@ def test_anonymous_users_cannot_load_the_picker(client, repositories):
 def test_an_outsiders_panel_shows_nothing_of_the_project(login, outsider, repositories):
     body = login(outsider).get(URL, **HX).content.decode()
     assert "team/app" not in body and "local" not in body
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 40, "0", "-3", "1e3"])
+def test_values_that_are_no_row_ids_are_refused_without_a_server_error(
+    login, operator, repositories, value
+):
+    client = login(operator)
+    assert client.get(PICKER_URL, {"repositories": value}).status_code == 200
+    assert client.get(URL, {"repositories": value}, **HX).status_code == 200
+    response = client.post(URL, {"sync_type": "repositories", "repositories": value}, **HX)
+    assert response.status_code == 200
+    assert "Select repositories from the list" in response.content.decode()
+    assert not SyncTask.objects.exists()
