@@ -3,10 +3,12 @@
 Starts its own local registry (Debian docker-registry), seeds it (default 500 repositories x
 10 tags, every tag a distinct image), then lists everything
 
-* with OciClient, as the sync engine does: catalog, then per repository the tag list, a manifest
-  HEAD per tag, and for each new digest the manifest and its small config blob (platforms,
-  size, created time) — concurrent within a repository, bounded by max_concurrency;
-* with OciClient again, given the digests learned by the first pass (an unchanged re-sync);
+* with OciClient, as the sync engine does on a first sync: catalog, then per repository the tag
+  list, and per tag (all new to the inventory) one manifest GET by tag, plus the small config
+  blob of each new single-platform image (platforms, size, created time) — concurrent within a
+  repository, bounded by max_concurrency;
+* with OciClient again, given the digests learned and the tags seen by the first pass (an
+  unchanged re-sync: one manifest HEAD per tag);
 * with a minimal sequential baseline in plain requests: catalog, tag lists, one manifest HEAD
   per tag — digests only, no platforms, no sizes.
 
@@ -14,6 +16,7 @@ and prints tags/s for each and the ratio. Usage (from the repository root):
 
     .venv/bin/python bench/bench_connectors.py [--repos 500] [--tags 10] [--rounds 2]
                                                [--latency-ms 0] [--seed-via storage|api]
+                                               [--auth none|basic]
 
 `--latency-ms N` puts a small TCP proxy in front of the registry that delays every chunk sent
 to it by N ms, like a registry across a network instead of on loopback.
@@ -125,17 +128,24 @@ def with_client(
     concurrency: int,
     known: dict[str, DigestDetails] | None = None,
     repositories_at_once: int = 1,
+    previous: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, dict[str, str]], dict[str, DigestDetails], int]:
-    """List everything with OciClient; returns digests, details learned, images lacking a
-    platform. `repositories_at_once` > 1 lists several repositories in parallel through the
-    same client (its transport still caps requests in flight at `concurrency`)."""
+    """List everything with OciClient as the sync engine does: `known` digests and, per
+    repository, the `previous` tag -> digest map of the inventory (empty on a first sync).
+    Returns digests, details learned, images lacking a platform. `repositories_at_once` > 1
+    lists several repositories in parallel through the same client (its transport still caps
+    requests in flight at `concurrency`)."""
     found: dict[str, dict[str, str]] = {}
     details: dict[str, DigestDetails] = {}
     without_platform = 0
+    previous = previous or {}
     with OciClient(reg.client_config(max_concurrency=concurrency)) as client:
         repositories = list(client.list_repositories())
         with ThreadPoolExecutor(max_workers=repositories_at_once) as pool:
-            listings = pool.map(lambda r: client.list_images(r, known), repositories)
+            listings = pool.map(
+                lambda r: client.list_images(r, known, previous=previous.get(r.path, {})),
+                repositories,
+            )
             for repository, images in zip(repositories, listings, strict=True):
                 found[repository.path] = {i.tag: i.digest for i in images}
                 for image in images:
@@ -160,6 +170,12 @@ def main() -> int:
     parser.add_argument("--seed-via", choices=["storage", "api"], default="storage")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument(
+        "--auth",
+        choices=["none", "basic"],
+        default="none",
+        help="registry auth: none (default) or htpasswd basic (bcrypt checked on every request)",
+    )
+    parser.add_argument(
         "--repositories-at-once",
         type=int,
         default=4,
@@ -168,7 +184,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="imagesync-bench-") as workdir:
-        reg = start_registry(workdir)
+        reg = start_registry(workdir, auth=args.auth)
+        print(f"registry auth: {args.auth}")
         try:
             seconds, seeded = timed(
                 lambda: seed(
@@ -203,7 +220,9 @@ def main() -> int:
                 assert found == expected, "OciClient listing differs from what was seeded"
                 assert missing == 0, f"{missing} images without platforms"
                 client_times.append(seconds)
-                seconds, (found, _, _) = timed(with_client, served, args.concurrency, details)
+                seconds, (found, _, _) = timed(
+                    with_client, served, args.concurrency, details, 1, found
+                )
                 assert found == expected
                 resync_times.append(seconds)
                 if args.repositories_at_once > 1:

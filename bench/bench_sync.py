@@ -21,11 +21,13 @@ The database is a fresh SQLite file in a temporary directory unless DATABASE_URL
 a uniquely named project is used and deleted at the end). Usage, from the repository root:
 
     .venv/bin/python bench/bench_sync.py [--repos 1000] [--tags 10] [--memory-images 100000]
+                                         [--auth none|basic] [--latency-ms 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -96,7 +98,8 @@ def client_only(reg, concurrency: int, workers: int) -> tuple[float, int]:
     with OciClient(reg.client_config(max_concurrency=concurrency)) as client:
         repos = list(client.list_repositories(["other"]))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            count = sum(len(images) for images in pool.map(client.list_images, repos))
+            listings = pool.map(lambda r: client.list_images(r, {}, previous={}), repos)
+            count = sum(len(images) for images in listings)
     return time.perf_counter() - started, count
 
 
@@ -108,7 +111,7 @@ def seeded_registry(args):
     base = Path(args.keep) if args.keep else Path(args.workdir) / "registry"
     marker = base / "seeded.json"
     wanted = {"repos": args.repos, "tags": args.tags}
-    reg = start_registry(base)
+    reg = start_registry(base, auth=args.auth)
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         print(f"reusing the registry seeded in {base}")
         return reg, args.repos * args.tags
@@ -123,7 +126,7 @@ def seeded_registry(args):
 
 
 def http_benchmark(args) -> dict:
-    from bench_connectors import baseline
+    from bench_connectors import LatencyProxy, baseline
     from django.conf import settings
 
     from imagesync.models import Image
@@ -131,7 +134,14 @@ def http_benchmark(args) -> dict:
 
     results: dict = {}
     reg, tags = seeded_registry(args)
+    proxy = None
     try:
+        if args.latency_ms > 0:
+            proxy = LatencyProxy(int(reg.host.rsplit(":", 1)[1]), args.latency_ms / 1000)
+            reg = dataclasses.replace(
+                reg, url=f"http://127.0.0.1:{proxy.port}", host=f"127.0.0.1:{proxy.port}"
+            )
+            print(f"through a proxy adding {args.latency_ms:g} ms to every chunk sent")
         started = time.perf_counter()
         found = baseline(reg)
         base_time = time.perf_counter() - started
@@ -162,6 +172,8 @@ def http_benchmark(args) -> dict:
         if os.environ["DATABASE_URL"].startswith("postgres"):
             project.delete()
     finally:
+        if proxy is not None:
+            proxy.close()
         stop_registry(reg)
     return results
 
@@ -242,6 +254,15 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=100_000)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument(
+        "--auth",
+        choices=["none", "basic"],
+        default="none",
+        help="registry auth: none (default) or htpasswd basic (bcrypt checked on every request)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay every chunk sent to the registry"
+    )
+    parser.add_argument(
         "--keep", help="registry directory to keep and reuse between runs (seeded once)"
     )
     parser.add_argument(
@@ -267,7 +288,8 @@ def main() -> None:
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         print(
             f"database: {db}; SYNC_WORKERS={settings.SYNC_WORKERS}; "
-            f"registry max_concurrency={args.concurrency}; cores={os.cpu_count()}"
+            f"registry max_concurrency={args.concurrency}; registry auth: {args.auth}; "
+            f"cores={os.cpu_count()}"
         )
         if not args.skip_http:
             r = http_benchmark(args)

@@ -221,6 +221,32 @@ class RateLimiter:
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
+class _Session(requests.Session):
+    """A requests Session that reads the environment's proxy and CA bundle settings once per
+    host instead of on every request.
+
+    requests walks the whole process environment twice per request to find proxies
+    (`merge_environment_settings`); at a few thousand requests per sync that was a fifth of the
+    client's CPU time per request. The settings are the same for every request to one host, so
+    they are cached for the life of the session (one sync). Redirects still resolve proxies for
+    their own target, as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: D102
+        if proxies or not isinstance(verify, bool | str | None):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert if cert is None else str(cert))
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 class Transport:
     """All HTTP of one registry connection: pooled session, timeouts, retries with backoff and
     jitter honouring Retry-After within a budget, a cap on concurrent requests, an optional
@@ -252,7 +278,7 @@ class Transport:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         rps = opts.get("requests_per_second")
         self._limiter = RateLimiter(float(rps) if rps else None)
-        self.session = requests.Session()
+        self.session = _Session()
         adapter = HTTPAdapter(
             pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0
         )

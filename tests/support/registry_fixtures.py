@@ -173,7 +173,7 @@ log:
   level: warn
   formatter: text
 storage:
-  filesystem:
+{cache}  filesystem:
     rootdirectory: {storage}
   delete:
     enabled: true
@@ -185,7 +185,9 @@ http:
   secret: {secret}
 catalog:
   maxentries: {catalog_max_entries}
-auth:
+{auth}"""
+
+HTPASSWD_AUTH = """auth:
   htpasswd:
     realm: imagesync-test
     path: {htpasswd}
@@ -199,13 +201,22 @@ def start_registry(
     password: str = PASSWORD,
     catalog_max_entries: int = 1000,
     timeout: float = 20.0,
+    auth: str = "basic",
+    blob_cache: bool = False,
 ) -> RunningRegistry:
     """Start `docker-registry serve` on a free loopback port and wait until /v2/ answers.
+
+    `auth="basic"` (the default) protects it with htpasswd Basic auth; `auth="none"` leaves it
+    open (benchmarks: Distribution checks the bcrypt hash on every request, which costs
+    milliseconds of CPU that a production registry with bearer tokens does not spend). The
+    credentials are set either way; an open registry ignores them.
 
     The registry is terminated when the *thread* that started it ends (PR_SET_PDEATHSIG), so
     start it from the main thread (pytest fixtures and scripts do).
 
     Raises RegistryUnavailable when a tool is missing or the process does not come up."""
+    if auth not in ("basic", "none"):
+        raise ValueError(f"auth must be 'basic' or 'none', not {auth!r}")
     missing = tools_missing()
     if missing:
         raise RegistryUnavailable(missing)
@@ -232,7 +243,8 @@ def start_registry(
                 port=port,
                 secret=uuid.uuid4().hex,
                 catalog_max_entries=catalog_max_entries,
-                htpasswd=htpasswd,
+                auth=HTPASSWD_AUTH.format(htpasswd=htpasswd) if auth == "basic" else "",
+                cache="  cache:\n    blobdescriptor: inmemory\n" if blob_cache else "",
             )
         )
         access_log = base / f"access-{port}.log"
