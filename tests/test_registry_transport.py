@@ -299,3 +299,22 @@ def test_retry_after_parsing():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_proxies_from_the_environment_are_still_used_and_no_proxy_still_bypasses_them(
+    rsps, monkeypatch
+):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.com")
+    rsps.add(responses.GET, f"{URL}/v2/", json={})
+    rsps.add(responses.GET, "https://internal.example.com/v2/", json={})
+    t, _ = transport()
+
+    for _ in range(2):  # the second request reads the cached settings
+        t.request("GET", "/v2/")
+    t.request("GET", "https://internal.example.com/v2/")
+
+    proxies = [call.request.req_kwargs["proxies"] for call in rsps.calls]
+    assert proxies[0] == proxies[1]
+    assert proxies[0]["https"] == "http://proxy.corp.example:3128"
+    assert "https" not in proxies[2]
