@@ -396,19 +396,20 @@ def csv_rows(response) -> list[dict]:
 
 
 def test_csv_export_contains_exactly_the_filtered_rows(login, viewer, inventory, foreign_image):
-    response = login(viewer).get("/images/export.csv", {"type": "harbor", "sort": "-size"})
+    response = login(viewer).get("/images/export.csv", {"type": "harbor", "sort": "-tag"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     rows = csv_rows(response)
     assert [(r["image name"], r["tag"]) for r in rows] == [
-        ("web", "main"),
         ("nginx", "stable"),
+        ("web", "main"),
         ("nginx", "1.25"),
     ]
-    assert rows[0]["digest"] == "sha256:" + "c3" * 32
-    assert rows[0]["multi-arch"] == "yes"
-    assert rows[0]["registry"] == "harbor-main"
+    web = rows[1]
+    assert web["digest"] == "sha256:" + "c3" * 32
+    assert web["multi-arch"] == "yes" and web["platforms"] == "linux/amd64 linux/arm64"
+    assert web["registry"] == "harbor-main" and web["size (bytes)"] == str(120 * MIB)
 
 
 def test_csv_export_covers_every_page_not_just_the_current_one(login, viewer, registry):
