@@ -319,3 +319,27 @@ def test_a_viewer_sees_no_synchronize_button(
     assert page.get_by_role("button", name="Synchronize Images").count() == 0
     ui.goto("/registries/")
     assert page.get_by_role("button", name="Test connection").count() == 0
+
+
+def test_the_project_selector_switches_the_scope_of_every_page(ui, admin, project, other_project):
+    page = ui.page
+    ProjectMembership.objects.create(user=admin, project=other_project, role="viewer")
+    Registry.objects.create(
+        project=project, kind="other", name="prod-registry", endpoint="https://r.example.com"
+    )
+    ui.sign_in("alice-admin", PASSWORD)
+    ui.goto("/registries/")
+    selector = page.get_by_label("Region / project")
+    options = selector.locator("option")
+    assert sorted(options.all_inner_texts()) == ["cn-north-4 / prod", "eu-west-101 / elsewhere"]
+
+    # First by name: "elsewhere", where alice is a viewer and there is no registry.
+    assert "elsewhere" in selector.locator("option:checked").inner_text()
+    expect(page.get_by_role("heading", name="No registry connected yet")).to_be_visible()
+    assert page.get_by_role("link", name="Connect a registry").count() == 0
+
+    selector.select_option(label="cn-north-4 / prod")
+    page.wait_for_url("**/registries/")
+    expect(page.locator('tr[data-registry="prod-registry"]')).to_have_count(1)
+    assert "prod" in page.get_by_label("Region / project").locator("option:checked").inner_text()
+    assert page.get_by_role("link", name="Connect a registry").count() == 1
