@@ -166,6 +166,17 @@ class RegistryAdmin(admin.ModelAdmin):
         )
         super().delete_model(request, obj)
 
+    def delete_queryset(self, request, queryset):
+        for registry in queryset.select_related("project"):
+            AuditEvent.record(
+                "registry.delete",
+                actor=request.user,
+                project=registry.project,
+                target=registry.name,
+                detail="via admin (bulk)",
+            )
+        super().delete_queryset(request, queryset)
+
 
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
@@ -315,6 +326,13 @@ class AuthorizationGrantAdmin(admin.ModelAdmin):
             "grant.delete", actor=request.user, project=obj.project, target=obj.policy
         )
         super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for grant in queryset.select_related("project"):
+            AuditEvent.record(
+                "grant.delete", actor=request.user, project=grant.project, target=grant.policy
+            )
+        super().delete_queryset(request, queryset)
 
 
 @admin.register(AuditEvent)

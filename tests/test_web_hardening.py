@@ -382,11 +382,6 @@ def test_registry_and_grant_changes_in_the_admin_are_audited(client, seeded, sup
     assert actions_of(superuser) == ["grant.create", "grant.revoke", "registry.delete"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin.py: the bulk 'Delete selected' action calls delete_queryset, which records "
-    "no AuditEvent (only delete_model does) for registries and grants",
-)
 def test_bulk_deletes_in_the_admin_are_audited_too(client, seeded, superuser):
     client.force_login(superuser)
     grant = AuthorizationGrant.objects.get(project=seeded.project)
