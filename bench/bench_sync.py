@@ -116,7 +116,7 @@ def seeded_registry(args):
         print(f"reusing the registry seeded in {base}")
         return reg, args.repos * args.tags
     started = time.perf_counter()
-    seeded = seed(reg, repos=args.repos, tags=args.tags, prefix="bench")
+    seeded = seed(reg, repos=args.repos, tags=args.tags, prefix="bench", via=args.seed_via)
     print(
         f"seeded {args.repos} repositories x {args.tags} tags = {seeded.tag_count} tags "
         f"in {time.perf_counter() - started:.1f} s"
@@ -253,6 +253,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="registry max_concurrency")
     parser.add_argument("--memory-images", type=int, default=100_000)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--seed-via",
+        choices=["storage", "api"],
+        default="storage",
+        help="write the registry's storage directly (seconds) or push through the API (minutes)",
+    )
     parser.add_argument(
         "--auth",
         choices=["none", "basic"],

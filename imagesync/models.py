@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from imagesync import crypto
@@ -540,6 +540,59 @@ class SyncTask(models.Model):
         )
 
     interrupt.alters_data = True
+
+    def record_repository(
+        self,
+        result_id: int,
+        *,
+        failed: bool = False,
+        added: int = 0,
+        updated: int = 0,
+        removed: int = 0,
+        unchanged: int = 0,
+        code: str = "",
+        message: str = "",
+    ) -> None:
+        """Write the result of one repository (finished with its image counts, or failed with
+        a reason) and add it to the task's counters.
+
+        Call it inside the transaction that stored the repository's images, so that result,
+        counters and inventory never disagree. Several worker threads record at once: the
+        counters are `F() + n` updates, and this instance's counters are not refreshed."""
+        now = timezone.now()
+        result = SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk)
+        if failed:
+            result.update(
+                status=SyncTaskRepository.Status.FAILED,
+                reason_code=(code or "internal_error")[:32],
+                reason_message=message,
+                finished_at=now,
+            )
+            SyncTask.objects.filter(pk=self.pk).update(
+                repositories_done=F("repositories_done") + 1,
+                repositories_failed=F("repositories_failed") + 1,
+                heartbeat_at=now,
+            )
+            return
+        result.update(
+            status=SyncTaskRepository.Status.FINISHED,
+            images_total=added + updated + unchanged,
+            images_added=added,
+            images_updated=updated,
+            images_removed=removed,
+            images_unchanged=unchanged,
+            finished_at=now,
+        )
+        SyncTask.objects.filter(pk=self.pk).update(
+            repositories_done=F("repositories_done") + 1,
+            images_added=F("images_added") + added,
+            images_updated=F("images_updated") + updated,
+            images_removed=F("images_removed") + removed,
+            images_unchanged=F("images_unchanged") + unchanged,
+            heartbeat_at=now,
+        )
+
+    record_repository.alters_data = True
 
     def mark_requeued(self, now=None) -> bool:
         """Note that the watchdog enqueued this queued task again; True only the first time."""

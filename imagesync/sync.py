@@ -4,7 +4,8 @@ Data flow: ../shared/DESIGN.md, "Data flow of one sync". Nothing here knows abou
 to the console or about the queue; tasks.py is the only module django-q2 calls.
 
 One run of a task:
-1. `claim_task` moves it from queued to running with a conditional UPDATE (one winner).
+1. `SyncTask.claim` moves it from queued to running with a conditional UPDATE (one winner);
+   every later transition (beat, finish, cancel, interrupt) is a SyncTask method too.
 2. Preconditions: a scheduled run needs active SWROperatePolicy and CCEOperatePolicy grants.
 3. The scope is resolved. For "all" and "types" every registry of the project is listed (in
    parallel, HTTP only); new repositories are added, returning ones un-removed, and vanished
@@ -12,7 +13,10 @@ One run of a task:
    SWR authorization grant.
 4. Repositories are synced by SYNC_WORKERS threads, at most `client.max_concurrency` at a time
    per registry, so one slow registry does not hold up the others. Each listing is complete or
-   raises; a repository whose listing raised keeps its images untouched.
+   raises; a repository whose listing raised keeps its images untouched. The client is given
+   the digests already known for its registry and, when its `list_images` takes `previous=`,
+   the repository's stored tag -> digest map, so that unchanged tags cost one cheap request
+   and new ones no more than they must.
 5. Each repository is reconciled in its own short transaction with bulk queries, and its result
    row and the task counters are written in that same transaction.
 6. The main thread hands out work, writes the heartbeat and honours cancel between
@@ -539,7 +543,7 @@ def reconcile_repository(
 class Job:
     """One repository to sync within a task."""
 
-    task_id: int
+    task: SyncTask  # shared by the worker threads: only its record_repository() is called
     result_id: int
     repository: Repository
     registry_id: int
@@ -917,7 +921,7 @@ def _create_results(
             heartbeat_at=now,
         )
     for run, repo in jobs:
-        run.pending.append(Job(task.pk, result_ids[repo.pk], repo, run.registry.pk))
+        run.pending.append(Job(task, result_ids[repo.pk], repo, run.registry.pk))
 
 
 def _sync_one(job: Job, run: RegistryRun) -> Outcome:
@@ -995,40 +999,18 @@ def _stored_tags(repository: Repository) -> dict[str, str]:
 
 
 def _record_success(job: Job, counts: Counts) -> None:
-    now = timezone.now()
-    SyncTaskRepository.objects.filter(pk=job.result_id).update(
-        status=SyncTaskRepository.Status.FINISHED,
-        images_total=counts.total,
-        images_added=counts.added,
-        images_updated=counts.updated,
-        images_removed=counts.removed,
-        images_unchanged=counts.unchanged,
-        finished_at=now,
-    )
-    SyncTask.objects.filter(pk=job.task_id).update(
-        repositories_done=F("repositories_done") + 1,
-        images_added=F("images_added") + counts.added,
-        images_updated=F("images_updated") + counts.updated,
-        images_removed=F("images_removed") + counts.removed,
-        images_unchanged=F("images_unchanged") + counts.unchanged,
-        heartbeat_at=now,
+    job.task.record_repository(
+        job.result_id,
+        added=counts.added,
+        updated=counts.updated,
+        removed=counts.removed,
+        unchanged=counts.unchanged,
     )
 
 
 def _record_failure(job: Job, code: str, message: str) -> Outcome:
-    now = timezone.now()
     with db_guard(), transaction.atomic():
-        SyncTaskRepository.objects.filter(pk=job.result_id).update(
-            status=SyncTaskRepository.Status.FAILED,
-            reason_code=(code or INTERNAL_ERROR)[:32],
-            reason_message=message,
-            finished_at=now,
-        )
-        SyncTask.objects.filter(pk=job.task_id).update(
-            repositories_done=F("repositories_done") + 1,
-            repositories_failed=F("repositories_failed") + 1,
-            heartbeat_at=now,
-        )
+        job.task.record_repository(job.result_id, failed=True, code=code, message=message)
     return Outcome(job, SyncTaskRepository.Status.FAILED, code=code, message=message)
 
 
