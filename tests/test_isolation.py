@@ -336,11 +336,32 @@ def test_actions_are_refused_with_403_below_the_needed_role(
         assert Registry.objects.filter(pk=mine.registry.pk).exists()
 
 
-def test_project_admins_who_are_not_staff_cannot_use_the_admin_site(client, admin_user):
-    client.force_login(admin_user)
-    response = client.get("/admin/imagesync/registry/")
+@pytest.mark.parametrize("persona", ["admin_user", "operator", "viewer", "outsider"])
+def test_no_project_persona_can_use_any_admin_page_or_action(
+    request, client, two_projects, persona
+):
+    """The admin site shows every project at once: it is for superusers only."""
+    from django.contrib import admin
+
+    mine, _theirs = two_projects
+    client.force_login(request.getfixturevalue(persona))
+    for model in admin.site._registry:
+        info = (model._meta.app_label, model._meta.model_name)
+        urls = [reverse("admin:{}_{}_changelist".format(*info))]
+        urls.append(reverse("admin:{}_{}_add".format(*info)))
+        obj = model._default_manager.first()
+        if obj is not None:
+            urls.append(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code == 302, url
+            assert "/admin/login/" in response["Location"], url
+    response = client.post(
+        reverse("admin:imagesync_registry_changelist"),
+        {"action": "delete_selected", "_selected_action": [mine.registry.pk], "post": "yes"},
+    )
     assert response.status_code == 302
-    assert "/admin/login/" in response["Location"]
+    assert Registry.objects.filter(pk=mine.registry.pk).exists()
 
 
 # --- JSON API ---------------------------------------------------------------------------------
