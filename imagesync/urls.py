@@ -19,4 +19,5 @@ urlpatterns = [
     path("registries/<int:pk>/edit/", views.registry_edit, name="registry-edit"),
     path("registries/<int:pk>/delete/", views.registry_delete, name="registry-delete"),
     path("registries/<int:pk>/test/", views.registry_test, name="registry-test"),
+    path("audit/", views.audit_list, name="audit-list"),
 ]

@@ -748,3 +748,29 @@ def registry_test(request, pk: int):
     else:
         messages.error(request, f"Connection to “{registry.name}” failed: {message}")
     return redirect("imagesync:registry-list")
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+@require_GET
+def audit_list(request):
+    """Audit log of the current project (admins only): who started, cancelled or retried syncs,
+    who changed registries and grants, and when."""
+    project = _require_role(request, "admin")
+    events = AuditEvent.objects.filter(project=project).select_related("actor")
+    action = request.GET.get("action", "")
+    if action:
+        events = events.filter(action=action)
+    actions = (
+        AuditEvent.objects.filter(project=project)
+        .order_by("action")
+        .values_list("action", flat=True)
+        .distinct()
+    )
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "imagesync/audit_list.html",
+        {"page": page, "events": page.object_list, "actions": actions, "action": action},
+    )

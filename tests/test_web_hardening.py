@@ -250,7 +250,10 @@ def test_every_console_page_and_fragment_passes_the_csp(request, client, seeded,
     for name, url in console_urls(seeded).items():
         if name == "image-export":
             continue  # CSV
-        if persona == "viewer" and name.startswith("registry-") and name != "registry-list":
+        admin_only = (
+            name.startswith("registry-") and name != "registry-list"
+        ) or name == "audit-list"
+        if persona == "viewer" and admin_only:
             continue  # admins only: 403
         for headers in ({}, fragment_headers()):
             check_page(client.get(url, headers=headers), f"{persona} {url} {headers}")
