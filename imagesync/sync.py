@@ -588,10 +588,13 @@ def run_task(task_id: int) -> None:
 def execute_task(task_id: int, on_progress: ProgressCallback | None = None) -> SyncTask | None:
     """run_task with an optional callback after each repository (used by `sync_images
     --wait`). Returns the task as it ended, or None when another worker had claimed it."""
-    task = SyncTask.objects.select_related("project").filter(pk=task_id).first()
-    if task is None or not task.claim(worker_name()):
+    # Claim before reading: the conditional UPDATE alone decides which worker runs it.
+    with db_guard():
+        claimed = SyncTask(pk=task_id, status=SyncTask.Status.QUEUED).claim(worker_name())
+    if not claimed:
         logger.info("Sync task #%s was not queued any more; nothing to do.", task_id)
         return None
+    task = SyncTask.objects.select_related("project").get(pk=task_id)
     runs: list[RegistryRun] = []
     try:
         _run(task, runs, on_progress)
