@@ -146,6 +146,44 @@ def test_known_digests_cost_one_head_per_tag_and_nothing_else(
     assert not [r for r in authenticated if "/blobs/" in r.path]
 
 
+def test_a_first_listing_gets_each_new_tag_in_one_request_and_lists_the_same(
+    distribution_registry, registry_namespace
+):
+    reg = distribution_registry
+    path = f"{registry_namespace}/fresh"
+    pushed = {
+        "docker": push_image_details(reg, path, "docker"),
+        "oci": push_image_details(reg, path, "oci", oci=True, arch="arm64", variant="v8"),
+        "multi": push_index_details(
+            reg, path, "multi", ["linux/amd64", "linux/arm64/v8"], with_attestation=True
+        ),
+    }
+    tag_manifest(reg, path, "oci", "latest")
+    pushed["latest"] = pushed["oci"]
+    config = reg.client_config(repositories=[path])
+    with OciClient(config) as client:
+        [repository] = list(client.list_repositories())
+        head_first = {i.tag: i for i in client.list_images(repository)}
+    mark = reg.log_mark()
+
+    with OciClient(config) as client:
+        by_get = {i.tag: i for i in client.list_images(repository, {}, previous={})}
+
+    assert by_get == head_first
+    listed = {
+        tag: (i.digest, i.media_type, i.size, i.platforms, i.multi_arch)
+        for tag, i in by_get.items()
+    }
+    assert listed == {tag: expected_row(image)[:5] for tag, image in pushed.items()}
+    served = [r for r in reg.served(since=mark) if r.status != 401]
+    manifests = [r.method for r in served if "/manifests/" in r.path]
+    assert manifests == ["GET"] * 4  # one per tag, no HEAD
+    blobs = [r.path for r in served if "/blobs/" in r.path]
+    assert sorted(blobs) == sorted(
+        {f"/v2/{path}/blobs/{pushed[t].config_digest}" for t in ("docker", "oci")}
+    )  # one config per distinct image ("oci" and "latest" share one), none for the index
+
+
 def test_an_image_in_many_repositories_is_fetched_once_per_client(
     distribution_registry, registry_namespace
 ):
