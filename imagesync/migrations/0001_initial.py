@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,259 +15,701 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('region', models.CharField(blank=True, help_text='Region label, e.g. cn-north-4.', max_length=64)),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                (
+                    "region",
+                    models.CharField(
+                        blank=True, help_text="Region label, e.g. cn-north-4.", max_length=64
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor_name', models.CharField(blank=True, max_length=150)),
-                ('action', models.CharField(max_length=64)),
-                ('target', models.CharField(blank=True, max_length=255)),
-                ('detail', models.CharField(blank=True, max_length=512)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='imagesync.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("actor_name", models.CharField(blank=True, max_length=150)),
+                ("action", models.CharField(max_length=64)),
+                ("target", models.CharField(blank=True, max_length=255)),
+                ("detail", models.CharField(blank=True, max_length=512)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="imagesync.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Registry',
+            name="Registry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('swr', 'Huawei SWR'), ('harbor', 'Harbor'), ('jfrog', 'JFrog Artifactory'), ('other', 'OCI / Docker v2 registry')], max_length=16)),
-                ('name', models.CharField(max_length=128)),
-                ('endpoint', models.URLField(help_text='Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com.', max_length=512)),
-                ('username', models.CharField(blank=True, help_text='User, robot account, or access key (AK) for SWR.', max_length=256)),
-                ('secret_encrypted', models.TextField(blank=True, editable=False, help_text='Password, token or secret key, encrypted at rest.')),
-                ('verify_tls', models.BooleanField(default=True, help_text="Verify the registry's TLS certificate.")),
-                ('ca_bundle', models.TextField(blank=True, help_text='PEM CA certificates to trust, if not public ones.')),
-                ('allow_insecure_http', models.BooleanField(default=False, help_text='Allow a plain http:// endpoint (never used unless set).')),
-                ('options', models.JSONField(blank=True, default=dict, help_text='Kind-specific options, e.g. repositories (list, for registries without a catalog), max_concurrency, requests_per_second, region, project_id.')),
-                ('connection_status', models.CharField(choices=[('unknown', 'Not tested'), ('connecting', 'Connecting'), ('success', 'Connected'), ('fail', 'Connection failed')], default='unknown', max_length=16)),
-                ('connection_reason_code', models.CharField(blank=True, max_length=32)),
-                ('connection_message', models.CharField(blank=True, max_length=512)),
-                ('connection_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='registries', to='imagesync.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("swr", "Huawei SWR"),
+                            ("harbor", "Harbor"),
+                            ("jfrog", "JFrog Artifactory"),
+                            ("other", "OCI / Docker v2 registry"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("name", models.CharField(max_length=128)),
+                (
+                    "endpoint",
+                    models.URLField(
+                        help_text="Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com.",
+                        max_length=512,
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        blank=True,
+                        help_text="User, robot account, or access key (AK) for SWR.",
+                        max_length=256,
+                    ),
+                ),
+                (
+                    "secret_encrypted",
+                    models.TextField(
+                        blank=True,
+                        editable=False,
+                        help_text="Password, token or secret key, encrypted at rest.",
+                    ),
+                ),
+                (
+                    "verify_tls",
+                    models.BooleanField(
+                        default=True, help_text="Verify the registry's TLS certificate."
+                    ),
+                ),
+                (
+                    "ca_bundle",
+                    models.TextField(
+                        blank=True, help_text="PEM CA certificates to trust, if not public ones."
+                    ),
+                ),
+                (
+                    "allow_insecure_http",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Allow a plain http:// endpoint (never used unless set).",
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Kind-specific options, e.g. repositories (list, for registries without a catalog), max_concurrency, requests_per_second, region, project_id.",
+                    ),
+                ),
+                (
+                    "connection_status",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Not tested"),
+                            ("connecting", "Connecting"),
+                            ("success", "Connected"),
+                            ("fail", "Connection failed"),
+                        ],
+                        default="unknown",
+                        max_length=16,
+                    ),
+                ),
+                ("connection_reason_code", models.CharField(blank=True, max_length=32)),
+                ("connection_message", models.CharField(blank=True, max_length=512)),
+                ("connection_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="registries",
+                        to="imagesync.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'registries',
-                'ordering': ['project__name', 'name'],
+                "verbose_name_plural": "registries",
+                "ordering": ["project__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Repository',
+            name="Repository",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('swr_private', 'SWR private image'), ('swr_shared', 'SWR shared image'), ('swr_enterprise', 'SWR enterprise edition image'), ('harbor', 'Harbor repository image'), ('jfrog', 'JFrog repository image'), ('other', 'Other (OCI / Docker v2) image')], max_length=16)),
-                ('path', models.CharField(help_text='Path under the registry host that `docker pull` uses, e.g. team/api.', max_length=255)),
-                ('namespace', models.CharField(blank=True, help_text='First component of the path.', max_length=255)),
-                ('name', models.CharField(help_text='The path without its namespace.', max_length=255)),
-                ('extra', models.JSONField(blank=True, default=dict, help_text='Connector data needed to list it again (e.g. instance id).')),
-                ('image_count', models.PositiveIntegerField(default=0)),
-                ('first_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('removed_at', models.DateTimeField(blank=True, help_text='Set when a complete listing no longer showed it.', null=True)),
-                ('registry', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='repositories', to='imagesync.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("swr_private", "SWR private image"),
+                            ("swr_shared", "SWR shared image"),
+                            ("swr_enterprise", "SWR enterprise edition image"),
+                            ("harbor", "Harbor repository image"),
+                            ("jfrog", "JFrog repository image"),
+                            ("other", "Other (OCI / Docker v2) image"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "path",
+                    models.CharField(
+                        help_text="Path under the registry host that `docker pull` uses, e.g. team/api.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "namespace",
+                    models.CharField(
+                        blank=True, help_text="First component of the path.", max_length=255
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="The path without its namespace.", max_length=255),
+                ),
+                (
+                    "extra",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Connector data needed to list it again (e.g. instance id).",
+                    ),
+                ),
+                ("image_count", models.PositiveIntegerField(default=0)),
+                ("first_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "removed_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Set when a complete listing no longer showed it.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="repositories",
+                        to="imagesync.registry",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'repositories',
-                'ordering': ['registry__name', 'type', 'path'],
+                "verbose_name_plural": "repositories",
+                "ordering": ["registry__name", "type", "path"],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tag', models.CharField(max_length=128)),
-                ('digest', models.CharField(help_text='Manifest digest, e.g. sha256:<64 hex>.', max_length=100)),
-                ('media_type', models.CharField(blank=True, max_length=128)),
-                ('size', models.BigIntegerField(blank=True, help_text='Compressed size in bytes.', null=True)),
-                ('platforms', models.JSONField(blank=True, default=list, help_text='e.g. ["linux/amd64", "linux/arm64/v8"]')),
-                ('multi_arch', models.BooleanField(default=False)),
-                ('is_latest', models.BooleanField(default=False, help_text='The most recently pushed tag of its repository.')),
-                ('image_created_at', models.DateTimeField(blank=True, null=True)),
-                ('registry_updated_at', models.DateTimeField(blank=True, help_text='Push or update time reported by the registry.', null=True)),
-                ('first_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_synced_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='imagesync.project')),
-                ('repository', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='imagesync.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tag", models.CharField(max_length=128)),
+                (
+                    "digest",
+                    models.CharField(
+                        help_text="Manifest digest, e.g. sha256:<64 hex>.", max_length=100
+                    ),
+                ),
+                ("media_type", models.CharField(blank=True, max_length=128)),
+                (
+                    "size",
+                    models.BigIntegerField(
+                        blank=True, help_text="Compressed size in bytes.", null=True
+                    ),
+                ),
+                (
+                    "platforms",
+                    models.JSONField(
+                        blank=True, default=list, help_text='e.g. ["linux/amd64", "linux/arm64/v8"]'
+                    ),
+                ),
+                ("multi_arch", models.BooleanField(default=False)),
+                (
+                    "is_latest",
+                    models.BooleanField(
+                        default=False, help_text="The most recently pushed tag of its repository."
+                    ),
+                ),
+                ("image_created_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "registry_updated_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Push or update time reported by the registry.",
+                        null=True,
+                    ),
+                ),
+                ("first_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_synced_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="imagesync.project",
+                    ),
+                ),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="imagesync.repository",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['repository__path', 'tag'],
+                "ordering": ["repository__path", "tag"],
             },
         ),
         migrations.CreateModel(
-            name='SyncTask',
+            name="SyncTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(choices=[('manual', 'Manual'), ('scheduled', 'Scheduled')], default='manual', max_length=16)),
-                ('scope', models.CharField(choices=[('all', 'All image repositories'), ('types', 'Specified types of image repositories'), ('repositories', 'Specified image repositories')], default='all', max_length=16)),
-                ('scope_types', models.JSONField(blank=True, default=list, help_text="Repository types chosen for the 'types' scope.")),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('partially_succeeded', 'Partially succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('interrupted', 'Interrupted'), ('skipped', 'Skipped')], default='queued', max_length=24)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('repositories_total', models.PositiveIntegerField(default=0)),
-                ('repositories_done', models.PositiveIntegerField(default=0)),
-                ('repositories_failed', models.PositiveIntegerField(default=0)),
-                ('images_added', models.PositiveIntegerField(default=0)),
-                ('images_updated', models.PositiveIntegerField(default=0)),
-                ('images_removed', models.PositiveIntegerField(default=0)),
-                ('images_unchanged', models.PositiveIntegerField(default=0)),
-                ('failure_code', models.CharField(blank=True, max_length=32)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('worker', models.CharField(blank=True, help_text='Host and process that claimed it.', max_length=128)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_tasks', to='imagesync.project')),
-                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='imagesync.synctask')),
-                ('scope_repositories', models.ManyToManyField(blank=True, help_text="Repositories chosen for the 'repositories' scope.", related_name='+', to='imagesync.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("manual", "Manual"), ("scheduled", "Scheduled")],
+                        default="manual",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("all", "All image repositories"),
+                            ("types", "Specified types of image repositories"),
+                            ("repositories", "Specified image repositories"),
+                        ],
+                        default="all",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "scope_types",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Repository types chosen for the 'types' scope.",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("partially_succeeded", "Partially succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("interrupted", "Interrupted"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="queued",
+                        max_length=24,
+                    ),
+                ),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("repositories_total", models.PositiveIntegerField(default=0)),
+                ("repositories_done", models.PositiveIntegerField(default=0)),
+                ("repositories_failed", models.PositiveIntegerField(default=0)),
+                ("images_added", models.PositiveIntegerField(default=0)),
+                ("images_updated", models.PositiveIntegerField(default=0)),
+                ("images_removed", models.PositiveIntegerField(default=0)),
+                ("images_unchanged", models.PositiveIntegerField(default=0)),
+                ("failure_code", models.CharField(blank=True, max_length=32)),
+                ("failure_reason", models.TextField(blank=True)),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True, help_text="Host and process that claimed it.", max_length=128
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sync_tasks",
+                        to="imagesync.project",
+                    ),
+                ),
+                (
+                    "retry_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="imagesync.synctask",
+                    ),
+                ),
+                (
+                    "scope_repositories",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Repositories chosen for the 'repositories' scope.",
+                        related_name="+",
+                        to="imagesync.repository",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='SyncTaskRepository',
+            name="SyncTaskRepository",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('registry_name', models.CharField(blank=True, max_length=128)),
-                ('repository_type', models.CharField(choices=[('swr_private', 'SWR private image'), ('swr_shared', 'SWR shared image'), ('swr_enterprise', 'SWR enterprise edition image'), ('harbor', 'Harbor repository image'), ('jfrog', 'JFrog repository image'), ('other', 'Other (OCI / Docker v2) image')], max_length=16)),
-                ('repository_path', models.CharField(max_length=255)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='pending', max_length=16)),
-                ('reason_code', models.CharField(blank=True, max_length=32)),
-                ('reason_message', models.TextField(blank=True)),
-                ('images_total', models.PositiveIntegerField(default=0)),
-                ('images_added', models.PositiveIntegerField(default=0)),
-                ('images_updated', models.PositiveIntegerField(default=0)),
-                ('images_removed', models.PositiveIntegerField(default=0)),
-                ('images_unchanged', models.PositiveIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('repository', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='sync_results', to='imagesync.repository')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='results', to='imagesync.synctask')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("registry_name", models.CharField(blank=True, max_length=128)),
+                (
+                    "repository_type",
+                    models.CharField(
+                        choices=[
+                            ("swr_private", "SWR private image"),
+                            ("swr_shared", "SWR shared image"),
+                            ("swr_enterprise", "SWR enterprise edition image"),
+                            ("harbor", "Harbor repository image"),
+                            ("jfrog", "JFrog repository image"),
+                            ("other", "Other (OCI / Docker v2) image"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("repository_path", models.CharField(max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("reason_code", models.CharField(blank=True, max_length=32)),
+                ("reason_message", models.TextField(blank=True)),
+                ("images_total", models.PositiveIntegerField(default=0)),
+                ("images_added", models.PositiveIntegerField(default=0)),
+                ("images_updated", models.PositiveIntegerField(default=0)),
+                ("images_removed", models.PositiveIntegerField(default=0)),
+                ("images_unchanged", models.PositiveIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="sync_results",
+                        to="imagesync.repository",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="results",
+                        to="imagesync.synctask",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['registry_name', 'repository_type', 'repository_path'],
+                "ordering": ["registry_name", "repository_type", "repository_path"],
             },
         ),
         migrations.CreateModel(
-            name='AuthorizationGrant',
+            name="AuthorizationGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('policy', models.CharField(choices=[('SWROperatePolicy', 'SWROperatePolicy'), ('CCEOperatePolicy', 'CCEOperatePolicy'), ('SWRAuthorization', 'SWR authorization')], max_length=32)),
-                ('granted_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('note', models.CharField(blank=True, max_length=255)),
-                ('granted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('revoked_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='grants', to='imagesync.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "policy",
+                    models.CharField(
+                        choices=[
+                            ("SWROperatePolicy", "SWROperatePolicy"),
+                            ("CCEOperatePolicy", "CCEOperatePolicy"),
+                            ("SWRAuthorization", "SWR authorization"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("granted_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("note", models.CharField(blank=True, max_length=255)),
+                (
+                    "granted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "revoked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="grants",
+                        to="imagesync.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project__name', 'policy', '-granted_at'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('revoked_at__isnull', True)), fields=('project', 'policy'), name='grant_one_active_per_policy')],
+                "ordering": ["project__name", "policy", "-granted_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("revoked_at__isnull", True)),
+                        fields=("project", "policy"),
+                        name="grant_one_active_per_policy",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProjectMembership',
+            name="ProjectMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('viewer', 'Viewer'), ('operator', 'Operator'), ('admin', 'Admin')], default='viewer', max_length=16)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='imagesync.project')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("viewer", "Viewer"),
+                            ("operator", "Operator"),
+                            ("admin", "Admin"),
+                        ],
+                        default="viewer",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="imagesync.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project__name', 'user__username'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'project'), name='membership_unique_user_project')],
+                "ordering": ["project__name", "user__username"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "project"), name="membership_unique_user_project"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='registry',
-            constraint=models.UniqueConstraint(fields=('project', 'name'), name='registry_unique_name_per_project'),
+            model_name="registry",
+            constraint=models.UniqueConstraint(
+                fields=("project", "name"), name="registry_unique_name_per_project"
+            ),
         ),
         migrations.AddIndex(
-            model_name='repository',
-            index=models.Index(fields=['type', 'namespace'], name='repository_type_ns_idx'),
+            model_name="repository",
+            index=models.Index(fields=["type", "namespace"], name="repository_type_ns_idx"),
         ),
         migrations.AddIndex(
-            model_name='repository',
-            index=models.Index(fields=['name'], name='repository_name_idx'),
+            model_name="repository",
+            index=models.Index(fields=["name"], name="repository_name_idx"),
         ),
         migrations.AddConstraint(
-            model_name='repository',
-            constraint=models.UniqueConstraint(fields=('registry', 'type', 'path'), name='repository_unique_path'),
+            model_name="repository",
+            constraint=models.UniqueConstraint(
+                fields=("registry", "type", "path"), name="repository_unique_path"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tag'], name='image_proj_tag_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "tag"], name="image_proj_tag_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'digest'], name='image_proj_digest_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "digest"], name="image_proj_digest_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'size'], name='image_proj_size_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "size"], name="image_proj_size_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'registry_updated_at'], name='image_proj_updated_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "registry_updated_at"], name="image_proj_updated_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'last_synced_at'], name='image_proj_synced_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "last_synced_at"], name="image_proj_synced_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'image_created_at'], name='image_proj_created_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "image_created_at"], name="image_proj_created_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'multi_arch'], name='image_proj_multiarch_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "multi_arch"], name="image_proj_multiarch_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'is_latest'], name='image_proj_latest_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "is_latest"], name="image_proj_latest_idx"),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(fields=('repository', 'tag'), name='image_unique_tag'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                fields=("repository", "tag"), name="image_unique_tag"
+            ),
         ),
         migrations.AddIndex(
-            model_name='synctask',
-            index=models.Index(fields=['project', '-created_at'], name='synctask_proj_created_idx'),
+            model_name="synctask",
+            index=models.Index(fields=["project", "-created_at"], name="synctask_proj_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='synctask',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='synctask_status_hb_idx'),
+            model_name="synctask",
+            index=models.Index(fields=["status", "heartbeat_at"], name="synctask_status_hb_idx"),
         ),
         migrations.AddConstraint(
-            model_name='synctask',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('project',), name='synctask_one_active_per_project'),
+            model_name="synctask",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["queued", "running"])),
+                fields=("project",),
+                name="synctask_one_active_per_project",
+            ),
         ),
         migrations.AddIndex(
-            model_name='synctaskrepository',
-            index=models.Index(fields=['task', 'status'], name='synctaskrepo_task_status_idx'),
+            model_name="synctaskrepository",
+            index=models.Index(fields=["task", "status"], name="synctaskrepo_task_status_idx"),
         ),
         migrations.AddConstraint(
-            model_name='synctaskrepository',
-            constraint=models.UniqueConstraint(condition=models.Q(('repository__isnull', False)), fields=('task', 'repository'), name='synctaskrepo_unique_repo_per_task'),
+            model_name="synctaskrepository",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("repository__isnull", False)),
+                fields=("task", "repository"),
+                name="synctaskrepo_unique_repo_per_task",
+            ),
         ),
     ]
