@@ -6,6 +6,7 @@ tests need nothing but `responses` (or a real registry).
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import inspect
 import itertools
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
@@ -520,6 +521,23 @@ class RegistryClient:
     @property
     def max_concurrency(self) -> int:
         return self.transport.max_concurrency
+
+    def secret_forms(self) -> list[str]:
+        """Every form in which our credentials could come back in a registry's answer: the
+        secret, URL-encoded, the Basic authorization value (base64 of user:secret), and
+        whatever a subclass adds (bearer tokens, session tokens)."""
+        secret = self.config.secret
+        if not secret:
+            return []
+        basic = base64.b64encode(f"{self.config.username}:{secret}".encode()).decode()
+        return [basic, secret, quote(secret, safe="")]
+
+    def scrub(self, text: str) -> str:
+        """`text` with every form of our credentials replaced by ***."""
+        for form in sorted(set(self.secret_forms()), key=len, reverse=True):
+            if form and len(form) >= 4:
+                text = text.replace(form, "***")
+        return text
 
     def check(self) -> CheckResult:
         """Check the connection and credentials; never raises."""

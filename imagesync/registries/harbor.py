@@ -8,7 +8,6 @@ reference/registry-apis.md section 2.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -114,15 +113,7 @@ class HarborClient(RegistryClient):
         return RegistryError(code, message, retryable=error.retryable, status=error.status)
 
     def _scrub(self, text: str) -> str:
-        """Harbor may echo what it received: the secret, URL-encoded, or the whole Basic
-        authorization value (base64 of user:secret). None of them may reach a message."""
-        secret = self.config.secret
-        if not secret:
-            return text
-        basic = base64.b64encode(f"{self.config.username}:{secret}".encode()).decode()
-        for form in (basic, secret, quote(secret, safe="")):
-            text = text.replace(form, "***")
-        return text
+        return self.scrub(text)
 
     def _get(
         self, path: str, what: str, params: Mapping[str, Any] | None = None

@@ -11,7 +11,6 @@ through the Docker API. See reference/registry-apis.md section 3.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
@@ -213,15 +212,7 @@ class JFrogClient(RegistryClient):
         return f"{self._root}{rest}"
 
     def _scrub(self, text: str) -> str:
-        """Artifactory may echo what it received: the secret, URL-encoded, or the whole Basic
-        authorization value (base64 of user:secret). None of them may reach a message."""
-        secret = self.config.secret
-        if not secret:
-            return text
-        basic = base64.b64encode(f"{self.config.username}:{secret}".encode()).decode()
-        for form in (basic, secret, quote(secret, safe="")):
-            text = text.replace(form, "***")
-        return text
+        return self.scrub(text)
 
     def _call(
         self, method: str, rest: str, what: str, *, headers: Mapping[str, str] | None = None, **kw

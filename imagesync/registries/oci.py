@@ -766,11 +766,14 @@ class OciClient(RegistryClient):
 
     def _with_detail(self, message: str, code: str, detail: str) -> str:
         text = f"{message} [{code}"
-        detail = " ".join(detail.split())[:200]
-        secret = self.config.secret
-        if detail and not (secret and secret in detail):
+        detail = " ".join(self.scrub(detail).split())[:200]
+        if detail and "***" not in detail:  # a detail that echoed credentials says nothing useful
             text += f": {detail}"
         return text + "]"
+
+    def secret_forms(self) -> list[str]:
+        tokens = [token for token, _expiry in list(self._tokens.values())]
+        return [*super().secret_forms(), *tokens]
 
 
 def _decode(body: bytes, what: str) -> Any:

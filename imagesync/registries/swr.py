@@ -252,11 +252,11 @@ class SwrClient(RegistryClient):
         )
 
     def _scrub(self, text: str) -> str:
-        """Belt and braces: a vendor message must never carry our secrets back to a user."""
-        for secret in (self.config.secret, self.config.option("security_token")):
-            if secret and isinstance(secret, str) and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        return self.scrub(text)
+
+    def secret_forms(self) -> list[str]:
+        token = self.config.option("security_token")
+        return [*super().secret_forms(), *([token] if isinstance(token, str) else [])]
 
     def _json(self, response: requests.Response, what: str) -> Any:
         return json_body(response, what)
