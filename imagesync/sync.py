@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -614,7 +614,30 @@ def execute_task(task_id: int, on_progress: ProgressCallback | None = None) -> S
                 except Exception:
                     logger.warning("Closing the client of registry %s failed.", run.registry.pk)
     task.refresh_from_db()
+    refresh_statistics(task)
     return task
+
+
+# A sync that changed at least this many images refreshes the planner statistics, so Image View
+# filters keep using their indexes right after a large first sync (instead of waiting for
+# autovacuum on PostgreSQL, or for ever on SQLite).
+STATISTICS_THRESHOLD = 1000
+
+
+def refresh_statistics(task: SyncTask) -> bool:
+    changed = task.images_added + task.images_updated + task.images_removed
+    if changed < STATISTICS_THRESHOLD:
+        return False
+    try:
+        with db_guard(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"ANALYZE {Image._meta.db_table}, {Repository._meta.db_table}")
+            elif connection.vendor == "sqlite":
+                cursor.execute("PRAGMA optimize")
+    except DatabaseError:  # statistics are an optimisation: never fail a sync over them
+        logger.warning("Refreshing planner statistics after sync task #%s failed.", task.pk)
+        return False
+    return True
 
 
 def missing_scheduled_grants(project) -> list[str]:
