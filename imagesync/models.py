@@ -223,6 +223,32 @@ class Registry(models.Model):
 
     record_check.alters_data = True
 
+    def test_connection(self, user=None):
+        """Check the endpoint and credentials, store the result and audit it; returns the
+        CheckResult. Never raises for a registry's answer or a bad configuration."""
+        from imagesync.registries import CheckResult, RegistryError
+
+        try:
+            client = self.build_client()
+        except RegistryError as error:
+            result = CheckResult(False, error.code, error.message)
+        else:
+            try:
+                result = client.check()
+            finally:
+                client.close()
+        self.record_check(result.ok, result.code, result.message)
+        AuditEvent.record(
+            "registry.test",
+            actor=user,
+            project=self.project,
+            target=self.name,
+            detail="ok" if result.ok else f"failed: {result.code}",
+        )
+        return result
+
+    test_connection.alters_data = True
+
 
 # --- repositories and images ----------------------------------------------------------------
 

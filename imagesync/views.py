@@ -45,7 +45,6 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
-from imagesync.registries import RegistryError
 
 PAGE_SIZES = (10, 20, 50, 100)
 DEFAULT_PAGE_SIZE = 20
@@ -720,25 +719,9 @@ def registry_delete(request, pk: int):
 def registry_test(request, pk: int):
     """Test connection: check the endpoint and credentials, store and show the result inline."""
     registry = _get_registry(request, pk)
-    project = _require_role(request, "admin")
-    try:
-        client = registry.build_client()
-    except RegistryError as error:
-        ok, code, message = False, error.code, error.message
-    else:
-        try:
-            result = client.check()
-        finally:
-            client.close()
-        ok, code, message = result.ok, result.code, result.message
-    registry.record_check(ok, code, message)
-    AuditEvent.record(
-        "registry.test",
-        actor=request.user,
-        project=project,
-        target=registry.name,
-        detail="ok" if ok else f"failed: {code}",
-    )
+    _require_role(request, "admin")
+    result = registry.test_connection(request.user)
+    ok, message = result.ok, result.message
     if _is_fragment(request):
         return render(
             request, "imagesync/_registry_status.html", {"registry": registry, "tested": True}

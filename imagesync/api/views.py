@@ -30,7 +30,6 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
-from imagesync.registries import RegistryError
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -258,24 +257,8 @@ class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def test(self, request, project_id=None, pk=None):
         registry = self.get_object()
-        try:
-            client = registry.build_client()
-        except RegistryError as error:
-            ok, code, message = False, error.code, error.message
-        else:
-            try:
-                result = client.check()
-            finally:
-                client.close()
-            ok, code, message = result.ok, result.code, result.message
-        registry.record_check(ok, code, message)
-        AuditEvent.record(
-            "registry.test",
-            actor=request.user,
-            project=self.project,
-            target=registry.name,
-            detail="ok" if ok else f"failed: {code}",
-        )
+        result = registry.test_connection(request.user)
+        ok, code, message = result.ok, result.code, result.message
         registry = self.get_queryset().get(pk=registry.pk)
         data = {
             "ok": ok,

@@ -19,7 +19,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, transaction
 
 from imagesync.models import AuditEvent, Project, Registry
-from imagesync.registries import RegistryError
 
 
 class OneLineParser(CommandParser):
@@ -199,16 +198,8 @@ class Command(BaseCommand):
 
     def do_test(self, *, name, project=None, **_):
         registry = self.registry(name, project)
-        try:
-            with registry.build_client() as client:
-                result = client.check()
-            ok, code, message = result.ok, result.code, result.message
-        except RegistryError as exc:
-            ok, code, message = False, exc.code, exc.message
-        registry.record_check(ok, code, message)
-        AuditEvent.record(
-            "registry.test", project=registry.project, target=name, detail="ok" if ok else code
-        )
+        result = registry.test_connection()
+        ok, code, message = result.ok, result.code, result.message
         if not ok:
             raise CommandError(f"Connection to {name!r} failed [{code}]: {message}")
         self.stdout.write(f"Connection to {name!r} succeeded." + (f" {message}" if message else ""))
