@@ -167,37 +167,14 @@ def request_sync(
     repositories=(),
     user=None,
     retry_of: SyncTask | None = None,
+    enqueue: bool = True,
 ) -> SyncTask:
     """Create a queued SyncTask for `project` and enqueue it after the transaction commits.
 
     Raises SyncRefused (with the active task) when a sync of the project is already queued or
     running, or when the scope is invalid (no types, unknown types, no or foreign repositories).
-    """
-    return create_task(
-        project,
-        trigger=trigger,
-        scope=scope,
-        types=types,
-        repositories=repositories,
-        user=user,
-        retry_of=retry_of,
-        enqueue=True,
-    )
-
-
-def create_task(
-    project,
-    *,
-    trigger: str = SyncTask.Trigger.MANUAL,
-    scope: str = SyncTask.Scope.ALL,
-    types=(),
-    repositories=(),
-    user=None,
-    retry_of: SyncTask | None = None,
-    enqueue: bool = True,
-) -> SyncTask:
-    """request_sync, with the choice not to enqueue: `sync_images --wait` runs the task in its
-    own process, and a queue entry would only be a no-op claim later."""
+    `enqueue=False` leaves it unqueued: `sync_images --wait` runs the task in its own process,
+    and a queue entry would only be a no-op claim later."""
     if scope not in SyncTask.Scope.values:
         raise SyncRefused(f"Unknown synchronization scope {scope!r}.")
     if trigger not in SyncTask.Trigger.values:
@@ -237,6 +214,9 @@ def create_task(
         task_id = task.pk
         transaction.on_commit(lambda: enqueue_task(task_id))
     return task
+
+
+create_task = request_sync  # the name the commands and tests use with enqueue=False
 
 
 def enqueue_task(task_id: int) -> None:
