@@ -24,27 +24,18 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-# Stable reason codes. Messages that go with them never contain a secret.
-AUTH_FAILED = "auth_failed"
-PERMISSION_DENIED = "permission_denied"
-NOT_FOUND = "not_found"
-RATE_LIMITED = "rate_limited"
-TIMEOUT = "timeout"
-UNREACHABLE = "unreachable"
-TLS_ERROR = "tls_error"
-BAD_RESPONSE = "bad_response"
-UNSUPPORTED = "unsupported"
-ERROR_CODES = (
+from imagesync.reasons import (
     AUTH_FAILED,
-    PERMISSION_DENIED,
+    BAD_RESPONSE,
     NOT_FOUND,
+    PERMISSION_DENIED,
     RATE_LIMITED,
     TIMEOUT,
-    UNREACHABLE,
     TLS_ERROR,
-    BAD_RESPONSE,
+    UNREACHABLE,
     UNSUPPORTED,
 )
+from imagesync.reasons import CLIENT_CODES as ERROR_CODES
 
 
 class RegistryError(Exception):
