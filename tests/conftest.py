@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.factories import PASSWORD
 from tests.support.tools import REQUIRE_TOOLS
 
-pytest_plugins = ["tests.support.registry_fixtures"]
+pytest_plugins = ["tests.support.registry_fixtures", "tests.support.fakes"]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -22,9 +23,6 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which is not allowed: {reason}"
-
-
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture

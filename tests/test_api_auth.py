@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apitokens.models import ApiToken
 from imagesync.models import AuditEvent
-from tests.test_api_support import (
+from tests.support.api import (
     FAST_HASHERS,
     api_as,
     api_url,

@@ -17,7 +17,7 @@ from imagesync.models import (
     SyncTaskRepository,
 )
 from imagesync.registries import CheckResult
-from tests.test_api_support import (
+from tests.support.api import (
     FAST_HASHERS,
     api_as,
     api_url,

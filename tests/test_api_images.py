@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imagesync.models import Image, Registry, Repository
-from tests.test_api_support import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
+from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MIB = 1024 * 1024

@@ -8,7 +8,7 @@ import pytest
 
 from imagesync.models import AuditEvent, Image, Registry, Repository
 from imagesync.registries import CheckResult, RegistryError
-from tests.test_api_support import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
+from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
 
 PLANTED = "PLANTED-SECRET-s3cr3t-9f8e7d"  # the conftest registry's secret
 

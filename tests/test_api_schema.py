@@ -22,7 +22,7 @@ from imagesync.models import (
     SyncTaskRepository,
 )
 from imagesync.registries import CheckResult
-from tests.test_api_support import FAST_HASHERS, reset_rate_limits, token_for
+from tests.support.api import FAST_HASHERS, reset_rate_limits, token_for
 
 EXAMPLES_PER_OPERATION = 25  # positive and negative each; the whole run stays well under 2 min
 

@@ -19,7 +19,7 @@ from imagesync.models import (
     SyncTaskRepository,
 )
 from tests.support import registry_seed
-from tests.test_api_support import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
+from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
 
 
 @pytest.fixture(autouse=True)

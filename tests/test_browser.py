@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from imagesync.models import Image, ProjectMembership, Registry, SyncTask
-from tests.conftest import PASSWORD
 from tests.support.browser import launch_chromium, open_console_page
+from tests.support.factories import PASSWORD
 from tests.support.registry_seed import push_image, push_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.registry]

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imagesync.filters import ImageFilter, RepositoryPickerFilter, TaskFilter, TaskResultFilter
-from tests.test_isolation import body_of, seed_project
+from tests.support.factories import seed_project
+from tests.support.web import body_of
 
 FUZZ = settings(
     max_examples=60,

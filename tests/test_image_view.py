@@ -11,37 +11,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from imagesync.models import Image, Project, ProjectMembership, Registry, Repository
+from imagesync.models import Project, ProjectMembership, Registry, Repository
+from tests.support.factories import MIB, NOW, make_image, make_repository
 
 URL = "/images/"
-MIB = 1024 * 1024
-NOW = timezone.now().replace(microsecond=0)
-
-
-def make_repository(registry, path: str, type_: str = "other") -> Repository:
-    namespace, _, name = path.partition("/")
-    if not name:
-        namespace, name = "", path
-    return Repository.objects.create(
-        registry=registry, type=type_, path=path, namespace=namespace, name=name
-    )
-
-
-def make_image(repository, tag: str, **fields) -> Image:
-    digest_seed = fields.pop("digest_seed", f"{repository.path}:{tag}")
-    digest = "sha256:" + (format(abs(hash(digest_seed)), "x") * 8)[:64]
-    defaults = {
-        "digest": digest,
-        "size": 10 * MIB,
-        "platforms": ["linux/amd64"],
-        "registry_updated_at": NOW - dt.timedelta(days=1),
-        "image_created_at": NOW - dt.timedelta(days=2),
-        "last_synced_at": NOW,
-    }
-    defaults.update(fields)
-    return Image.objects.create(
-        project=repository.registry.project, repository=repository, tag=tag, **defaults
-    )
 
 
 @pytest.fixture

@@ -10,153 +10,23 @@ picker of the Synchronize Images panel, the admin site and the JSON API, as each
   not in the picker;
 * a superuser sees both projects, one at a time.
 
-`console_urls(...)` and `seed_project(...)` are shared with the other security tests.
+`console_urls(...)` and `seed_project(...)` (tests/support/) are shared with the other security
+tests.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import pytest
-from django.urls import get_resolver, reverse
+from django.urls import reverse
 
 from imagesync.models import (
-    AuditEvent,
-    AuthorizationGrant,
-    Image,
     Registry,
-    Repository,
     SyncTask,
-    SyncTaskRepository,
 )
-
-# Which model fills the <pk> of each URL name prefix.
-PK_MODELS = {"task": SyncTask, "registry": Registry}
-# Console URLs that only accept POST (state changes); everything else is a page or fragment.
-POST_ONLY = {"project-select", "task-cancel", "task-retry", "registry-test"}
-
-
-@dataclass
-class Seeded:
-    """What seed_project created: names that must never show up in another project's pages."""
-
-    project: object
-    registry: Registry
-    repository: Repository
-    image: Image
-    task: SyncTask
-    marker: str  # a unique string in every name of this project
-
-    def leaks_in(self, text: str) -> list[str]:
-        """Which of this project's data (not merely a string a user typed) appear in text."""
-        telltales = [
-            self.image.digest,
-            self.image.digest.split(":", 1)[1][:12],
-            f"reg-{self.marker}",
-            f"ns-{self.marker}/",
-            f"{self.marker}.registry.test",
-            str(self.project),
-        ]
-        return [t for t in telltales if t in text]
-
-
-def seed_project(project, marker: str, secret: str = "") -> Seeded:
-    """A registry, two repositories with images, and a finished task with a failed result."""
-    registry = Registry(
-        project=project,
-        kind=Registry.Kind.OTHER,
-        name=f"reg-{marker}",
-        endpoint=f"https://{marker}.registry.test",
-        username=f"user-{marker}",
-    )
-    if secret:
-        registry.set_secret(secret)
-    registry.save()
-    repos = []
-    for name in ("api", "web"):
-        repo = Repository.objects.create(
-            registry=registry,
-            type="other",
-            path=f"ns-{marker}/{name}-{marker}",
-            namespace=f"ns-{marker}",
-            name=f"{name}-{marker}",
-        )
-        repos.append(repo)
-        Image.objects.create(
-            project=project,
-            repository=repo,
-            tag=f"tag-{marker}",
-            digest="sha256:" + (marker.encode().hex() * 64)[:64],
-            size=1234,
-            platforms=["linux/amd64"],
-        )
-    task = SyncTask.objects.create(
-        project=project,
-        status=SyncTask.Status.PARTIALLY_SUCCEEDED,
-        repositories_total=2,
-        repositories_done=2,
-        repositories_failed=1,
-        failure_code="unreachable",
-        failure_reason=f"1 of 2 repositories failed: ns-{marker}/web-{marker}",
-    )
-    SyncTaskRepository.objects.create(
-        task=task,
-        repository=repos[0],
-        registry_name=registry.name,
-        repository_type="other",
-        repository_path=repos[0].path,
-        status="finished",
-    )
-    SyncTaskRepository.objects.create(
-        task=task,
-        repository=repos[1],
-        registry_name=registry.name,
-        repository_type="other",
-        repository_path=repos[1].path,
-        status="failed",
-        reason_code="unreachable",
-        reason_message=f"Cannot reach {marker}.registry.test",
-    )
-    AuditEvent.record("registry.create", project=project, target=registry.name)
-    AuthorizationGrant.objects.create(project=project, policy="SWROperatePolicy", note=marker)
-    return Seeded(project, registry, repos[0], Image.objects.get(repository=repos[0]), task, marker)
-
-
-def console_url_names() -> list[tuple[str, list[str]]]:
-    """(name, path parameters) of every console URL in imagesync/urls.py."""
-    found = []
-    for pattern in get_resolver("imagesync.urls").url_patterns:
-        params = list(pattern.pattern.converters)
-        found.append((pattern.name, params))
-    return found
-
-
-def console_urls(seeded: Seeded, *, include_post_only: bool = False) -> dict[str, str]:
-    """name -> URL of every console page, with the ids of `seeded` filled in."""
-    urls = {}
-    for name, params in console_url_names():
-        if name in POST_ONLY and not include_post_only:
-            continue
-        kwargs = {}
-        for param in params:
-            assert param == "pk", f"teach console_urls about <{param}> in {name}"
-            prefix = name.split("-", 1)[0]
-            assert prefix in PK_MODELS, f"teach console_urls which model {name} shows"
-            obj = seeded.task if PK_MODELS[prefix] is SyncTask else seeded.registry
-            kwargs[param] = obj.pk
-        urls[name] = reverse(f"imagesync:{name}", kwargs=kwargs)
-    return urls
-
-
-def fragment_headers() -> dict[str, str]:
-    return {"HX-Request": "true"}
-
-
-def body_of(response) -> str:
-    if getattr(response, "streaming", False):
-        return b"".join(response.streaming_content).decode("utf-8", "replace")
-    return response.content.decode("utf-8", "replace")
+from tests.support.factories import Seeded, seed_project
+from tests.support.web import POST_ONLY, body_of, console_urls, fragment_headers
 
 
 @pytest.fixture

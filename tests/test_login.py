@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from tests.conftest import PASSWORD
+from tests.support.factories import PASSWORD
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from imagesync.models import SyncTask, SyncTaskRepository
-from tests.test_image_view import make_repository
+from tests.support.factories import make_repository
 
 LIST = "/tasks/"
 HX = {"HTTP_HX_REQUEST": "true"}

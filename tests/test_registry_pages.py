@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from imagesync.models import AuditEvent, Registry
-from tests.test_image_view import make_image, make_repository
+from tests.support.factories import make_image, make_repository
 
 LIST = "/registries/"
 NEW = "/registries/new/"

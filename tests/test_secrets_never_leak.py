@@ -31,7 +31,8 @@ from django.urls import reverse
 from imagesync import sync
 from imagesync.models import AuthorizationGrant, Registry, SyncTaskRepository
 from imagesync.registries.base import RegistryError
-from tests.test_isolation import body_of, console_urls, fragment_headers, seed_project
+from tests.support.factories import seed_project
+from tests.support.web import body_of, console_urls, fragment_headers
 
 KINDS = {
     # kind -> (endpoint, username, options)

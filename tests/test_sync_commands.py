@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from imagesync import sync
 from imagesync.models import Image, Registry, Repository, SyncTask
 from imagesync.registries.base import RegistryError
-from tests.test_sync_engine import FakeClient, image
+from tests.support.fakes import FakeClient, image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,13 +30,6 @@ def sync_images(*args: str) -> tuple[list[str], int]:
     except SystemExit as exit_:
         code = exit_.code
     return out.getvalue().splitlines(), code
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    clients: dict[str, FakeClient] = {}
-    monkeypatch.setattr(Registry, "build_client", lambda self: clients[self.name])
-    return clients
 
 
 def test_sync_images_prints_the_task_id_and_queues_the_task(db, project, registry):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from imagesync.models import AuditEvent, Repository, SyncTask
-from tests.test_image_view import make_repository
+from tests.support.factories import make_repository
 
 URL = "/images/synchronize/"
 PICKER_URL = "/images/synchronize/repositories/"

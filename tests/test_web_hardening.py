@@ -19,8 +19,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from imagesync.models import AuditEvent, AuthorizationGrant, Registry, SyncTask
-from tests.conftest import PASSWORD
-from tests.test_isolation import POST_ONLY, body_of, console_urls, fragment_headers, seed_project
+from tests.support.factories import PASSWORD, seed_project
+from tests.support.web import POST_ONLY, body_of, console_urls, fragment_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests/test_api_*.py files (plain functions, no tests of its own)."""
+"""API test helpers: token-authenticated clients, API URLs and the one error shape."""
 
 from __future__ import annotations
 
