@@ -3,11 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from imagesync.auth import ThrottledLoginView
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="imagesync:image-list", permanent=False)),
-    path("login/", ThrottledLoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("imagesync.api.urls")),

@@ -1,66 +1,58 @@
-"""Sign-in with throttling: repeated failures lock a username and a client address for a while."""
+"""Sign-in lockout, done by django-axes (settings: the AXES_* block in console/settings.py).
+
+What is here is what axes leaves to the project: the client address behind a proxy, the
+lockout page (the sign-in page with a message, HTTP 429) and the reset on success.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 
-def _keys(request, username: str) -> list[str]:
-    # Hashed: a typed username can hold anything (NUL bytes, spaces, 10,000 characters) and
-    # must still make a valid cache key on every backend.
-    name = hashlib.sha256(username.strip().lower().encode("utf-8", "replace")).hexdigest()
-    address = hashlib.sha256(request.META.get("REMOTE_ADDR", "unknown").encode()).hexdigest()
-    return [f"login-fail:user:{name}", f"login-fail:addr:{address}"]
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: behind a proxy (BEHIND_PROXY), the last X-Forwarded-For entry,
+    the one the proxy itself appended; entries left of it come from the client and can be
+    forged, so they never pick whose failures count."""
+    remote = request.META.get("REMOTE_ADDR")
+    if settings.BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        remote = forwarded or remote
+    try:
+        return str(ipaddress.ip_address(remote or ""))
+    except ValueError:  # not an address: stored as unknown rather than failing the sign-in
+        return None
 
 
-def is_locked(request, username: str) -> bool:
-    limit = settings.LOGIN_FAILURE_LIMIT
-    return any((cache.get(key) or 0) >= limit for key in _keys(request, username))
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials=None
+) -> HttpResponse:
+    """The sign-in page again, with the reason and HTTP 429, instead of axes' plain text."""
+    minutes = max(1, int(get_cool_off(request).total_seconds()) // 60)
+    view = auth_views.LoginView()
+    view.setup(request)
+    form = view.get_form_class()(request, initial={"username": request.POST.get("username", "")})
+    context = view.get_context_data(
+        form=form, lockout=f"Too many failed sign-in attempts. Try again in {minutes} minutes."
+    )
+    # A TemplateResponse made by middleware is never rendered by Django: render it here.
+    response = view.render_to_response(context, status=429).render()
+    add_never_cache_headers(response)  # as LoginView does for its own answers
+    return response
 
 
-def record_failure(request, username: str) -> None:
-    for key in _keys(request, username):
-        if not cache.add(key, 1, settings.LOGIN_LOCKOUT_SECONDS):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, settings.LOGIN_LOCKOUT_SECONDS)
+class SignInLockoutHandler(AxesDatabaseHandler):
+    """Axes' database handler, except that a successful sign-in clears the failures of that
+    username only. Axes' AXES_RESET_ON_SUCCESS also clears those of the client address, which
+    would let anyone with an account reset their count while guessing other passwords."""
 
-
-def clear_failures(request, username: str) -> None:
-    cache.delete(_keys(request, username)[0])
-
-
-@method_decorator(sensitive_post_parameters("password"), name="dispatch")
-class ThrottledLoginView(auth_views.LoginView):
-    """Django's login view, refusing attempts (HTTP 429) after LOGIN_FAILURE_LIMIT failures
-    for the same username or client address within LOGIN_LOCKOUT_SECONDS."""
-
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if is_locked(request, username):
-            form = self.get_form()
-            form.errors.clear()
-            minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
-            form.add_error(
-                None,
-                f"Too many failed sign-in attempts. Try again in {minutes} minutes.",
-            )
-            response = self.render_to_response(self.get_context_data(form=form))
-            response.status_code = 429
-            return response
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        record_failure(self.request, self.request.POST.get("username", ""))
-        return super().form_invalid(form)
-
-    def form_valid(self, form):
-        clear_failures(self.request, form.get_user().get_username())
-        return super().form_valid(form)
+    def user_logged_in(self, sender, request, user, **kwargs) -> None:
+        super().user_logged_in(sender, request, user, **kwargs)
+        AccessAttempt.objects.filter(username=user.get_username()).delete()
