@@ -2,7 +2,7 @@
 
 The sync engine relies on this: a RegistryError fails one repository with a reason code and
 keeps its images; any other exception is an "internal error" that tells the user nothing.
-Each test serves a valid conversation (shaped like reference/registry-apis.md) through
+Each test serves a valid conversation (shaped like each registry's API answers) through
 `responses` and lets hypothesis corrupt one endpoint's answer: an arbitrary JSON document, the
 valid document with one value replaced by arbitrary JSON, arbitrary bytes, odd paging headers
 or an odd status. Every public client call (check, list_repositories, list_images) must then

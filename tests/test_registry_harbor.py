@@ -1,4 +1,4 @@
-"""Harbor client against `responses` fixtures shaped like reference/registry-apis.md section 2.
+"""Harbor client against `responses` fixtures shaped like Harbor's v2.0 REST API answers.
 
 What a user would notice: every project, repository and tag shows up (across pages), multi-arch
 images show their platforms, nested repository names work, failures are named precisely and

@@ -1,5 +1,5 @@
-"""JFrog Artifactory client against `responses` fixtures shaped like reference/registry-apis.md
-section 3 (repository list, AQL results with properties, Docker API manifests and config blobs).
+"""JFrog Artifactory client against `responses` fixtures shaped like Artifactory's REST API
+answers (repository list, AQL results with properties, Docker API manifests and config blobs).
 
 What a user would notice: every image of every Docker repository key shows up with its tags,
 digests, sizes and platforms; a big repository costs one AQL query, not one per image; each auth

@@ -1,4 +1,4 @@
-"""OciClient against a mocked OCI / Docker Registry v2 API (shapes from registry-apis.md §1).
+"""OciClient against a mocked OCI / Docker Registry v2 API (shapes from the OCI distribution spec).
 
 The same client is exercised end to end against a real Distribution registry in
 test_registry_oci_e2e.py; these tests cover what a local registry will not do on demand:

@@ -1,4 +1,4 @@
-"""SWR client against `responses` fixtures shaped like registry-apis.md section 4.
+"""SWR client against `responses` fixtures shaped like the SWR API's answers.
 
 No database: the client imports no models. Signatures are checked two ways: against vectors
 produced by huaweicloudsdkcore 3.1.219's own Signer, and against a canonical request rebuilt by
