@@ -6,6 +6,9 @@ laptop when the tool is missing, but fail when IMAGESYNC_REQUIRE_TOOLS=1 (set by
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from tests.support.factories import PASSWORD
@@ -23,6 +26,45 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which is not allowed: {reason}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_TREE_BEFORE = pytest.StashKey[set[str]]()
+
+
+def _git_status() -> set[str] | None:
+    """`git status --porcelain` lines of the checkout, or None outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    """Remember the checkout's state (in the controller only, not in each xdist worker)."""
+    if not hasattr(session.config, "workerinput"):
+        status = _git_status()
+        if status is not None:
+            session.config.stash[_TREE_BEFORE] = status
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Warn when the run changed the checkout (.ci/run fails on it): a test wrote into it."""
+    before = config.stash.get(_TREE_BEFORE, None)
+    after = _git_status() if before is not None else None
+    if after is None or not after - before:
+        return
+    terminalreporter.write_sep("=", "the checkout changed during the test run", yellow=True)
+    for line in sorted(after - before):
+        terminalreporter.write_line(f"  {line}")
+    terminalreporter.write_line("  (screenshots go to docs/ only with UPDATE_SCREENSHOTS=1)")
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 sync tasks run for real (django-q2 in sync mode) against a real Distribution registry.
 
 Every page is checked against the Content Security Policy (a violation fails the test), and
-the flow saves the screenshots the README shows (docs/screenshots/).
+the flow takes the screenshots the README shows; they replace docs/screenshots/ only with
+UPDATE_SCREENSHOTS=1 (see tests/support/browser.py), so a plain run leaves the checkout clean.
 """
 
 from __future__ import annotations

@@ -298,3 +298,33 @@ def test_bootstrap_creates_the_default_project_and_an_admin_once(db, capsys):
     assert "password" not in second
     project = Project.objects.get(name="default")
     assert project.role_of(ProjectMembership.objects.get().user) == "admin"
+
+
+class _FakePlaywrightPage:
+    """Records where a screenshot would be written (no browser needed)."""
+
+    def __init__(self):
+        self.saved: list[Path] = []
+
+    def wait_for_timeout(self, ms):
+        pass
+
+    def screenshot(self, path, **kwargs):
+        self.saved.append(Path(path))
+
+
+@pytest.mark.parametrize(
+    ("update", "inside_docs"), [(None, False), ("0", False), ("1", True)], ids=str
+)
+def test_screenshots_replace_the_docs_pictures_only_when_asked(monkeypatch, update, inside_docs):
+    from tests.support.browser import DOCS_SCREENSHOTS, ConsolePage
+
+    if update is None:
+        monkeypatch.delenv("UPDATE_SCREENSHOTS", raising=False)
+    else:
+        monkeypatch.setenv("UPDATE_SCREENSHOTS", update)
+    page = _FakePlaywrightPage()
+    target = ConsolePage(page=page, base_url="http://testserver").screenshot("image-view.png")
+    assert page.saved == [target]
+    assert (target.parent == DOCS_SCREENSHOTS) is inside_docs
+    assert target.is_relative_to(ROOT) is inside_docs

@@ -20,6 +20,7 @@ unaffected.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,20 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 900}
+
+
+def screenshot_dir() -> Path:
+    """Where ConsolePage.screenshot writes.
+
+    UPDATE_SCREENSHOTS=1 writes the committed docs/screenshots/*.png the README shows; set it
+    only when the console's look changed on purpose, then commit the pictures. Without it the
+    pictures go to a temporary directory, so running the suite leaves the checkout unmodified.
+    """
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    return Path(tempfile.gettempdir()) / "imagesync-screenshots"
 
 
 @dataclass
@@ -61,9 +74,10 @@ class ConsolePage:
         self.page.wait_for_url("**/images/")
 
     def screenshot(self, name: str) -> Path:
-        """Save a full-page screenshot under docs/screenshots/ (committed for the README)."""
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        target = SCREENSHOTS / name
+        """Save a screenshot under screenshot_dir() (docs/screenshots/ with UPDATE_SCREENSHOTS=1)."""
+        directory = screenshot_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / name
         # Let the slide-in finish. Playwright's animations="disabled" and caret="hide" touch
         # the page's styles (a <style> element, style="" on inputs) that the Content Security
         # Policy then reports, so neither is used.
