@@ -129,7 +129,8 @@ def run_django(env: dict, code: str, timeout: float = 1800) -> dict:
 
 WRITER = """
 import sys, time, json
-from imagesync import sync
+from imagesync.models import SyncTask
+from imagesync.tasks import run_sync_task
 from imagesync.models import Project
 project = Project.objects.get(name="load")
 repos, tags, stop_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -137,9 +138,9 @@ generation = 1
 while True:
     generation += 1
     use_fast_client(repos, tags, generation)
-    task = sync.create_task(project, enqueue=False)
+    task = SyncTask.objects.request(project, enqueue=False)
     started = time.monotonic()
-    sync.run_task(task.pk)
+    run_sync_task(task.pk)
     task.refresh_from_db()
     took = time.monotonic() - started
     print(json.dumps({"task": task.pk, "status": task.status, "seconds": round(took, 2),
@@ -321,7 +322,8 @@ def main() -> int:
         f"""
         import time
         from django.contrib.auth.models import User
-        from imagesync import sync
+        from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
         from imagesync.models import Image, Project, ProjectMembership, Registry
         project = Project.objects.create(name="load", region="bench-1")
         for i in range({args.clients}):
@@ -330,9 +332,9 @@ def main() -> int:
         Registry.objects.create(project=project, kind="other", name="bulk",
                                 endpoint="https://bulk.registry.invalid")
         use_fast_client({args.repos}, {args.tags}, 1)
-        task = sync.create_task(project, enqueue=False)
+        task = SyncTask.objects.request(project, enqueue=False)
         started = time.monotonic()
-        sync.run_task(task.pk)
+        run_sync_task(task.pk)
         task.refresh_from_db()
         result = {{"task": task.pk, "status": task.status, "images": Image.objects.count(),
                   "seconds": time.monotonic() - started}}

@@ -5,7 +5,7 @@ repositories x 10 tags, every tag a distinct image), then in the same run:
 
 1. the minimal baseline of bench/bench_connectors.py: sequential plain requests, catalog, tag
    lists, one manifest HEAD per tag (digests only);
-2. the full sync of the whole registry with `sync.run_task` in this process, on a fresh
+2. the full sync of the whole registry with `run_sync_task` in this process, on a fresh
    database: repositories discovered, every tag resolved and its details fetched, every image
    written;
 3. a second sync with nothing changed;
@@ -77,11 +77,12 @@ def make_project(kind: str = "other", **registry_fields):
 
 
 def timed_sync(project):
-    from imagesync import sync
+    from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
 
-    task = sync.request_sync(project)
+    task = SyncTask.objects.request(project)
     started = time.perf_counter()
-    sync.run_task(task.pk)
+    run_sync_task(task.pk)
     elapsed = time.perf_counter() - started
     task.refresh_from_db()
     return task, elapsed

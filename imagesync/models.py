@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imagesync import crypto
+from imagesync import crypto, reasons
+
+if TYPE_CHECKING:
+    from imagesync.registries.base import ImageInfo, RepositoryInfo
 
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
 
@@ -22,6 +30,42 @@ class RepositoryType(models.TextChoices):
 
 
 SWR_TYPES = (RepositoryType.SWR_PRIVATE, RepositoryType.SWR_SHARED, RepositoryType.SWR_ENTERPRISE)
+
+BATCH_SIZE = 500  # rows per bulk statement
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A registry time as an aware datetime (naive ones are UTC)."""
+    if value is not None and timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def latest_tag(images: Iterable[ImageInfo]) -> str | None:
+    """The tag pushed most recently: newest registry update time, else newest created time,
+    then the greatest tag name (so the choice is stable)."""
+    best = None
+    best_key = None
+    for info in images:
+        key = (aware(info.updated) or aware(info.created) or _EPOCH, info.tag)
+        if best_key is None or key > best_key:
+            best, best_key = info.tag, key
+    return best
+
+
+@dataclass
+class ReconcileCounts:
+    """What reconciling one repository did to its images."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.added + self.updated + self.unchanged
 
 
 # --- projects and membership --------------------------------------------------------------
@@ -48,6 +92,8 @@ class Project(models.Model):
     objects = ProjectQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "project"
+        verbose_name_plural = "projects"
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -78,6 +124,8 @@ class ProjectMembership(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
 
     class Meta:
+        verbose_name = "project membership"
+        verbose_name_plural = "project memberships"
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "project"], name="membership_unique_user_project"
@@ -157,6 +205,7 @@ class Registry(models.Model):
     objects = RegistryQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "registry"
         verbose_name_plural = "registries"
         ordering = ["project__name", "name"]
         constraints = [
@@ -206,6 +255,14 @@ class Registry(models.Model):
 
     build_client.alters_data = True
 
+    @property
+    def repository_types(self) -> tuple[str, ...]:
+        """The repository types this kind of registry serves (the type belongs to the
+        repository: one SWR connection yields the three SWR types)."""
+        if self.kind == self.Kind.SWR:
+            return tuple(t.value for t in SWR_TYPES)
+        return (RepositoryType(self.kind).value,)  # harbor, jfrog and other share their names
+
     def record_check(self, ok: bool, code: str = "", message: str = "") -> None:
         self.connection_status = self.ConnectionStatus.SUCCESS if ok else self.ConnectionStatus.FAIL
         self.connection_reason_code = "" if ok else code
@@ -249,6 +306,25 @@ class Registry(models.Model):
 
     test_connection.alters_data = True
 
+    def audit(self, action: str, user=None, *, via: str = "", detail: str = ""):
+        """Record an action on this connection; `via` names where it came from (API, admin,
+        command line), none for the console."""
+        text = "; ".join(part for part in (f"via {via}" if via else "", detail) if part)
+        return AuditEvent.record(
+            action, actor=user, project=self.project, target=self.name, detail=text
+        )
+
+    audit.alters_data = True
+
+    def remove(self, user=None, *, via: str = "") -> None:
+        """Delete the connection with its repositories and images, and audit it: the one way
+        the console, the API, the admin and the command remove a registry."""
+        with transaction.atomic():
+            self.audit("registry.delete", user, via=via)
+            self.delete()
+
+    remove.alters_data = True
+
 
 # --- repositories and images ----------------------------------------------------------------
 
@@ -265,6 +341,51 @@ class RepositoryQuerySet(models.QuerySet):
 
     def of_types(self, types) -> RepositoryQuerySet:
         return self.filter(type__in=list(types))
+
+    def apply_listing(
+        self, registry: Registry, types: Iterable[str], infos: Iterable[RepositoryInfo]
+    ) -> tuple[list[Repository], int]:
+        """Bring the repositories of `registry` (for `types`) in line with a COMPLETE listing:
+        add new ones, un-remove returning ones, mark vanished ones removed and delete their
+        images. Returns the present repositories and the number of images removed."""
+        types = tuple(types)
+        now = timezone.now()
+        existing = {(r.type, r.path): r for r in Repository.objects.filter(registry=registry)}
+        seen: dict[tuple[str, str], RepositoryInfo] = {}
+        for info in infos:
+            if info.type in types:
+                seen.setdefault((info.type, info.path), info)
+        new: list[Repository] = []
+        changed: list[Repository] = []
+        for key, info in seen.items():
+            state = (None, info.namespace, info.name or info.path, dict(info.extra or {}))
+            repo = existing.get(key)
+            if repo is None:
+                new.append(
+                    Repository(registry=registry, type=info.type, path=info.path, first_seen_at=now)
+                )
+                repo = new[-1]
+            elif (repo.removed_at, repo.namespace, repo.name, repo.extra) != state:
+                changed.append(repo)
+            repo.removed_at, repo.namespace, repo.name, repo.extra = state
+        Repository.objects.bulk_create(new, batch_size=BATCH_SIZE)
+        Repository.objects.bulk_update(
+            changed, ["removed_at", "namespace", "name", "extra"], batch_size=BATCH_SIZE
+        )
+        vanished = [
+            repo.pk
+            for key, repo in existing.items()
+            if repo.type in types and repo.removed_at is None and key not in seen
+        ]
+        removed_images = 0
+        for start in range(0, len(vanished), BATCH_SIZE):
+            chunk = vanished[start : start + BATCH_SIZE]
+            removed_images += Image.objects.filter(repository_id__in=chunk).delete()[0]
+            Repository.objects.filter(pk__in=chunk).update(removed_at=now, image_count=0)
+        present = Repository.objects.filter(
+            registry=registry, type__in=types, removed_at__isnull=True
+        ).order_by("path")
+        return [repo for repo in present if (repo.type, repo.path) in seen], removed_images
 
 
 class Repository(models.Model):
@@ -295,6 +416,7 @@ class Repository(models.Model):
     objects = RepositoryQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "repository"
         verbose_name_plural = "repositories"
         ordering = ["registry__name", "type", "path"]
         constraints = [
@@ -309,6 +431,73 @@ class Repository(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+    def reconcile(
+        self, images: Iterable[ImageInfo], now: datetime | None = None
+    ) -> ReconcileCounts:
+        """Make the stored images of this repository exactly the complete listing `images`.
+
+        Call inside a transaction. A handful of queries whatever the size: one read, bulk
+        inserts, bulk updates of the changed rows, one delete of vanished tags (chunked), one
+        UPDATE that touches last_synced_at of every unchanged row, one UPDATE of the repository."""
+        now = now or timezone.now()
+        listing = {info.tag: info for info in images}
+        newest = latest_tag(listing.values())
+        existing = {
+            row[1]: row
+            for row in Image.objects.filter(repository=self).values_list(*_IMAGE_STATE_FIELDS)
+        }
+        counts = ReconcileCounts()
+        to_create: list[Image] = []
+        to_update: list[Image] = []
+        for tag, info in listing.items():
+            is_latest = tag == newest
+            row = existing.get(tag)
+            if row is None:
+                to_create.append(Image.from_listing(self, info, is_latest=is_latest, now=now))
+                counts.added += 1
+                continue
+            content_changed = _stored_state(row) != _listing_state(info)
+            if content_changed or row[9] != is_latest:
+                image = Image.from_listing(self, info, is_latest=is_latest, now=now)
+                image.pk = row[0]
+                to_update.append(image)
+            if content_changed:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+        vanished = [row[0] for tag, row in existing.items() if tag not in listing]
+        counts.removed = len(vanished)
+        for start in range(0, len(vanished), BATCH_SIZE):
+            Image.objects.filter(pk__in=vanished[start : start + BATCH_SIZE]).delete()
+        Image.objects.bulk_update(to_update, _IMAGE_UPDATE_FIELDS, batch_size=BATCH_SIZE)
+        Image.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
+        if counts.unchanged:
+            Image.objects.filter(repository=self, last_synced_at__lt=now).update(last_synced_at=now)
+        Repository.objects.filter(pk=self.pk).update(
+            image_count=len(listing), last_synced_at=now, removed_at=None
+        )
+        return counts
+
+    reconcile.alters_data = True
+
+    def stored_tags(self) -> dict[str, str]:
+        """tag -> digest of the images stored for this repository (what the last sync found)."""
+        if not self.image_count:  # a new repository (or an empty one): nothing to read
+            return {}
+        return dict(Image.objects.filter(repository=self).values_list("tag", "digest").iterator())
+
+    def as_info(self) -> RepositoryInfo:
+        """The plain description a registry client lists images of."""
+        from imagesync.registries.base import RepositoryInfo
+
+        return RepositoryInfo(
+            type=self.type,
+            path=self.path,
+            namespace=self.namespace,
+            name=self.name,
+            extra=dict(self.extra or {}),
+        )
 
 
 class ImageQuerySet(models.QuerySet):
@@ -344,6 +533,8 @@ class Image(models.Model):
     objects = ImageQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "image"
+        verbose_name_plural = "images"
         ordering = ["repository__path", "tag"]
         constraints = [
             models.UniqueConstraint(fields=["repository", "tag"], name="image_unique_tag")
@@ -366,8 +557,119 @@ class Image(models.Model):
     def short_digest(self) -> str:
         return self.digest.split(":", 1)[-1][:12]
 
+    @classmethod
+    def from_listing(
+        cls, repository: Repository, info: ImageInfo, *, is_latest: bool, now: datetime
+    ) -> Image:
+        """An unsaved image of `repository` as a registry listing describes it."""
+        return cls(
+            project_id=repository.registry.project_id,
+            repository=repository,
+            tag=info.tag,
+            digest=info.digest,
+            media_type=info.media_type or "",
+            size=info.size,
+            platforms=list(info.platforms or ()),
+            multi_arch=bool(info.multi_arch),
+            is_latest=is_latest,
+            image_created_at=aware(info.created),
+            registry_updated_at=aware(info.updated),
+            first_seen_at=now,
+            last_synced_at=now,
+        )
+
+
+# Read to reconcile: id, tag, the content state (what a re-push changes), is_latest.
+_IMAGE_STATE_FIELDS = (
+    "id",
+    "tag",
+    "digest",
+    "media_type",
+    "size",
+    "platforms",
+    "multi_arch",
+    "image_created_at",
+    "registry_updated_at",
+    "is_latest",
+)
+_IMAGE_UPDATE_FIELDS = [
+    "digest",
+    "media_type",
+    "size",
+    "platforms",
+    "multi_arch",
+    "image_created_at",
+    "registry_updated_at",
+    "is_latest",
+    "last_synced_at",
+]
+
+
+def _stored_state(row: tuple) -> tuple:
+    """The content state of a row read with _IMAGE_STATE_FIELDS."""
+    return (row[2], row[3], row[4], list(row[5] or ()), row[6], row[7], row[8])
+
+
+def _listing_state(info: ImageInfo) -> tuple:
+    """The content state of an image as a registry listing describes it."""
+    platforms = list(info.platforms or ())
+    created, updated = aware(info.created), aware(info.updated)
+    return (
+        info.digest,
+        info.media_type or "",
+        info.size,
+        platforms,
+        bool(info.multi_arch),
+        created,
+        updated,
+    )
+
 
 # --- sync tasks -----------------------------------------------------------------------------
+
+
+class SyncRefused(Exception):
+    """A sync request that cannot be accepted; `message` is shown to the user as is.
+
+    `active_task` is set when the refusal is because another sync of the project is active."""
+
+    def __init__(self, message: str, active_task: SyncTask | None = None):
+        super().__init__(message)
+        self.message = message
+        self.active_task = active_task
+
+
+def _chosen_types(types: Iterable[str]) -> list[str]:
+    chosen: list[str] = []
+    for value in types or ():
+        value = str(value).strip()
+        if value not in RepositoryType.values:
+            raise SyncRefused(
+                f"Unknown repository type {value!r}; choose from {', '.join(RepositoryType.values)}."
+            )
+        if value not in chosen:
+            chosen.append(value)
+    if not chosen:
+        raise SyncRefused("Choose at least one repository type to synchronize.")
+    return chosen
+
+
+def _chosen_repositories(project, repositories: Iterable[Any]) -> list[Repository]:
+    ids: list[int] = []
+    for item in repositories or ():
+        pk = item.pk if isinstance(item, Repository) else item
+        try:
+            ids.append(int(pk))
+        except (TypeError, ValueError):
+            raise SyncRefused(f"{item!r} is not a repository.") from None
+    if not ids:
+        raise SyncRefused("Choose at least one repository to synchronize.")
+    found = list(Repository.objects.of_project(project).present().filter(pk__in=ids))
+    if len(found) != len(set(ids)):
+        raise SyncRefused(
+            "Some of the chosen repositories do not belong to this project or no longer exist."
+        )
+    return found
 
 
 class SyncTaskQuerySet(models.QuerySet):
@@ -376,6 +678,65 @@ class SyncTaskQuerySet(models.QuerySet):
 
     def active(self) -> SyncTaskQuerySet:
         return self.filter(status__in=SyncTask.ACTIVE_STATUSES)
+
+    def refuse_if_active(self, project) -> None:
+        """Raise SyncRefused naming the project's active task, if it has one."""
+        active = self.active().filter(project=project).order_by("created_at").first()
+        if active is not None:
+            raise SyncRefused(
+                f"A synchronization is already in progress: task #{active.pk} ({active.status}).",
+                active_task=active,
+            )
+
+    def request(
+        self,
+        project,
+        *,
+        trigger: str = "manual",
+        scope: str = "all",
+        types: Iterable[str] = (),
+        repositories: Iterable[Any] = (),
+        user=None,
+        retry_of: SyncTask | None = None,
+        enqueue: bool = True,
+    ) -> SyncTask:
+        """Create a queued, audited SyncTask for `project`, enqueued once the transaction
+        commits (`enqueue=False`: the caller runs it itself, as `sync_images --wait` does).
+
+        Raises SyncRefused (with the active task) when a sync of the project is already queued
+        or running, or when the scope is invalid (no types, unknown types, no or foreign
+        repositories)."""
+        if scope not in SyncTask.Scope.values:
+            raise SyncRefused(f"Unknown synchronization scope {scope!r}.")
+        if trigger not in SyncTask.Trigger.values:
+            raise SyncRefused(f"Unknown trigger {trigger!r}.")
+        chosen_types = _chosen_types(types) if scope == SyncTask.Scope.TYPES else []
+        chosen = []
+        if scope == SyncTask.Scope.REPOSITORIES:
+            chosen = _chosen_repositories(project, repositories)
+        if not project.registries.exists():
+            raise SyncRefused("This project has no registry connections yet; add a registry first.")
+        self.refuse_if_active(project)
+        try:
+            with transaction.atomic():
+                task = self.create(
+                    project=project,
+                    trigger=trigger,
+                    scope=scope,
+                    scope_types=chosen_types,
+                    created_by=user if getattr(user, "is_authenticated", False) else None,
+                    retry_of=retry_of,
+                )
+                task.scope_repositories.set(chosen)
+                task._audit_request(user)
+        except IntegrityError:
+            # Lost the race against another request: the partial unique constraint "one
+            # active task per project" refused the row.
+            self.refuse_if_active(project)
+            raise SyncRefused("A synchronization of this project is already in progress.") from None
+        if enqueue:
+            task.enqueue()
+        return task
 
 
 class SyncTask(models.Model):
@@ -447,6 +808,8 @@ class SyncTask(models.Model):
     objects = SyncTaskQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "sync task"
+        verbose_name_plural = "sync tasks"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -484,6 +847,153 @@ class SyncTask(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def scope_description(self) -> str:
+        if self.scope == self.Scope.TYPES:
+            return "types: " + ", ".join(self.scope_types)
+        if self.scope == self.Scope.REPOSITORIES:
+            return f"{self.scope_repositories.count()} chosen repositories"
+        return "all repositories"
+
+    @property
+    def wanted_types(self) -> tuple[str, ...]:
+        """The repository types this task covers (all of them unless the scope names some)."""
+        if self.scope == self.Scope.TYPES:
+            return tuple(t for t in RepositoryType.values if t in set(self.scope_types))
+        return tuple(RepositoryType.values)
+
+    def enqueue(self) -> None:
+        """Hand the task to the background worker once the current transaction commits."""
+        from imagesync.tasks import enqueue_sync_task
+
+        task_id = self.pk
+        transaction.on_commit(lambda: enqueue_sync_task(task_id))
+
+    def cancel(self, user=None) -> bool:
+        """Ask an active task to stop (honoured between repositories) and audit it; True if it
+        was active. A queued task that no worker has claimed yet is cancelled at once."""
+        if not self.request_cancel():
+            return False
+        if self.status == self.Status.CANCELLED:
+            detail = "cancelled before it started"
+        else:
+            detail = "cancel requested while running"
+        AuditEvent.record(
+            "sync.cancel", actor=user, project=self.project, target=str(self), detail=detail
+        )
+        self.refresh_from_db()
+        return True
+
+    cancel.alters_data = True
+
+    def retry_failed(self, user=None) -> SyncTask:
+        """A new manual task covering just the failed repositories of this one.
+
+        When a whole registry listing failed (a result without a repository), the retry repeats
+        the original scope, since the repositories must be discovered again."""
+        failed = self.results.filter(status=SyncTaskRepository.Status.FAILED)
+        repository_ids = list(
+            failed.filter(repository__isnull=False, repository__removed_at__isnull=True)
+            .values_list("repository_id", flat=True)
+            .distinct()
+        )
+        registry_level = failed.filter(repository__isnull=True).exists()
+        if registry_level and self.scope != self.Scope.REPOSITORIES:
+            return SyncTask.objects.request(
+                self.project, scope=self.scope, types=self.scope_types, user=user, retry_of=self
+            )
+        if not repository_ids:
+            raise SyncRefused(f"Task #{self.pk} has no failed repositories to retry.")
+        return SyncTask.objects.request(
+            self.project,
+            scope=self.Scope.REPOSITORIES,
+            repositories=repository_ids,
+            user=user,
+            retry_of=self,
+        )
+
+    retry_failed.alters_data = True
+
+    def skip_unfinished(self, code: str, message: str) -> int:
+        """Mark the results still pending or running as skipped with a reason; their count."""
+        return SyncTaskRepository.objects.filter(
+            task_id=self.pk,
+            status__in=[SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING],
+        ).update(
+            status=SyncTaskRepository.Status.SKIPPED,
+            reason_code=code,
+            reason_message=message,
+            finished_at=timezone.now(),
+        )
+
+    skip_unfinished.alters_data = True
+
+    def conclude(self) -> bool:
+        """End a running task with the status its results call for: cancelled (on request),
+        failed (every repository failed), partially succeeded, or succeeded. Results still
+        unfinished are skipped; without a cancel they only come from an unexpected error and
+        count as failed, so such a task never reads "succeeded"."""
+        self.refresh_from_db()
+        if self.cancel_requested:
+            skipped = self.skip_unfinished(
+                reasons.CANCELLED,
+                "Not synchronized: the task was cancelled before this repository.",
+            )
+        else:
+            skipped = self.skip_unfinished(
+                reasons.INTERNAL_ERROR, "Not synchronized: the task stopped on an error."
+            )
+        failed = self.repositories_failed + (0 if self.cancel_requested else skipped)
+        total = self.repositories_total
+        code, detail = self._failure_summary(failed)
+        if skipped and self.cancel_requested:
+            reason = (
+                f"Cancelled on request after {self.repositories_done} of {total} repositories; "
+                f"{skipped} were not synchronized."
+            )
+            if failed:
+                reason += f" {failed} failed before that: {detail}"
+            return self.finish(self.Status.CANCELLED, reasons.CANCELLED, reason)
+        if failed and failed >= total:
+            reason = f"None of the {total} repositories could be synchronized. {detail}"
+            return self.finish(self.Status.FAILED, code, reason)
+        if failed:
+            reason = (
+                f"{failed} of {total} repositories failed and kept their previous inventory. "
+                f"{detail}"
+            )
+            return self.finish(self.Status.PARTIALLY_SUCCEEDED, code, reason)
+        return self.finish(self.Status.SUCCEEDED)
+
+    conclude.alters_data = True
+
+    def _failure_summary(self, failed: int) -> tuple[str, str]:
+        """The task's failure code (the one code of its failed results, or several_errors) and
+        a detail naming the first failed repository."""
+        failures = self.results.filter(status=SyncTaskRepository.Status.FAILED)
+        codes = set(failures.values_list("reason_code", flat=True))
+        code = codes.pop() if len(codes) == 1 else (reasons.SEVERAL_ERRORS if codes else "")
+        first = (
+            failures.order_by("id")
+            .values_list("registry_name", "repository_path", "reason_message")
+            .first()
+        )
+        if first is None:
+            return code, ""
+        registry_name, path, message = first
+        where = f"{registry_name}/{path}" if registry_name else path
+        detail = f"{where}: {message}"
+        if failed > 1:
+            detail += f" (and {failed - 1} more)"
+        return code, detail
+
+    def _audit_request(self, user) -> None:
+        action = "sync.retry" if self.retry_of_id else "sync.start"
+        detail = f"{self.trigger} sync of {self.scope_description}"
+        if self.retry_of_id:
+            detail += f", retrying the failed repositories of task #{self.retry_of_id}"
+        AuditEvent.record(action, actor=user, project=self.project, target=str(self), detail=detail)
 
     # --- transitions ------------------------------------------------------------------------
     # Each is one conditional UPDATE: several workers, the watchdog and the console may act on
@@ -671,6 +1181,8 @@ class SyncTaskRepository(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "sync task result"
+        verbose_name_plural = "sync task results"
         ordering = ["registry_name", "repository_type", "repository_path"]
         constraints = [
             models.UniqueConstraint(
@@ -691,6 +1203,24 @@ class SyncTaskRepository(models.Model):
 class AuthorizationGrantQuerySet(models.QuerySet):
     def active(self) -> AuthorizationGrantQuerySet:
         return self.filter(revoked_at__isnull=True)
+
+    def missing_for_schedule(self, project) -> list[str]:
+        """Policies a scheduled sync of `project` needs but has no active grant for."""
+        needed = [
+            AuthorizationGrant.Policy.SWR_OPERATE.value,
+            AuthorizationGrant.Policy.CCE_OPERATE.value,
+        ]
+        granted = set(
+            self.active()
+            .filter(project=project, policy__in=needed)
+            .values_list("policy", flat=True)
+        )
+        return [policy for policy in needed if policy not in granted]
+
+    def swr_authorized(self, project) -> bool:
+        """Whether `project` has granted the SWR authorization its SWR repositories need."""
+        policy = AuthorizationGrant.Policy.SWR_AUTHORIZATION
+        return self.active().filter(project=project, policy=policy).exists()
 
 
 class AuthorizationGrant(models.Model):
@@ -717,6 +1247,8 @@ class AuthorizationGrant(models.Model):
     objects = AuthorizationGrantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "authorization grant"
+        verbose_name_plural = "authorization grants"
         ordering = ["project__name", "policy", "-granted_at"]
         constraints = [
             models.UniqueConstraint(
@@ -763,6 +1295,8 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = "audit event"
+        verbose_name_plural = "audit events"
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

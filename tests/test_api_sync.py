@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from imagesync import sync
+import imagesync.tasks
 from imagesync.models import (
     AuditEvent,
     Image,
@@ -18,6 +18,7 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
+from imagesync.tasks import run_sync_task
 from tests.support import registry_seed
 from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
 
@@ -33,7 +34,7 @@ def enqueued(monkeypatch) -> list[int]:
     """Task ids handed to the queue (instead of django-q2) once the request's transaction
     commits."""
     ids: list[int] = []
-    monkeypatch.setattr(sync, "enqueue_task", ids.append)
+    monkeypatch.setattr(imagesync.tasks, "enqueue_sync_task", ids.append)
     return ids
 
 
@@ -311,7 +312,7 @@ def test_a_sync_started_through_the_api_is_the_console_task_and_fills_the_invent
     assert reverse("imagesync:task-detail", args=[task_id]) in page.content.decode()
 
     # The worker runs it (here, in this process) to the end.
-    sync.run_task(task_id)
+    run_sync_task(task_id)
     task = client.get(api_url("synctask-detail", project_id=project.pk, pk=task_id)).json()
     assert task["status"] == "succeeded", task
     assert task["images_added"] == 3 and task["result_counts"]["finished"] == 2

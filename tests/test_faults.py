@@ -21,8 +21,8 @@ import time
 import pytest
 from django.db import connection
 
-from imagesync import sync
 from imagesync.models import Image, Registry, SyncTask, SyncTaskRepository
+from imagesync.tasks import run_sync_task
 from tests.support.fault_proxy import FaultProxy, Rule
 from tests.support.registry_seed import delete_tag, push_image
 
@@ -83,12 +83,12 @@ def inventory(registry: Registry) -> Inventory:
 
 def run_sync(project) -> SyncTask:
     """Create and run a sync of all repositories in a thread; fail the test if it hangs."""
-    task = sync.create_task(project, enqueue=False)
+    task = SyncTask.objects.request(project, enqueue=False)
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            sync.run_task(task.pk)
+            run_sync_task(task.pk)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:

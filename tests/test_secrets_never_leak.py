@@ -28,9 +28,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
-from imagesync import sync
-from imagesync.models import AuthorizationGrant, Registry, SyncTaskRepository
+from imagesync.models import AuthorizationGrant, Registry, SyncTask, SyncTaskRepository
 from imagesync.registries.base import RegistryError
+from imagesync.tasks import run_sync_task
 from tests.support.factories import seed_project
 from tests.support.web import body_of, console_urls, fragment_headers
 
@@ -194,8 +194,8 @@ def test_a_failing_sync_and_connection_tests_leak_no_secret_anywhere(
             finally:
                 client_.close()
         # A sync through the engine.
-        task = sync.create_task(project, enqueue=False)
-        sync.run_task(task.pk)
+        task = SyncTask.objects.request(project, enqueue=False)
+        run_sync_task(task.pk)
         # `manage.py registry test`: its error text goes to the terminal and shell logs.
         for registry in Registry.objects.filter(name__startswith="leak-"):
             out = io.StringIO()

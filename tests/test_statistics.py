@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django.db import connection
 
-from imagesync import sync
 from imagesync.models import SyncTask
+from imagesync.sync.run import refresh_statistics
 
 
 def test_a_large_sync_refreshes_the_planner_statistics(project):
     task = SyncTask.objects.create(project=project, status="succeeded", images_added=5000)
-    assert sync.refresh_statistics(task) is True
+    assert refresh_statistics(task) is True
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -21,7 +21,7 @@ def test_a_large_sync_refreshes_the_planner_statistics(project):
 
 def test_a_small_sync_leaves_the_statistics_alone(project):
     task = SyncTask.objects.create(project=project, status="succeeded", images_updated=3)
-    assert sync.refresh_statistics(task) is False
+    assert refresh_statistics(task) is False
 
 
 def test_migrate_creates_the_cache_table_that_login_throttling_needs(db):

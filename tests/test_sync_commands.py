@@ -14,9 +14,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from imagesync import sync
 from imagesync.models import Image, Registry, Repository, SyncTask
 from imagesync.registries.base import RegistryError
+from imagesync.sync.run import SyncRun
 from tests.support.fakes import FakeClient, image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_sync_images_bad_arguments_give_a_one_line_error(db, project, registry, 
 
 
 def test_sync_images_refuses_while_a_sync_is_active(db, project, registry):
-    active = sync.request_sync(project)
+    active = SyncTask.objects.request(project)
     with pytest.raises(CommandError) as error:
         sync_images("--project", "prod", "--types", "other")
     assert (
@@ -263,8 +263,8 @@ def test_sync_watchdog_interrupts_a_silent_task(db, project, registry):
 
     from django.utils import timezone
 
-    task = sync.request_sync(project)
-    sync.claim_task(task.pk)
+    task = SyncTask.objects.request(project)
+    assert SyncRun.claim(task.pk) is not None
     SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     out = io.StringIO()
     call_command("sync_watchdog", stdout=out)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagesync import sync
 from imagesync.models import Image, Project, Registry, Repository, SyncTask
+from imagesync.tasks import run_sync_task
 from tests.support.registry_seed import (
     copy_image,
     delete_manifest,
@@ -39,8 +39,8 @@ def expected_of(pushed: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
 
 
 def sync_now(project, **kw) -> SyncTask:
-    task = sync.request_sync(project, **kw)
-    sync.run_task(task.pk)
+    task = SyncTask.objects.request(project, **kw)
+    run_sync_task(task.pk)
     task.refresh_from_db()
     return task
 

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from imagesync import sync
+import imagesync.tasks
 from imagesync.models import (
     AuditEvent,
     AuthorizationGrant,
@@ -23,10 +23,18 @@ from imagesync.models import (
     Project,
     Registry,
     Repository,
+    SyncRefused,
     SyncTask,
+    SyncTaskQuerySet,
     SyncTaskRepository,
+    latest_tag,
 )
 from imagesync.registries.base import ImageInfo, RegistryError
+from imagesync.sync.pool import db_guard
+from imagesync.sync.run import REGISTRY_LISTING_PATH, SyncRun
+from imagesync.sync.scheduled import scheduled_sync
+from imagesync.sync.watchdog import watchdog
+from imagesync.tasks import run_sync_task
 from tests.support.fakes import T0, FakeClient, digest, image
 
 
@@ -55,8 +63,8 @@ def in_thread(func, *args) -> threading.Thread:
 
 
 def run(project, **kw) -> SyncTask:
-    task = sync.request_sync(project, **kw)
-    sync.run_task(task.pk)
+    task = SyncTask.objects.request(project, **kw)
+    run_sync_task(task.pk)
     task.refresh_from_db()
     return task
 
@@ -147,14 +155,14 @@ def test_is_latest_falls_back_to_created_time_then_tag_name():
         ImageInfo(tag="a", digest=digest("a")),
         ImageInfo(tag="b", digest=digest("b")),
     ]
-    assert sync.latest_tag(no_times) == "b"
+    assert latest_tag(no_times) == "b"
     created_only = [
         ImageInfo(tag="z", digest=digest("z"), created=T0),
         ImageInfo(tag="y", digest=digest("y"), created=T0 + timedelta(days=1)),
     ]
-    assert sync.latest_tag(created_only) == "y"
+    assert latest_tag(created_only) == "y"
     mixed = created_only + [ImageInfo(tag="x", digest=digest("x"), updated=T0 + timedelta(days=2))]
-    assert sync.latest_tag(mixed) == "x"
+    assert latest_tag(mixed) == "x"
 
 
 @pytest.mark.parametrize(
@@ -223,7 +231,7 @@ def test_a_registry_that_cannot_even_list_its_first_repositories_fails_the_task(
     assert task.status == SyncTask.Status.FAILED
     result = task.results.get()
     assert result.repository is None and result.reason_code == "unreachable"
-    assert result.repository_path == sync.REGISTRY_LISTING_PATH
+    assert result.repository_path == REGISTRY_LISTING_PATH
 
 
 def test_a_complete_listing_marks_vanished_repositories_removed_and_returning_ones_back(
@@ -267,15 +275,15 @@ def test_reconciling_thousands_of_tags_takes_a_handful_of_queries(
     repo = Repository.objects.create(registry=registry, type="other", path="big", name="big")
     listing = [image(f"t{i}", minutes=i) for i in range(2000)]
     with django_assert_max_num_queries(many):
-        counts = sync.reconcile_repository(repo, listing)
+        counts = repo.reconcile(listing)
     assert counts.added == 2000
     assert Image.objects.filter(repository=repo, project=project).count() == 2000
     with django_assert_max_num_queries(4):
-        counts = sync.reconcile_repository(repo, listing)
+        counts = repo.reconcile(listing)
     assert (counts.unchanged, counts.added, counts.updated) == (2000, 0, 0)
     changed = listing[:1000] + [image(f"t{i}", f"new{i}", minutes=i) for i in range(1000, 1500)]
     with django_assert_max_num_queries(many):
-        counts = sync.reconcile_repository(repo, changed)
+        counts = repo.reconcile(changed)
     assert (counts.unchanged, counts.updated, counts.removed) == (1000, 500, 500)
     assert Image.objects.filter(repository=repo).count() == 1500
 
@@ -284,9 +292,9 @@ def test_reconciling_thousands_of_tags_takes_a_handful_of_queries(
 
 
 def test_a_second_request_is_refused_naming_the_active_task(db, project, registry, operator):
-    first = sync.request_sync(project, user=operator)
-    with pytest.raises(sync.SyncRefused) as refused:
-        sync.request_sync(project, user=operator)
+    first = SyncTask.objects.request(project, user=operator)
+    with pytest.raises(SyncRefused) as refused:
+        SyncTask.objects.request(project, user=operator)
     assert refused.value.message == (
         f"A synchronization is already in progress: task #{first.pk} (queued)."
     )
@@ -297,19 +305,19 @@ def test_a_second_request_is_refused_naming_the_active_task(db, project, registr
 def test_the_database_constraint_refuses_a_racing_second_request(
     db, project, registry, monkeypatch
 ):
-    first = sync.request_sync(project)
+    first = SyncTask.objects.request(project)
     SyncTask.objects.filter(pk=first.pk).update(status=SyncTask.Status.RUNNING)
-    real = sync._refuse_if_active
+    real = SyncTaskQuerySet.refuse_if_active
     calls = []
 
-    def late_check(p):  # the first check ran before the other request committed
+    def late_check(queryset, p):  # the first check ran before the other request committed
         calls.append(p)
         if len(calls) > 1:
-            real(p)
+            real(queryset, p)
 
-    monkeypatch.setattr(sync, "_refuse_if_active", late_check)
-    with pytest.raises(sync.SyncRefused) as refused:
-        sync.request_sync(project)
+    monkeypatch.setattr(SyncTaskQuerySet, "refuse_if_active", late_check)
+    with pytest.raises(SyncRefused) as refused:
+        SyncTask.objects.request(project)
     assert refused.value.message == (
         f"A synchronization is already in progress: task #{first.pk} (running)."
     )
@@ -323,7 +331,9 @@ def test_a_request_records_the_user_and_enqueues_after_commit(
         "django_q.tasks.async_task", lambda func, *args, **kw: enqueued.append((func, args))
     )
     with django_capture_on_commit_callbacks(execute=True):
-        task = sync.request_sync(project, scope="types", types=["other", "harbor"], user=operator)
+        task = SyncTask.objects.request(
+            project, scope="types", types=["other", "harbor"], user=operator
+        )
         assert enqueued == []
     assert enqueued == [("imagesync.tasks.run_sync_task", (task.pk,))]
     assert (task.status, task.scope_types, task.created_by) == (
@@ -345,8 +355,8 @@ def test_a_request_records_the_user_and_enqueues_after_commit(
     ],
 )
 def test_an_invalid_scope_is_refused_with_a_message(db, project, registry, kwargs, message):
-    with pytest.raises(sync.SyncRefused, match=message):
-        sync.request_sync(project, **kwargs)
+    with pytest.raises(SyncRefused, match=message):
+        SyncTask.objects.request(project, **kwargs)
     assert not SyncTask.objects.exists()
 
 
@@ -361,25 +371,25 @@ def test_repositories_of_another_project_or_removed_ones_are_refused(
         registry=registry, type="other", path="b", name="b", removed_at=timezone.now()
     )
     for repo in (foreign, removed):
-        with pytest.raises(sync.SyncRefused, match="do not belong to this project"):
-            sync.request_sync(project, scope="repositories", repositories=[repo])
+        with pytest.raises(SyncRefused, match="do not belong to this project"):
+            SyncTask.objects.request(project, scope="repositories", repositories=[repo])
 
 
 def test_a_project_without_registries_cannot_be_synchronized(db, project):
-    with pytest.raises(sync.SyncRefused, match="no registry connections"):
-        sync.request_sync(project)
+    with pytest.raises(SyncRefused, match="no registry connections"):
+        SyncTask.objects.request(project)
 
 
 def test_two_workers_racing_for_one_task_run_it_once(proj, fakes):
     make_registry(proj)
     fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")]}, delay=0.2)
-    task = sync.request_sync(proj)
-    threads = [in_thread(sync.run_task, task.pk) for _ in range(2)]
+    task = SyncTask.objects.request(proj)
+    threads = [in_thread(run_sync_task, task.pk) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    sync.run_task(task.pk)  # a late third delivery is a no-op too
+    run_sync_task(task.pk)  # a late third delivery is a no-op too
     task.refresh_from_db()
     assert task.status == SyncTask.Status.SUCCEEDED
     assert sorted(fake.calls) == ["a", "b"]
@@ -387,18 +397,18 @@ def test_two_workers_racing_for_one_task_run_it_once(proj, fakes):
 
 
 def test_only_one_claim_wins(db, project, registry):
-    task = sync.request_sync(project)
-    assert sync.claim_task(task.pk) is True
-    assert sync.claim_task(task.pk) is False
+    task = SyncTask.objects.request(project)
+    assert (SyncRun.claim(task.pk) is not None) is True
+    assert (SyncRun.claim(task.pk) is not None) is False
 
 
 def test_cancel_stops_between_repositories(proj, fakes, settings):
     settings.SYNC_WORKERS = 1
     make_registry(proj)
     fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")], "c": [image("3")]})
-    task = sync.request_sync(proj)
-    fake.hooks["a"] = lambda: sync.cancel_task(SyncTask.objects.get(pk=task.pk))
-    sync.run_task(task.pk)
+    task = SyncTask.objects.request(proj)
+    fake.hooks["a"] = lambda: SyncTask.objects.get(pk=task.pk).cancel()
+    run_sync_task(task.pk)
     task.refresh_from_db()
 
     assert task.status == SyncTask.Status.CANCELLED
@@ -414,14 +424,14 @@ def test_cancel_stops_between_repositories(proj, fakes, settings):
 
 
 def test_a_queued_task_is_cancelled_at_once_and_never_runs(db, project, registry, operator):
-    task = sync.request_sync(project)
-    assert sync.cancel_task(task, operator) is True
+    task = SyncTask.objects.request(project)
+    assert task.cancel(operator) is True
     assert task.status == SyncTask.Status.CANCELLED and task.finished_at
-    sync.run_task(task.pk)
+    run_sync_task(task.pk)
     task.refresh_from_db()
     assert task.status == SyncTask.Status.CANCELLED
-    assert sync.cancel_task(task, operator) is False
-    sync.request_sync(project)  # the project may be synchronized again
+    assert task.cancel(operator) is False
+    SyncTask.objects.request(project)  # the project may be synchronized again
 
 
 def test_retry_covers_only_the_failed_repositories(proj, fakes, operator):
@@ -433,33 +443,33 @@ def test_retry_covers_only_the_failed_repositories(proj, fakes, operator):
     assert first.status == SyncTask.Status.PARTIALLY_SUCCEEDED
 
     fake.repos["b"] = [image("2")]
-    retry = sync.retry_failed(first, operator)
+    retry = first.retry_failed(operator)
     assert retry.retry_of == first and retry.scope == SyncTask.Scope.REPOSITORIES
     assert list(retry.scope_repositories.values_list("path", flat=True)) == ["b"]
-    sync.run_task(retry.pk)
+    run_sync_task(retry.pk)
     retry.refresh_from_db()
     assert retry.status == SyncTask.Status.SUCCEEDED and retry.repositories_total == 1
     assert AuditEvent.objects.filter(action="sync.retry").count() == 1
-    with pytest.raises(sync.SyncRefused, match="no failed repositories"):
-        sync.retry_failed(retry, operator)
+    with pytest.raises(SyncRefused, match="no failed repositories"):
+        retry.retry_failed(operator)
 
 
 def test_the_heartbeat_keeps_going_during_a_long_listing(proj, fakes, settings):
     settings.SYNC_HEARTBEAT_INTERVAL = 1
     make_registry(proj)
     fake = fakes["local"] = FakeClient({"slow": [image("1")]})
-    task = sync.request_sync(proj)
+    task = SyncTask.objects.request(proj)
     beats = set()
 
     def slow_listing():  # 2.6 s inside list_images, watching the task row meanwhile
         deadline = time.monotonic() + 2.6
         while time.monotonic() < deadline:
-            with sync.db_guard():
+            with db_guard():
                 beats.add(SyncTask.objects.get(pk=task.pk).heartbeat_at)
             time.sleep(0.1)
 
     fake.hooks["slow"] = slow_listing
-    sync.run_task(task.pk)
+    run_sync_task(task.pk)
     assert len(beats) >= 3  # the claim's beat, then one per second while listing
 
 
@@ -496,14 +506,14 @@ def test_an_interrupted_task_is_not_overwritten_by_its_late_worker(proj, fakes, 
     settings.SYNC_WORKERS = 1
     make_registry(proj)
     fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")]})
-    task = sync.request_sync(proj)
+    task = SyncTask.objects.request(proj)
 
     def interrupted_meanwhile():
         SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-        assert sync.watchdog()["interrupted"] == 1
+        assert watchdog()["interrupted"] == 1
 
     fake.hooks["a"] = interrupted_meanwhile
-    sync.run_task(task.pk)
+    run_sync_task(task.pk)
     task.refresh_from_db()
     assert task.status == SyncTask.Status.INTERRUPTED
     assert "no heartbeat for" in task.failure_reason
@@ -515,43 +525,44 @@ def test_an_interrupted_task_is_not_overwritten_by_its_late_worker(proj, fakes, 
 
 def test_the_watchdog_interrupts_a_task_whose_heartbeat_stopped(db, project, registry, settings):
     settings.SYNC_HEARTBEAT_TIMEOUT = 120
-    task = sync.request_sync(project)
-    sync.claim_task(task.pk)
+    task = SyncTask.objects.request(project)
+    assert SyncRun.claim(task.pk) is not None
     repo = Repository.objects.create(registry=registry, type="other", path="a", name="a")
     SyncTaskRepository.objects.create(
         task=task, repository=repo, repository_type="other", repository_path="a"
     )
     now = timezone.now()
     SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=now - timedelta(seconds=60))
-    assert sync.watchdog(now)["interrupted"] == 0
+    assert watchdog(now)["interrupted"] == 0
 
     SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=now - timedelta(seconds=300))
-    assert sync.watchdog(now)["interrupted"] == 1
+    assert watchdog(now)["interrupted"] == 1
     task.refresh_from_db()
     assert task.status == SyncTask.Status.INTERRUPTED and task.finished_at == now
     assert task.failure_reason == (
         "The worker stopped responding (no heartbeat for 300 s); the task was interrupted."
     )
     assert task.results.get().status == SyncTaskRepository.Status.SKIPPED
-    sync.request_sync(project)  # no longer blocks the project
+    SyncTask.objects.request(project)  # no longer blocks the project
 
 
 def test_the_watchdog_requeues_a_lost_queued_task_once_then_gives_up(
-    db, project, registry, settings, monkeypatch
+    db, project, registry, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.SYNC_HEARTBEAT_TIMEOUT = 60
     enqueued = []
-    monkeypatch.setattr(sync, "enqueue_task", enqueued.append)
-    task = sync.request_sync(project)
+    monkeypatch.setattr(imagesync.tasks, "enqueue_sync_task", enqueued.append)
+    task = SyncTask.objects.request(project, enqueue=False)
     created = task.created_at
-    assert sync.watchdog(created + timedelta(minutes=4))["requeued"] == 0
-    assert sync.watchdog(created + timedelta(minutes=6))["requeued"] == 1
-    assert sync.watchdog(created + timedelta(minutes=7))["requeued"] == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert watchdog(created + timedelta(minutes=4))["requeued"] == 0
+        assert watchdog(created + timedelta(minutes=6))["requeued"] == 1
+        assert watchdog(created + timedelta(minutes=7))["requeued"] == 0
     assert enqueued == [task.pk]
     task.refresh_from_db()
     assert task.requeued_at == created + timedelta(minutes=6)
     assert task.worker == ""  # no pseudo worker name shown for a task nobody claimed
-    assert sync.watchdog(created + timedelta(minutes=11))["abandoned"] == 1
+    assert watchdog(created + timedelta(minutes=11))["abandoned"] == 1
     task.refresh_from_db()
     assert task.status == SyncTask.Status.INTERRUPTED
     assert "No worker picked the task up" in task.failure_reason
@@ -634,10 +645,10 @@ def test_missing_swr_authorization_fails_only_the_swr_repositories(proj, fakes):
 def test_the_scheduled_sync_skips_a_project_whose_sync_is_running(
     db, project, registry, other_project
 ):
-    active = sync.request_sync(project)
+    active = SyncTask.objects.request(project)
     Project.objects.create(name="empty")  # no registry: nothing to do
     make_registry(other_project, "x")
-    assert sync.scheduled_sync() == {"started": 1, "skipped": 1}
+    assert scheduled_sync() == {"started": 1, "skipped": 1}
     skipped = SyncTask.objects.get(project=project, status=SyncTask.Status.SKIPPED)
     assert skipped.trigger == SyncTask.Trigger.SCHEDULED
     assert f"task #{active.pk} (queued)" in skipped.failure_reason
@@ -650,14 +661,14 @@ def test_an_unexpected_client_or_storage_error_fails_only_that_repository(proj, 
     fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")], "c": [image("3")]})
     run(proj)
     fake.hooks["a"] = lambda: 1 / 0
-    real = sync.reconcile_repository
+    real = Repository.reconcile
 
     def broken_for_b(repository, images, now=None):
         if repository.path == "b":
             raise ValueError("disk full")
         return real(repository, images, now)
 
-    monkeypatch.setattr(sync, "reconcile_repository", broken_for_b)
+    monkeypatch.setattr(Repository, "reconcile", broken_for_b)
     fake.repos["c"] = [image("3"), image("4")]
     task = run(proj)
 
@@ -679,7 +690,7 @@ def test_a_requested_sync_runs_through_django_q_after_commit(proj, fakes, monkey
     from django.db import transaction
 
     with transaction.atomic():
-        task = sync.request_sync(proj)
+        task = SyncTask.objects.request(proj)
         assert SyncTask.objects.get(pk=task.pk).status == SyncTask.Status.QUEUED
     task.refresh_from_db()
     assert task.status == SyncTask.Status.SUCCEEDED
@@ -690,12 +701,12 @@ def test_a_task_finished_by_the_watchdog_is_not_overwritten_by_its_late_worker(
     db, project, registry, settings
 ):
     settings.SYNC_HEARTBEAT_TIMEOUT = 60
-    task = sync.request_sync(project)
+    task = SyncTask.objects.request(project)
     assert task.claim("host:1") is True
     assert SyncTask.objects.get(pk=task.pk).claim("host:2") is False
     stale = timezone.now() - timedelta(minutes=5)
     SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=stale)
-    assert sync.watchdog()["interrupted"] == 1
+    assert watchdog()["interrupted"] == 1
     assert task.beat() is False
     assert task.finish(SyncTask.Status.SUCCEEDED) is False
     task.refresh_from_db()
@@ -705,11 +716,11 @@ def test_a_task_finished_by_the_watchdog_is_not_overwritten_by_its_late_worker(
 def test_cancelling_a_queued_task_ends_it_at_once_and_a_running_one_between_repositories(
     db, project, registry
 ):
-    queued = sync.request_sync(project)
+    queued = SyncTask.objects.request(project)
     assert queued.request_cancel() is True
     assert queued.status == SyncTask.Status.CANCELLED and queued.finished_at
     assert queued.request_cancel() is False
-    running = sync.request_sync(project)
+    running = SyncTask.objects.request(project)
     running.claim("host:1")
     assert running.request_cancel() is True
     running.refresh_from_db()

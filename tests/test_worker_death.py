@@ -172,10 +172,11 @@ class Stack:
     def sync_in_process(self) -> dict:
         return self.run(
             """
-            from imagesync import sync
+            from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
             from imagesync.models import Project
-            task = sync.create_task(Project.objects.get(name="p"), enqueue=False)
-            sync.run_task(task.pk)
+            task = SyncTask.objects.request(Project.objects.get(name="p"), enqueue=False)
+            run_sync_task(task.pk)
             task.refresh_from_db()
             result = {"status": task.status, "reason": task.failure_reason}
             """,
@@ -271,9 +272,10 @@ def test_a_worker_killed_mid_sync_leaves_the_task_interrupted_and_no_repository_
     cluster = env.start_cluster()
     pk = env.run(
         """
-        from imagesync import sync
+        from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
         from imagesync.models import Project
-        result = sync.request_sync(Project.objects.get(name="p")).pk
+        result = SyncTask.objects.request(Project.objects.get(name="p")).pk
         """
     )
     env.wait_for(
@@ -313,9 +315,10 @@ def test_a_worker_killed_mid_sync_leaves_the_task_interrupted_and_no_repository_
     env.start_cluster()
     again = env.run(
         """
-        from imagesync import sync
+        from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
         from imagesync.models import Project
-        result = sync.request_sync(Project.objects.get(name="p")).pk
+        result = SyncTask.objects.request(Project.objects.get(name="p")).pk
         """
     )
     final = env.wait_for(
@@ -336,15 +339,16 @@ def _web_process(env: Stack, commit: bool) -> subprocess.Popen:
         import django, sys, time
         django.setup()
         from django.db import transaction
-        from imagesync import sync
+        from imagesync.models import SyncTask
+    from imagesync.tasks import run_sync_task
         from imagesync.models import Project
         project = Project.objects.get(name="p")
         if {commit!r}:
-            task = sync.create_task(project, enqueue=False)  # committed, never enqueued
+            task = SyncTask.objects.request(project, enqueue=False)  # committed, never enqueued
             print("TASK", task.pk, flush=True)
         else:
             with transaction.atomic():
-                task = sync.request_sync(project)
+                task = SyncTask.objects.request(project)
                 print("TASK", task.pk, flush=True)
                 time.sleep(600)  # killed here, inside the transaction
         time.sleep(600)

@@ -7,8 +7,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from imagesync import sync
-from imagesync.models import Project, Repository, SyncTask
+from imagesync import reasons
+from imagesync.models import Project, Repository, RepositoryType, SyncRefused, SyncTask
+from imagesync.sync.jobs import Outcome
+from imagesync.sync.run import SyncRun
 
 HELP = """\
 Start a synchronization of a project's image inventory and print the task id (first line of
@@ -68,11 +70,11 @@ def resolve_repositories(project: Project, paths: list[str]) -> list[Repository]
     return chosen
 
 
-def progress_line(task: SyncTask, outcome: sync.Outcome) -> str:
+def progress_line(task: SyncTask, outcome: Outcome) -> str:
     repo = outcome.job.repository
     where = f"{repo.registry.name}/{repo.path}"
     head = f"[{task.repositories_done}/{task.repositories_total}] {where}:"
-    if outcome.status == "finished":
+    if outcome.finished:
         c = outcome.counts
         return (
             f"{head} {c.total} images (added {c.added}, updated {c.updated}, "
@@ -107,7 +109,7 @@ class Command(BaseCommand):
         scope = parser.add_mutually_exclusive_group()
         scope.add_argument(
             "--types",
-            help="Comma-separated repository types: " + ", ".join(sync.ALL_TYPES) + ".",
+            help="Comma-separated repository types: " + ", ".join(RepositoryType.values) + ".",
         )
         scope.add_argument(
             "--repositories",
@@ -124,10 +126,11 @@ class Command(BaseCommand):
         kwargs: dict = {}
         if options.get("types") is not None:
             kwargs = {"scope": SyncTask.Scope.TYPES, "types": split_list(options["types"])}
-            unknown = [t for t in kwargs["types"] if t not in sync.ALL_TYPES]
+            unknown = [t for t in kwargs["types"] if t not in RepositoryType.values]
             if unknown:
+                choices = ", ".join(RepositoryType.values)
                 raise CommandError(
-                    f"Unknown repository type {unknown[0]!r}; choose from {', '.join(sync.ALL_TYPES)}."
+                    f"Unknown repository type {unknown[0]!r}; choose from {choices}."
                 )
         elif options.get("repositories") is not None:
             paths = split_list(options["repositories"])
@@ -138,26 +141,23 @@ class Command(BaseCommand):
                 "repositories": resolve_repositories(project, paths),
             }
         try:
-            task = sync.create_task(project, enqueue=not options["wait"], **kwargs)
-        except sync.SyncRefused as refused:
+            task = SyncTask.objects.request(project, enqueue=not options["wait"], **kwargs)
+        except SyncRefused as refused:
             raise CommandError(refused.message) from None
         self.stdout.write(str(task.pk))
         if not options["wait"]:
             return
         try:
-            ended = sync.execute_task(
-                task.pk, on_progress=lambda t, o: self.stdout.write(progress_line(t, o))
-            )
-            if ended is None:  # claimed by a worker after all: follow it
-                ended = self._follow(task)
+            run = SyncRun.claim(task.pk, lambda t, o: self.stdout.write(progress_line(t, o)))
+            # None: claimed by a worker after all; follow it.
+            ended = run.execute() if run is not None else self._follow(task)
         except KeyboardInterrupt:
-            sync.finish_task(
-                task.pk,
+            task.finish(
                 SyncTask.Status.INTERRUPTED,
-                sync.INTERRUPTED,
+                reasons.INTERRUPTED,
                 "Stopped by the user (sync_images --wait was interrupted).",
             )
-            sync._skip_unfinished(task.pk, sync.INTERRUPTED, "Not synchronized: interrupted.")
+            task.skip_unfinished(reasons.INTERRUPTED, "Not synchronized: interrupted.")
             raise CommandError("Interrupted; the task was finished as interrupted.") from None
         for line in outcome_lines(ended):
             self.stdout.write(line)

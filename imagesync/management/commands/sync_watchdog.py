@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from imagesync import sync
+from imagesync.sync.watchdog import watchdog
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        found = sync.watchdog()
+        found = watchdog()
         self.stdout.write(
             f"Interrupted {found['interrupted']} task(s) without a heartbeat for "
             f"{settings.SYNC_HEARTBEAT_TIMEOUT} s; re-enqueued {found['requeued']}, "
