@@ -1052,7 +1052,7 @@ class SyncTask(models.Model):
             status=self.Status.CANCELLED,
             cancel_requested=True,
             finished_at=timezone.now(),
-            failure_code="cancelled",
+            failure_code=reasons.CANCELLED,
             failure_reason=reason,
         ):
             return True
@@ -1100,7 +1100,7 @@ class SyncTask(models.Model):
         if failed:
             result.update(
                 status=SyncTaskRepository.Status.FAILED,
-                reason_code=(code or "internal_error")[:32],
+                reason_code=(code or reasons.INTERNAL_ERROR)[:32],
                 reason_message=message,
                 finished_at=now,
             )

@@ -8,6 +8,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from imagesync import reasons
+
 register = template.Library()
 
 # Status is never shown by colour alone: every badge carries an icon and its label.
@@ -109,3 +111,11 @@ def when(value) -> str:
     if not isinstance(value, dt.datetime):
         return "—"
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+
+
+@register.filter
+def reason(code: str) -> str:
+    """A reason code as its label with the code beside it: "Timed out (timeout)"."""
+    if not code:
+        return ""
+    return format_html('{} <code class="reason-code">{}</code>', reasons.label(code), code)
