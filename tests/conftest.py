@@ -14,7 +14,11 @@ import pytest
 from tests.support.factories import PASSWORD
 from tests.support.tools import REQUIRE_TOOLS
 
-pytest_plugins = ["tests.support.registry_fixtures", "tests.support.fakes"]
+pytest_plugins = [
+    "tests.support.registry_fixtures",
+    "tests.support.fakes",
+    "tests.support.browser",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)

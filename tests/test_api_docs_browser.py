@@ -5,19 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.browser import launch_chromium, open_console_page
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chromium_browser():
-    yield from launch_chromium()
-
-
-@pytest.fixture
-def ui(chromium_browser, live_server):
-    yield from open_console_page(chromium_browser, live_server)
 
 
 def test_the_docs_page_renders_the_endpoints_under_the_csp(ui, transactional_db):

@@ -5,18 +5,18 @@ read, operators synchronize, cancel and retry, admins also manage registries; an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pytest
 
 from imagesync.models import (
     Image,
     Registry,
-    Repository,
     SyncTask,
     SyncTaskRepository,
 )
-from imagesync.registries import CheckResult
 from tests.support.api import (
     FAST_HASHERS,
     api_as,
@@ -26,6 +26,8 @@ from tests.support.api import (
     reset_rate_limits,
     token_for,
 )
+from tests.support.factories import make_repository, make_result
+from tests.support.fakes import FakeClient
 
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
 
@@ -36,24 +38,12 @@ def _fresh_rate_limits(db, settings):
     reset_rate_limits()
 
 
-class FakeClient:
-    """What Registry.build_client returns in these tests: no network."""
-
-    def check(self) -> CheckResult:
-        return CheckResult(ok=True)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def world(project, other_project, registry, monkeypatch):
     """A project with a registry, a repository, an image and a finished task whose one
     repository failed; and another project with its own registry and image."""
     monkeypatch.setattr(Registry, "build_client", lambda self: FakeClient())
-    repository = Repository.objects.create(
-        registry=registry, type="other", path="team/api", namespace="team", name="api"
-    )
+    repository = make_repository(registry, "team/api")
     image = Image.objects.create(
         project=project,
         repository=repository,
@@ -69,22 +59,17 @@ def world(project, other_project, registry, monkeypatch):
         repositories_done=1,
         repositories_failed=1,
     )
-    SyncTaskRepository.objects.create(
-        task=task,
-        repository=repository,
-        registry_name=registry.name,
-        repository_type="other",
-        repository_path=repository.path,
-        status=SyncTaskRepository.Status.FAILED,
+    make_result(
+        task,
+        repository,
+        SyncTaskRepository.Status.FAILED,
         reason_code="unreachable",
         reason_message="The registry did not answer.",
     )
     other_registry = Registry.objects.create(
         project=other_project, kind="other", name="theirs", endpoint="https://theirs.example.com"
     )
-    other_repository = Repository.objects.create(
-        registry=other_registry, type="other", path="x/y", namespace="x", name="y"
-    )
+    other_repository = make_repository(other_registry, "x/y")
     other_image = Image.objects.create(
         project=other_project, repository=other_repository, tag="t", digest="sha256:" + "b" * 64
     )
@@ -112,197 +97,80 @@ NEW_REGISTRY = {
     "secret": "n3w-s3cret",
 }
 
-# (name, method, url name, url kwargs from world, body, role needed, success status, setup)
+
+class Endpoint(NamedTuple):
+    """One API operation and what each persona should get from it."""
+
+    name: str
+    method: str
+    url_name: str
+    kwargs: Callable  # world -> the URL's keyword arguments
+    body: dict | None = None
+    needed: str = "viewer"  # the least role that may use it
+    success: int = 200
+    setup: Callable | None = None  # world -> an extra row the URL names (world.active)
+
+
+def in_project(**objects: str) -> Callable:
+    """URL kwargs: the world's project id plus, e.g. pk="image", the pk of world.image."""
+    return lambda w: (
+        {"project_id": w.project.pk} | {key: getattr(w, name).pk for key, name in objects.items()}
+    )
+
+
 ENDPOINTS = [
-    (
-        "project detail",
-        "get",
-        "project-detail",
-        lambda w: {"pk": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "image list",
-        "get",
-        "image-list",
-        lambda w: {"project_id": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "image type counts",
-        "get",
-        "image-type-counts",
-        lambda w: {"project_id": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "image detail",
-        "get",
-        "image-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.image.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "repository list",
-        "get",
-        "repository-list",
-        lambda w: {"project_id": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "repository detail",
-        "get",
-        "repository-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.repository.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "registry list",
-        "get",
-        "registry-list",
-        lambda w: {"project_id": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "registry detail",
-        "get",
-        "registry-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.registry.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "registry create",
-        "post",
-        "registry-list",
-        lambda w: {"project_id": w.project.pk},
-        NEW_REGISTRY,
-        "admin",
-        201,
-        None,
-    ),
-    (
+    Endpoint("project detail", "get", "project-detail", lambda w: {"pk": w.project.pk}),
+    Endpoint("image list", "get", "image-list", in_project()),
+    Endpoint("image type counts", "get", "image-type-counts", in_project()),
+    Endpoint("image detail", "get", "image-detail", in_project(pk="image")),
+    Endpoint("repository list", "get", "repository-list", in_project()),
+    Endpoint("repository detail", "get", "repository-detail", in_project(pk="repository")),
+    Endpoint("registry list", "get", "registry-list", in_project()),
+    Endpoint("registry detail", "get", "registry-detail", in_project(pk="registry")),
+    Endpoint("registry create", "post", "registry-list", in_project(), NEW_REGISTRY, "admin", 201),
+    Endpoint(
         "registry update",
         "put",
         "registry-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.registry.pk},
+        in_project(pk="registry"),
         {"name": "renamed", "kind": "other", "endpoint": "https://registry.example.com"},
         "admin",
-        200,
-        None,
     ),
-    (
+    Endpoint(
         "registry partial update",
         "patch",
         "registry-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.registry.pk},
+        in_project(pk="registry"),
         {"username": "robot2"},
         "admin",
-        200,
-        None,
     ),
-    (
+    Endpoint(
         "registry delete",
         "delete",
         "registry-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.registry.pk},
+        in_project(pk="registry"),
         None,
         "admin",
         204,
-        None,
     ),
-    (
-        "registry test",
-        "post",
-        "registry-test",
-        lambda w: {"project_id": w.project.pk, "pk": w.registry.pk},
-        None,
-        "admin",
-        200,
-        None,
+    Endpoint("registry test", "post", "registry-test", in_project(pk="registry"), None, "admin"),
+    Endpoint("sync task list", "get", "synctask-list", in_project()),
+    Endpoint("sync task detail", "get", "synctask-detail", in_project(pk="task")),
+    Endpoint("sync task results", "get", "synctask-results", in_project(task_id="task")),
+    Endpoint(
+        "sync task create", "post", "synctask-list", in_project(), {"scope": "all"}, "operator", 201
     ),
-    (
-        "sync task list",
-        "get",
-        "synctask-list",
-        lambda w: {"project_id": w.project.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "sync task detail",
-        "get",
-        "synctask-detail",
-        lambda w: {"project_id": w.project.pk, "pk": w.task.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "sync task results",
-        "get",
-        "synctask-results",
-        lambda w: {"project_id": w.project.pk, "task_id": w.task.pk},
-        None,
-        "viewer",
-        200,
-        None,
-    ),
-    (
-        "sync task create",
-        "post",
-        "synctask-list",
-        lambda w: {"project_id": w.project.pk},
-        {"scope": "all"},
-        "operator",
-        201,
-        None,
-    ),
-    (
+    Endpoint(
         "sync task cancel",
         "post",
         "synctask-cancel",
-        lambda w: {"project_id": w.project.pk, "pk": w.active.pk},
+        in_project(pk="active"),
         None,
         "operator",
-        200,
-        _active_task,
+        setup=_active_task,
     ),
-    (
-        "sync task retry",
-        "post",
-        "synctask-retry",
-        lambda w: {"project_id": w.project.pk, "pk": w.task.pk},
-        None,
-        "operator",
-        201,
-        None,
+    Endpoint(
+        "sync task retry", "post", "synctask-retry", in_project(pk="task"), None, "operator", 201
     ),
 ]
 PERSONAS = ["admin_user", "operator", "viewer", "outsider", "anonymous", "revoked"]
@@ -338,7 +206,7 @@ def _expected(persona: str, needed: str, success: int) -> tuple[int, str | None]
 @pytest.mark.parametrize(
     "name,method,url_name,kwargs,body,needed,success,setup",
     ENDPOINTS,
-    ids=[endpoint[0] for endpoint in ENDPOINTS],
+    ids=[endpoint.name for endpoint in ENDPOINTS],
 )
 def test_each_endpoint_answers_each_persona_as_the_console_would(
     request, world, persona, name, method, url_name, kwargs, body, needed, success, setup

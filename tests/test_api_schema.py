@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from imagesync.models import (
     Image,
     Registry,
-    Repository,
     SyncTask,
-    SyncTaskRepository,
 )
 from imagesync.registries import CheckResult
 from tests.support.api import FAST_HASHERS, reset_rate_limits, token_for
+from tests.support.factories import make_repository, make_result
+from tests.support.fakes import FakeClient
 
 EXAMPLES_PER_OPERATION = 25  # positive and negative each; the whole run stays well under 2 min
 
@@ -94,21 +94,16 @@ def test_the_docs_page_loads_only_same_origin_scripts_and_styles(db):
 # --- schemathesis ---------------------------------------------------------------------------
 
 
-class FakeClient:
-    def check(self) -> CheckResult:
-        return CheckResult(ok=False, code="unreachable", message="Fake: not contacted in tests.")
-
-    def close(self) -> None:
-        pass
+NOT_CONTACTED = CheckResult(ok=False, code="unreachable", message="Fake: not contacted in tests.")
 
 
 @pytest.fixture
 def api_world(project, admin_user, registry, monkeypatch):
     """Real rows for the generated requests to meet, and no network for Test connection."""
-    monkeypatch.setattr(Registry, "build_client", lambda self: FakeClient())
-    repository = Repository.objects.create(
-        registry=registry, type="other", path="team/api", namespace="team", name="api"
+    monkeypatch.setattr(
+        Registry, "build_client", lambda self: FakeClient(check_result=NOT_CONTACTED)
     )
+    repository = make_repository(registry, "team/api")
     image = Image.objects.create(
         project=project,
         repository=repository,
@@ -126,16 +121,7 @@ def api_world(project, admin_user, registry, monkeypatch):
         repositories_failed=1,
         created_by=admin_user,
     )
-    SyncTaskRepository.objects.create(
-        task=task,
-        repository=repository,
-        registry_name=registry.name,
-        repository_type="other",
-        repository_path=repository.path,
-        status="failed",
-        reason_code="unreachable",
-        reason_message="down",
-    )
+    make_result(task, repository, "failed", reason_code="unreachable", reason_message="down")
     return {
         "project_id": project.pk,
         "task_id": task.pk,

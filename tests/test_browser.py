@@ -14,24 +14,12 @@ import pytest
 from playwright.sync_api import expect
 
 from imagesync.models import Image, ProjectMembership, Registry, SyncTask
-from tests.support.browser import launch_chromium, open_console_page
 from tests.support.factories import PASSWORD
 from tests.support.registry_seed import push_image, push_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.registry]
 
 FINAL_STATUS = re.compile(r"^(succeeded|partially_succeeded|failed|cancelled|interrupted|skipped)$")
-
-
-@pytest.fixture(scope="module")
-def chromium_browser():
-    yield from launch_chromium()
-
-
-@pytest.fixture
-def ui(chromium_browser, live_server):
-    """A signed-out browser page on the live server; fails on CSP violations or JS errors."""
-    yield from open_console_page(chromium_browser, live_server)
 
 
 @pytest.fixture(autouse=True)

@@ -1,20 +1,11 @@
 """Playwright helpers for the browser tests: the Debian Chromium, a page that records Content
-Security Policy violations, and signing in.
+Security Policy violations, and signing in; and the two fixtures browser tests use (this module
+is a pytest plugin, registered in tests/conftest.py):
 
-A test module wraps the two generators in fixtures:
-
-    @pytest.fixture(scope="module")
-    def chromium_browser():
-        yield from launch_chromium()
-
-    @pytest.fixture
-    def ui(chromium_browser, live_server):
-        yield from open_console_page(chromium_browser, live_server)
-
-Keep the browser module-scoped: Playwright's sync API keeps an event
-loop in the main thread while it runs, and Django refuses ORM calls there unless
-DJANGO_ALLOW_ASYNC_UNSAFE is set; stopping it at the end of the module keeps other test modules
-unaffected.
+* `chromium_browser` -- module-scoped: Playwright's sync API keeps an event loop in the main
+  thread while it runs, and Django refuses ORM calls there unless DJANGO_ALLOW_ASYNC_UNSAFE is
+  set; stopping it at the end of the module keeps other test modules unaffected.
+* `ui` -- a signed-out page on `live_server`; fails the test on CSP violations or JS errors.
 """
 
 from __future__ import annotations
@@ -24,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from tests.support.tools import missing_tool
 
@@ -130,3 +123,14 @@ def open_console_page(browser, live_server) -> Iterator[ConsolePage]:
         context.close()
     assert not console.csp_violations, "CSP violations:\n" + "\n".join(console.csp_violations)
     assert not console.errors, "JavaScript errors:\n" + "\n".join(console.errors)
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    yield from launch_chromium()
+
+
+@pytest.fixture
+def ui(chromium_browser, live_server):
+    """A signed-out browser page on the live server; fails on CSP violations or JS errors."""
+    yield from open_console_page(chromium_browser, live_server)

@@ -49,6 +49,21 @@ def make_image(repository: Repository, tag: str, **fields) -> Image:
     )
 
 
+def make_result(
+    task: SyncTask, repository: Repository, status: str, **fields
+) -> SyncTaskRepository:
+    """One repository's result in `task`, named after the repository as the engine names it."""
+    return SyncTaskRepository.objects.create(
+        task=task,
+        repository=repository,
+        registry_name=repository.registry.name,
+        repository_type=repository.type,
+        repository_path=repository.path,
+        status=status,
+        **fields,
+    )
+
+
 @dataclass
 class Seeded:
     """What seed_project created: names that must never show up in another project's pages."""
@@ -112,26 +127,14 @@ def seed_project(project, marker: str, secret: str = "") -> Seeded:
         failure_code="unreachable",
         failure_reason=f"1 of 2 repositories failed: ns-{marker}/web-{marker}",
     )
-    for repo, status, extra in (
-        (repos[0], "finished", {}),
-        (
-            repos[1],
-            "failed",
-            {
-                "reason_code": "unreachable",
-                "reason_message": f"Cannot reach {marker}.registry.test",
-            },
-        ),
-    ):
-        SyncTaskRepository.objects.create(
-            task=task,
-            repository=repo,
-            registry_name=registry.name,
-            repository_type="other",
-            repository_path=repo.path,
-            status=status,
-            **extra,
-        )
+    make_result(task, repos[0], "finished")
+    make_result(
+        task,
+        repos[1],
+        "failed",
+        reason_code="unreachable",
+        reason_message=f"Cannot reach {marker}.registry.test",
+    )
     AuditEvent.record("registry.create", project=project, target=registry.name)
     AuthorizationGrant.objects.create(project=project, policy="SWROperatePolicy", note=marker)
     return Seeded(project, registry, repos[0], Image.objects.get(repository=repos[0]), task, marker)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imagesync.models import Registry
+from imagesync.registries import CheckResult
 from imagesync.registries.base import ImageInfo, RegistryError, RepositoryInfo
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -35,10 +36,14 @@ def image(tag: str, content: str | None = None, minutes: int = 0, **kw) -> Image
 
 
 class FakeClient:
-    """A registry client serving a dict path -> list of ImageInfo (or a RegistryError)."""
+    """A registry client serving a dict path -> list of ImageInfo (or a RegistryError); its
+    connection test answers `check_result` without any network."""
 
-    def __init__(self, repos=None, *, type="other", max_concurrency=4, delay=0.0):
+    def __init__(
+        self, repos=None, *, type="other", max_concurrency=4, delay=0.0, check_result=None
+    ):
         self.repos: dict = dict(repos or {})
+        self.check_result: CheckResult = check_result or CheckResult(ok=True)
         self.type = type
         self.max_concurrency = max_concurrency
         self.delay = delay
@@ -81,6 +86,9 @@ class FakeClient:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def check(self) -> CheckResult:
+        return self.check_result
 
     def close(self):
         self.closed = True
