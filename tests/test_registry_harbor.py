@@ -345,7 +345,9 @@ def test_each_tag_becomes_an_image_and_untagged_artifacts_are_skipped():
     assert multi.digest == latest.digest == digest(12)
     assert multi.multi_arch and multi.platforms == ("linux/amd64", "linux/arm64/v8")
     assert multi.media_type == "application/vnd.oci.image.index.v1+json"
-    assert multi.size == 67301234
+    assert (
+        multi.size is None
+    )  # an index has no size of its own (manifests.py), whatever Harbor totals
     assert multi.updated == datetime(2024, 5, 1, 8, 15, 30, 123000, tzinfo=UTC)
     assert latest.updated == datetime(2024, 5, 2, 9, 0, 0, 500000, tzinfo=UTC)
     assert not single.multi_arch and single.platforms == ("linux/arm64",)

@@ -11,11 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from imagesync.registries.base import ClientConfig
+from imagesync.registries.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from imagesync.registries.oci import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
     OciClient,
 )
 from tests.support.registry_seed import (

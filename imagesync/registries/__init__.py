@@ -1,38 +1,31 @@
-"""Registry clients: one module per kind behind one small interface (see base.py).
+"""Registry clients: one module per kind behind one small interface (see base.py), and one module
+that knows manifests, indexes and configs (manifests.py).
 
 Adding a registry kind = one new module and one entry in CLIENTS.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from imagesync.reasons import UNSUPPORTED
+from imagesync.registries.base import CheckResult, ClientConfig, RegistryClient, RegistryError
+from imagesync.registries.harbor import HarborClient
+from imagesync.registries.jfrog import JFrogClient
+from imagesync.registries.oci import OciClient
+from imagesync.registries.swr import SwrClient
 
-from imagesync.registries.base import (
-    CheckResult,
-    ClientConfig,
-    DigestDetails,
-    ImageInfo,
-    Platform,
-    RegistryClient,
-    RegistryError,
-    RepositoryInfo,
-)
-
-# kind -> "module:Class", imported on first use.
-CLIENTS = {
-    "other": "imagesync.registries.oci:OciClient",
-    "harbor": "imagesync.registries.harbor:HarborClient",
-    "jfrog": "imagesync.registries.jfrog:JFrogClient",
-    "swr": "imagesync.registries.swr:SwrClient",
+CLIENTS: dict[str, type[RegistryClient]] = {
+    "other": OciClient,
+    "harbor": HarborClient,
+    "jfrog": JFrogClient,
+    "swr": SwrClient,
 }
 
 
 def client_class(kind: str) -> type[RegistryClient]:
     try:
-        module_name, _, class_name = CLIENTS[kind].partition(":")
+        return CLIENTS[kind]
     except KeyError:
-        raise RegistryError("unsupported", f"Unknown registry kind {kind!r}.") from None
-    return getattr(import_module(module_name), class_name)
+        raise RegistryError(UNSUPPORTED, f"Unknown registry kind {kind!r}.") from None
 
 
 def build_client(kind: str, config: ClientConfig) -> RegistryClient:
@@ -43,12 +36,8 @@ __all__ = [
     "CLIENTS",
     "CheckResult",
     "ClientConfig",
-    "DigestDetails",
-    "ImageInfo",
-    "Platform",
     "RegistryClient",
     "RegistryError",
-    "RepositoryInfo",
     "build_client",
     "client_class",
 ]

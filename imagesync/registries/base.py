@@ -11,6 +11,7 @@ import email.utils
 import inspect
 import itertools
 import json
+import logging
 import random
 import threading
 import time
@@ -37,6 +38,8 @@ from imagesync.reasons import (
 )
 from imagesync.reasons import CLIENT_CODES as ERROR_CODES
 
+logger = logging.getLogger(__name__)
+
 
 class RegistryError(Exception):
     """The one error type of all clients: a stable `code`, a human `message`, and whether
@@ -54,19 +57,6 @@ class RegistryError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        parts = [self.os or "unknown", self.architecture or "unknown"]
-        if self.variant:
-            parts.append(self.variant)
-        return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -118,6 +108,22 @@ class ImageInfo:
             self.media_type, self.size, self.platforms, self.multi_arch, self.created
         )
 
+    @classmethod
+    def of(
+        cls, tag: str, digest: str, details: DigestDetails, updated: datetime | None = None
+    ) -> ImageInfo:
+        """One tag of a digest whose details are known."""
+        return cls(
+            tag,
+            digest,
+            details.media_type,
+            details.size,
+            tuple(details.platforms),
+            details.multi_arch,
+            details.created,
+            updated,
+        )
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -146,6 +152,37 @@ class ClientConfig:
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A yes/no option, given as a bool or as text (`--option key=false`)."""
+        value = self.options.get(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, str):
+            return value.strip().lower() not in ("0", "false", "no", "off")
+        return bool(value)
+
+    def names(self, name: str) -> list[str]:
+        """An option naming several things, as a list or as text separated by commas or
+        spaces (no project, key, namespace or repository name contains either)."""
+        value = self.options.get(name) or []
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        return [str(item).strip() for item in value if str(item).strip()]
+
+    def number(self, name: str, default: int) -> int:
+        """A positive whole-number option; a value an admin mistyped falls back to the default."""
+        return as_count(self.options.get(name)) or default
+
+
+def as_count(value: Any) -> int | None:
+    """A size, total or count as a registry (or an option) sends it: a non-negative integer or
+    its digits as text; None for anything else (missing, negative, bool, float, words)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -445,8 +482,31 @@ class Transport:
 
 def json_body(response: requests.Response, what: str) -> Any:
     """Decode a JSON body or raise bad_response (truncated or malformed JSON)."""
+    return decode_json(response.content, what)
+
+
+def json_items(
+    response: requests.Response, what: str, key: str = "", item: type = dict, null: bool = False
+) -> tuple[list[Any], Any]:
+    """The items of one listing page, and the decoded body: the body itself, or the list under
+    `key` in it; `null` says that a missing, null or empty list means no items. Anything else,
+    or an item that is not an `item`, is a bad_response: a page we cannot read must fail the
+    listing, never shorten it."""
+    body = json_body(response, what)
+    items = body
+    if key:
+        items = body.get(key) if isinstance(body, dict) else "not an object"
+    if items is None and null:
+        items = []
+    if not isinstance(items, list) or not all(isinstance(i, item) for i in items):
+        raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected answer ({what}).")
+    return items, body
+
+
+def decode_json(body: bytes | str, what: str) -> Any:
+    """Decode a JSON document already in hand, or raise bad_response."""
     try:
-        return json.loads(response.content or b"null")
+        return json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: RecursionError
         raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None
 
@@ -485,16 +545,37 @@ def error_for_status(response: requests.Response, what: str, host: str = "") -> 
     return RegistryError(BAD_RESPONSE, f"Unexpected HTTP {status}{where} ({what}).", status=status)
 
 
+# The error codes of the Distribution spec (the `errors[].code` of a Docker / OCI error body,
+# which Artifactory's Docker API also sends) -> our stable codes.
+DISTRIBUTION_CODES: Mapping[str, str] = {
+    "UNAUTHORIZED": AUTH_FAILED,
+    "DENIED": PERMISSION_DENIED,
+    "NAME_UNKNOWN": NOT_FOUND,
+    "MANIFEST_UNKNOWN": NOT_FOUND,
+    "BLOB_UNKNOWN": NOT_FOUND,
+    "TOOMANYREQUESTS": RATE_LIMITED,
+    "UNSUPPORTED": UNSUPPORTED,
+}
+
+# What `list_images` is told: digests already learned, and the inventory's tag -> digest.
+Known = Mapping[str, DigestDetails]
+Previous = Mapping[str, str] | None
+
+
 class RegistryClient:
     """Base class of all registry clients.
 
-    Subclasses set `kind` and `repository_types` and implement `check`, `list_repositories`
-    and `list_images`. Listings are complete or raise RegistryError: a partial listing is never
-    returned, so the sync engine never prunes on one.
+    Subclasses set `kind` and `repository_types` and implement `_check`, `_list_repositories`
+    and `_list_images`; the public methods here give every client the same contract. Listings
+    are complete or raise RegistryError: a partial listing is never returned, so the sync
+    engine never prunes on one.
     """
 
     kind: ClassVar[str] = ""
     repository_types: ClassVar[tuple[str, ...]] = ()
+    # The registry's own `errors[].code` -> our stable code, where the HTTP status alone would
+    # say less (e.g. a 400 that is really "not found").
+    vendor_codes: ClassVar[Mapping[str, str]] = DISTRIBUTION_CODES
 
     def __init__(self, config: ClientConfig, transport: Transport | None = None):
         self.config = config
@@ -531,30 +612,65 @@ class RegistryClient:
         return text
 
     def check(self) -> CheckResult:
-        """Check the connection and credentials; never raises."""
-        raise NotImplementedError
+        """Check the connection and credentials; never raises, whatever the registry sends."""
+        try:
+            return CheckResult(True, "", self._check())
+        except RegistryError as exc:
+            return CheckResult(False, exc.code, self.scrub(exc.message))
+        except Exception:
+            logger.warning("%s check failed unexpectedly", self.kind, exc_info=True)
+            return CheckResult(False, BAD_RESPONSE, "The registry answered in an unexpected way.")
 
     def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
-        """Every repository of the given types (default: all this client serves)."""
-        raise NotImplementedError
+        """Every repository of the given types (default: all this client serves). Collected in
+        full before the first is yielded, so a failure never leaves half a listing."""
+        wanted = set(self.repository_types)
+        if types is not None:
+            wanted &= set(types)
+        if wanted:
+            yield from list(self._list_repositories(wanted))
 
     def list_images(
-        self,
-        repository: RepositoryInfo,
-        known: Mapping[str, DigestDetails] | None = None,
-        *,
-        previous: Mapping[str, str] | None = None,
+        self, repository: RepositoryInfo, known: Known | None = None, previous: Previous = None
     ) -> list[ImageInfo]:
         """Every tag of one repository. `known` maps digests already learned (from earlier
         syncs or other tags) to their details, so they are not fetched again.
 
         `previous` maps each tag the inventory holds for this repository to its stored digest
-        (None: not known). A client whose cost per tag depends on whether the tag is new uses
-        it (the OCI client resolves a known tag with a cheap HEAD and fetches a new one in one
-        GET); clients whose listing carries every detail anyway need not declare it: the sync
-        engine passes `previous` only to a `list_images` that accepts it (see
-        `accepts_previous`)."""
+        (None: not known; {}: the inventory holds no tag of it, so every tag is new). Every
+        client accepts it; one whose cost per tag depends on whether the tag is new uses it
+        (the OCI client resolves a known tag with a cheap HEAD and fetches a new one in one
+        GET), the others ignore it because their listing carries every tag's digest anyway."""
+        return self._list_images(repository, known or {}, previous)
+
+    def _check(self) -> str:
+        """What to tell the user when the connection works; raises RegistryError when not."""
         raise NotImplementedError
+
+    def _list_repositories(self, types: set[str]) -> Iterable[RepositoryInfo]:
+        raise NotImplementedError
+
+    def _list_images(
+        self, repository: RepositoryInfo, known: Known, previous: Previous
+    ) -> list[ImageInfo]:
+        raise NotImplementedError
+
+    def _error(self, response: requests.Response, what: str) -> RegistryError:
+        """A RegistryError for a failed answer: the code from the HTTP status, refined by the
+        first `errors[].code` of the body (`vendor_codes`); the registry's message, scrubbed,
+        is kept because it often says which permission is missing."""
+        error = error_for_status(response, what, self.transport.host)
+        try:
+            first = response.json()["errors"][0]
+            vendor = str(first.get("code") or "")
+            detail = self.scrub(str(first.get("message") or ""))[:200]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return error
+        code = self.vendor_codes.get(vendor.upper(), error.code)
+        message = error.message if code == error.code else f"{error.message} [{vendor}]"
+        if detail:
+            message = f"{message}: {detail}"
+        return RegistryError(code, message, retryable=error.retryable, status=error.status)
 
 
 def accepts_previous(list_images: Any) -> bool:

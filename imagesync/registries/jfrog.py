@@ -12,54 +12,21 @@ through the Docker API. See reference/registry-apis.md section 3.
 from __future__ import annotations
 
 import json
-import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, urljoin
 
 import requests
 
-from imagesync.registries.base import (
-    AUTH_FAILED,
-    BAD_RESPONSE,
-    NOT_FOUND,
-    PERMISSION_DENIED,
-    UNSUPPORTED,
-    CheckResult,
-    ClientConfig,
-    DigestDetails,
-    ImageInfo,
-    Platform,
-    RegistryClient,
-    RegistryError,
-    RepositoryInfo,
-    Transport,
-    error_for_status,
-    json_body,
-    parse_time,
-)
+from imagesync.reasons import BAD_RESPONSE, NOT_FOUND, UNSUPPORTED
+from imagesync.registries import base, manifests
+from imagesync.registries.base import ImageInfo, RegistryClient, RegistryError, RepositoryInfo
+from imagesync.registries.manifests import MANIFEST_ACCEPT, ConfigFacts
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 MANIFEST_NAMES = ("manifest.json", "list.manifest.json")
-MAX_CONFIG_BYTES = 4 * 1024 * 1024  # an image config is a few KiB; anything huge is not one
-
-# Docker-API error codes (the /api/docker/... path answers in Docker format).
-DOCKER_CODES = {
-    "UNAUTHORIZED": AUTH_FAILED,
-    "DENIED": PERMISSION_DENIED,
-    "NAME_UNKNOWN": NOT_FOUND,
-    "MANIFEST_UNKNOWN": NOT_FOUND,
-    "BLOB_UNKNOWN": NOT_FOUND,
-}
-
 AUTH_MODES = ("basic", "token", "apikey", "anonymous")
 
 
@@ -99,58 +66,6 @@ def aql_query(repo: str, transitive: bool = False) -> str:
     return query
 
 
-_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.(\d+)")
-
-
-def rfc3339_time(value: Any) -> datetime | None:
-    """AQL (and config) times carry milliseconds and a numeric offset (2021-03-21T13:54:52.383+02:00).
-    base.parse_time mixes the offset digits into the fraction and loses the offset, so the
-    fraction is taken off here and put back after parsing."""
-    if not isinstance(value, str):
-        return parse_time(value)
-    match = _FRACTION.search(value)
-    if not match:
-        return parse_time(value)
-    parsed = parse_time(value[: match.start(2) - 1] + value[match.end(2) :])
-    if parsed is None:
-        return None
-    return parsed.replace(microsecond=int(match.group(2)[:6].ljust(6, "0")))
-
-
-def _platform(data: Mapping[str, Any]) -> str:
-    os_name = str(data.get("os") or "")
-    arch = str(data.get("architecture") or "")
-    if not os_name and not arch:
-        return ""
-    return str(Platform(os_name, arch, str(data.get("variant") or "")))
-
-
-def _is_attestation(entry: Mapping[str, Any]) -> bool:
-    annotations = entry.get("annotations") or {}
-    if isinstance(annotations, dict):
-        if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-            return True
-    platform = entry.get("platform") or {}
-    return (
-        isinstance(platform, dict)
-        and platform.get("os") == "unknown"
-        and platform.get("architecture") == "unknown"
-    )
-
-
-def _size(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def name_list(value: Any) -> list[str]:
-    """An option naming several things, given as a list or a comma-separated string."""
-    if not value:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(v).strip() for v in value if str(v).strip()]
-
-
 def _newer(entry: ManifestEntry, other: ManifestEntry) -> bool:
     if other.updated is None:
         return True
@@ -177,13 +92,13 @@ class JFrogClient(RegistryClient):
     with /artifactory.
     """
 
-    kind: ClassVar[str] = "jfrog"
-    repository_types: ClassVar[tuple[str, ...]] = ("jfrog",)
+    kind = "jfrog"
+    repository_types = ("jfrog",)  # its Docker API answers with the Distribution error codes
 
-    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+    def __init__(self, config: base.ClientConfig, transport: base.Transport | None = None):
         super().__init__(config, transport)
-        base = self.transport.base_url
-        self._root = "" if base.rstrip("/").endswith("/artifactory") else "artifactory/"
+        url = self.transport.base_url
+        self._root = "" if url.rstrip("/").endswith("/artifactory") else "artifactory/"
         mode = str(config.option("auth") or "").lower()
         if not mode:
             mode = "basic" if config.username else ("token" if config.secret else "anonymous")
@@ -203,16 +118,13 @@ class JFrogClient(RegistryClient):
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._listings: dict[str, dict[str, dict[str, ManifestEntry]]] = {}
-        self._details: dict[str, DigestDetails] = {}
+        self._details: dict[str, url.DigestDetails] = {}
         self.aql_calls = 0
 
     # --- HTTP -------------------------------------------------------------------------------
 
     def _path(self, rest: str) -> str:
         return f"{self._root}{rest}"
-
-    def _scrub(self, text: str) -> str:
-        return self.scrub(text)
 
     def _call(
         self, method: str, rest: str, what: str, *, headers: Mapping[str, str] | None = None, **kw
@@ -230,51 +142,28 @@ class JFrogClient(RegistryClient):
             raise self._error(response, what)
         return response
 
-    def _error(self, response: requests.Response, what: str) -> RegistryError:
-        """Stable code from the status, refined by Docker-format codes; Artifactory's message
-        (scrubbed of the secret) is kept because it often says which permission is missing."""
-        error = error_for_status(response, what, self.transport.host)
-        try:
-            first = response.json()["errors"][0]
-            vendor_code = str(first.get("code") or "")
-            detail = str(first.get("message") or "")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return error
-        code = DOCKER_CODES.get(vendor_code, error.code)
-        detail = self._scrub(detail)[:200]
-        message = f"{error.message}: {detail}" if detail else error.message
-        return RegistryError(code, message, retryable=error.retryable, status=error.status)
-
     # --- interface --------------------------------------------------------------------------
 
-    def check(self) -> CheckResult:
+    def _check(self) -> str:
         """The ping is anonymous, so credentials are proved by listing Docker repositories."""
-        try:
-            repos = self._docker_repositories()
-        except RegistryError as exc:
-            return CheckResult(False, exc.code, exc.message)
+        repos = self._docker_repositories()
         who = self.config.username or f"{self.auth_mode} auth"
-        message = f"Connected to Artifactory as {who}; {len(repos)} Docker repositories visible."
-        return CheckResult(True, "", message)
+        return f"Connected to Artifactory as {who}; {len(repos)} Docker repositories visible."
 
     def _docker_repositories(self) -> list[dict]:
         what = "listing Docker repositories"
         response = self._call("GET", "api/repositories", what, params={"packageType": "docker"})
-        repos = json_body(response, what)
+        repos = base.json_body(response, what)
         if not isinstance(repos, list) or not all(
             isinstance(r, dict) and isinstance(r.get("key"), str) and r["key"] for r in repos
         ):
             raise RegistryError(BAD_RESPONSE, "The URL does not answer like an Artifactory API.")
         return repos
 
-    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
-        """One RepositoryInfo per image path of every Docker repository key, all collected
-        before the first is yielded so a failure never leaves a partial listing."""
-        if types is not None and "jfrog" not in set(types):
-            return
-        chosen = name_list(self.config.option("repo_keys"))
-        include_virtual = bool(self.config.option("include_virtual", False))
-        found: list[RepositoryInfo] = []
+    def _list_repositories(self, types: set[str]) -> Iterator[RepositoryInfo]:
+        """One RepositoryInfo per image path of every Docker repository key."""
+        chosen = self.config.names("repo_keys")
+        include_virtual = self.config.flag("include_virtual", False)
         for repo in self._docker_repositories():
             key = repo["key"]
             if chosen and key not in chosen:
@@ -292,16 +181,14 @@ class JFrogClient(RegistryClient):
                 extra["transitive"] = True
             listing = self._listing(key, extra.get("aql_repo", key), bool(extra.get("transitive")))
             for image in sorted(listing):
-                found.append(
-                    RepositoryInfo.from_path(
-                        "jfrog", f"{key}/{image}", repo_key=key, image=image, **extra
-                    )
-                )
-        yield from found
+                path = f"{key}/{image}"
+                yield RepositoryInfo.from_path("jfrog", path, repo_key=key, image=image, **extra)
 
-    def list_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+    def _list_images(
+        self, repository: RepositoryInfo, known: base.Known, previous: Mapping[str, str] | None
     ) -> list[ImageInfo]:
+        """Every tag of one image path. `previous` is not needed: AQL gives every tag's digest
+        in one query, and only digests missing from `known` cost a manifest request."""
         key = str(repository.extra.get("repo_key") or repository.namespace)
         image = str(repository.extra.get("image") or repository.name)
         if not key or not image:
@@ -309,8 +196,7 @@ class JFrogClient(RegistryClient):
         aql_repo = str(repository.extra.get("aql_repo") or key)
         listing = self._listing(key, aql_repo, bool(repository.extra.get("transitive")))
         entries = listing.get(image, {})
-        fetch = bool(self.config.option("fetch_manifests", True))
-        known = known or {}
+        fetch = self.config.flag("fetch_manifests", True)
         images = []
         for tag in sorted(entries):
             entry = entries[tag]
@@ -353,10 +239,7 @@ class JFrogClient(RegistryClient):
             data=aql_query(aql_repo, transitive).encode(),
             headers={"Content-Type": "text/plain"},
         )
-        body = json_body(response, what)
-        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected answer ({what}).")
-        results = body["results"]
+        results, body = base.json_items(response, what, "results")
         window = body.get("range") if isinstance(body.get("range"), dict) else {}
         notification = str(window.get("notification") or body.get("notification") or "")
         if "trim" in notification.lower() or "limit" in notification.lower():
@@ -372,10 +255,6 @@ class JFrogClient(RegistryClient):
             )
         listing: dict[str, dict[str, ManifestEntry]] = {}
         for item in results:
-            if not isinstance(item, dict):
-                raise RegistryError(
-                    BAD_RESPONSE, f"The registry sent an unexpected answer ({what})."
-                )
             path = str(item.get("path") or "")
             name = str(item.get("name") or "")
             if name not in MANIFEST_NAMES or _skipped(path, name):
@@ -413,39 +292,26 @@ class JFrogClient(RegistryClient):
             tag=tag,
             digest=digest,
             media_type=media_type,
-            is_list=name == "list.manifest.json" or media_type in INDEX_TYPES,
-            created=rfc3339_time(item.get("created")),
-            updated=rfc3339_time(item.get("modified")) or rfc3339_time(item.get("updated")),
+            is_list=name == "list.manifest.json" or manifests.is_index(media_type),
+            created=base.parse_time(item.get("created")),
+            updated=base.parse_time(item.get("modified")) or base.parse_time(item.get("updated")),
         )
 
     @staticmethod
-    def _image(entry: ManifestEntry, details: DigestDetails | None) -> ImageInfo:
-        if details is None:
-            return ImageInfo(
-                tag=entry.tag,
-                digest=entry.digest,
-                media_type=entry.media_type,
-                multi_arch=entry.is_list,
-                created=entry.created,
-                updated=entry.updated,
-            )
-        return ImageInfo(
-            tag=entry.tag,
-            digest=entry.digest,
-            media_type=entry.media_type or details.media_type,
-            size=details.size,
-            platforms=details.platforms,
-            multi_arch=details.multi_arch,
-            created=details.created or entry.created,
-            updated=entry.updated,
-        )
+    def _image(entry: ManifestEntry, details: base.DigestDetails | None) -> ImageInfo:
+        if details is None:  # AQL alone: no size or platforms
+            details = base.DigestDetails(entry.media_type, multi_arch=entry.is_list)
+        image = ImageInfo.of(entry.tag, entry.digest, details, entry.updated)
+        image.media_type = entry.media_type or image.media_type
+        image.created = image.created or entry.created
+        return image
 
     # --- manifests through the Docker API ---------------------------------------------------
 
     def _docker_path(self, key: str, image: str, rest: str) -> str:
         return f"api/docker/{quote(key, safe='')}/v2/{quote(image, safe='/')}/{rest}"
 
-    def _digest_details(self, key: str, image: str, digest: str) -> DigestDetails | None:
+    def _digest_details(self, key: str, image: str, digest: str) -> base.DigestDetails | None:
         """Details of one digest, fetched once per client. A manifest deleted since the AQL
         query (404) leaves the tag listed without details rather than failing the listing."""
         with self._lock:
@@ -464,64 +330,15 @@ class JFrogClient(RegistryClient):
             if exc.code == NOT_FOUND:
                 return None
             raise
-        manifest = json_body(response, what)
-        if not isinstance(manifest, dict):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
-        media_type = str(manifest.get("mediaType") or "")
-        if not media_type:
-            media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
-        if isinstance(manifest.get("manifests"), list) or media_type in INDEX_TYPES:
-            details = self._index_details(manifest, media_type or OCI_INDEX, what)
-        else:
-            details = self._image_details(key, image, manifest, media_type or DOCKER_MANIFEST, what)
+        sent_type = response.headers.get("Content-Type") or ""
+
+        def read_config(config: str) -> ConfigFacts:
+            return manifests.config_facts(self._config_blob(key, image, config))
+
+        details = manifests.details(base.json_body(response, what), sent_type, what, read_config)
         with self._lock:
             self._details[digest] = details
         return details
-
-    @staticmethod
-    def _index_details(manifest: dict, media_type: str, what: str) -> DigestDetails:
-        entries = manifest.get("manifests") or []
-        if not isinstance(entries, list):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected index ({what}).")
-        platforms = []
-        for entry in entries:
-            if isinstance(entry, dict) and not _is_attestation(entry):
-                platform = entry.get("platform")
-                if isinstance(platform, dict):
-                    platforms.append(_platform(platform))
-        real = tuple(dict.fromkeys(p for p in platforms if p))
-        return DigestDetails(media_type, None, real, len(real) > 1, None)
-
-    def _image_details(
-        self, key: str, image: str, manifest: dict, media_type: str, what: str
-    ) -> DigestDetails:
-        config = manifest.get("config")
-        layers = manifest.get("layers") or []
-        if not isinstance(config, dict) or not isinstance(layers, list):
-            if manifest.get("schemaVersion") == 1:  # legacy schema 1: architecture only
-                arch = manifest.get("architecture")
-                platforms = (f"linux/{arch}",) if isinstance(arch, str) and arch else ()
-                return DigestDetails(media_type, None, platforms, False, None)
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
-        sizes = [_size(config.get("size"))]
-        sizes += [_size(layer.get("size")) if isinstance(layer, dict) else None for layer in layers]
-        size = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
-        platforms: tuple[str, ...] = ()
-        created = None
-        config_digest = config.get("digest")
-        config_size = _size(config.get("size"))
-        if (
-            isinstance(config_digest, str)
-            and config_digest.startswith("sha256:")
-            and config_size is not None
-            and config_size <= MAX_CONFIG_BYTES
-        ):
-            data = self._config_blob(key, image, config_digest)
-            if isinstance(data, dict):
-                platform = _platform(data)
-                platforms = (platform,) if platform else ()
-                created = rfc3339_time(data.get("created"))
-        return DigestDetails(media_type, size, platforms, False, created)
 
     def _config_blob(self, key: str, image: str, digest: str) -> Any:
         """The image config (a few KiB of JSON). Artifactory may redirect blob downloads to
@@ -543,4 +360,4 @@ class JFrogClient(RegistryClient):
             return None
         if response.status_code != 200:
             raise self._error(response, what)
-        return json_body(response, what)
+        return base.json_body(response, what)

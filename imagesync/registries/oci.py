@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,52 +42,22 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-from imagesync.registries.base import (
+from imagesync.reasons import (
     AUTH_FAILED,
     BAD_RESPONSE,
     NOT_FOUND,
     PERMISSION_DENIED,
     RATE_LIMITED,
     UNSUPPORTED,
-    CheckResult,
-    ClientConfig,
-    DigestDetails,
-    ImageInfo,
-    Platform,
-    RegistryClient,
-    RegistryError,
-    RepositoryInfo,
-    Transport,
-    error_for_status,
-    json_body,
-    parse_time,
 )
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
+from imagesync.registries import base, manifests
+from imagesync.registries.base import ImageInfo, RegistryClient, RegistryError, RepositoryInfo
+from imagesync.registries.manifests import DIGEST_RE, MANIFEST_ACCEPT, ConfigFacts
 
 CATALOG_SCOPE = "registry:catalog:*"
 DEFAULT_PAGE_SIZE = 1000
 FALLBACK_PAGE_SIZE = 100
-MAX_CONFIG_BYTES = 4 * 1024 * 1024  # image configs are a few KB; never download a big blob
 MAX_PAGES = 100_000  # a registry that links pages forever is broken, not big
-
-# Registry error codes (the `errors[].code` of an OCI error body) -> our stable codes.
-OCI_ERROR_CODES = {
-    "UNAUTHORIZED": AUTH_FAILED,
-    "DENIED": PERMISSION_DENIED,
-    "NAME_UNKNOWN": NOT_FOUND,
-    "MANIFEST_UNKNOWN": NOT_FOUND,
-    "BLOB_UNKNOWN": NOT_FOUND,
-    "TOOMANYREQUESTS": RATE_LIMITED,
-    "UNSUPPORTED": UNSUPPORTED,
-}
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 
 
 # --- WWW-Authenticate -------------------------------------------------------------------------
@@ -163,46 +132,9 @@ def pick_challenge(header: str | None) -> Challenge | None:
 # --- client ---------------------------------------------------------------------------------
 
 
-def _media_type(value: str | None) -> str:
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
-def _platform_of(data: Mapping[str, Any]) -> str:
-    return str(
-        Platform(
-            str(data.get("os") or ""),
-            str(data.get("architecture") or ""),
-            str(data.get("variant") or ""),
-        )
-    )
-
-
-def _is_attestation(entry: Mapping[str, Any]) -> bool:
-    annotations = entry.get("annotations") or {}
-    if isinstance(annotations, dict) and (
-        annotations.get("vnd.docker.reference.type") == "attestation-manifest"
-    ):
-        return True
-    platform = entry.get("platform") or {}
-    return isinstance(platform, dict) and (
-        platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
-    )
-
-
 def registry_code(error: RegistryError) -> str:
     """The registry's own error code (e.g. "MANIFEST_UNKNOWN") behind a RegistryError, if any."""
     return getattr(error, "registry_code", "")
-
-
-def _truthy(value: Any) -> bool:
-    """An option that may arrive as a bool or as text from `--option key=value`."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class OciClient(RegistryClient):
@@ -211,16 +143,16 @@ class OciClient(RegistryClient):
     kind = "other"
     repository_types = ("other",)
 
-    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+    def __init__(self, config: base.ClientConfig, transport: base.Transport | None = None):
         super().__init__(config, transport)
         self._auth_lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._digest_lock = threading.Lock()
-        self._digests: dict[str, Future[DigestDetails]] = {}
-        self._configs: dict[str, Future[tuple[tuple[str, ...], Any]]] = {}
+        self._digests: dict[str, Future[base.DigestDetails]] = {}
+        self._configs: dict[str, Future[ConfigFacts]] = {}
         self._executor: ThreadPoolExecutor | None = None
-        self._new_tags_by_get = _truthy(config.option("resolve_new_tags_with_get", True))
+        self._new_tags_by_get = config.flag("resolve_new_tags_with_get", True)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -230,42 +162,25 @@ class OciClient(RegistryClient):
 
     # --- public interface ---------------------------------------------------------------
 
-    def check(self) -> CheckResult:
+    def _check(self) -> str:
         """GET /v2/ with credentials: does this endpoint speak the v2 API and accept us?"""
         try:
             self._call("GET", "v2/", scope="", what="API version check")
         except RegistryError as exc:
-            if exc.code == NOT_FOUND:
-                return CheckResult(
-                    False, UNSUPPORTED, "The endpoint does not serve the Docker Registry v2 API."
-                )
-            return CheckResult(False, exc.code, exc.message)
-        except Exception:  # never raises, whatever the registry sends
-            return CheckResult(False, BAD_RESPONSE, "The registry answered in an unexpected way.")
-        return CheckResult(True)
+            if exc.code != NOT_FOUND:
+                raise
+            message = "The endpoint does not serve the Docker Registry v2 API."
+            raise RegistryError(UNSUPPORTED, message) from None
+        return ""
 
-    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
-        """Every repository: the `repositories` option when set, else the whole catalog.
+    def _list_repositories(self, types: set[str]) -> list[RepositoryInfo]:
+        """Every repository: the `repositories` option when set, else the whole catalog."""
+        paths = [p.strip("/") for p in self.config.names("repositories") if p.strip("/")]
+        paths = paths or self._catalog()
+        return [RepositoryInfo.from_path("other", p) for p in dict.fromkeys(paths)]
 
-        The catalog is read to its end before anything is yielded, so a failure on page 7
-        raises instead of yielding a partial listing."""
-        if types is not None and "other" not in set(types):
-            return iter(())
-        configured = self.config.option("repositories")
-        if configured:
-            if isinstance(configured, str):
-                configured = configured.replace(",", " ").split()
-            paths = [str(p).strip().strip("/") for p in configured if str(p).strip().strip("/")]
-        else:
-            paths = self._catalog()
-        return iter([RepositoryInfo.from_path("other", p) for p in dict.fromkeys(paths)])
-
-    def list_images(
-        self,
-        repository: RepositoryInfo,
-        known: Mapping[str, DigestDetails] | None = None,
-        *,
-        previous: Mapping[str, str] | None = None,
+    def _list_images(
+        self, repository: RepositoryInfo, known: base.Known, previous: Mapping[str, str] | None
     ) -> list[ImageInfo]:
         """Every tag of one repository with its digest and details; complete or raises.
 
@@ -274,7 +189,6 @@ class OciClient(RegistryClient):
         the others get a HEAD. None means the caller does not know: every tag gets a HEAD
         first, as with `resolve_new_tags_with_get` false."""
         path = repository.path
-        known = known or {}
         tags = self._tags(path)
         by_get = previous is not None and self._new_tags_by_get
         old_tags = previous or {}
@@ -296,32 +210,15 @@ class OciClient(RegistryClient):
             if result is None:  # the tag was deleted while we listed
                 continue
             digest, media_type, info = result
-            images.append(
-                ImageInfo(
-                    tag=tag,
-                    digest=digest,
-                    media_type=info.media_type or media_type,
-                    size=info.size,
-                    platforms=tuple(info.platforms),
-                    multi_arch=info.multi_arch,
-                    created=info.created,
-                    updated=None,  # plain v2 does not tell push times
-                )
-            )
+            image = ImageInfo.of(tag, digest, info)  # plain v2 does not tell push times
+            image.media_type = image.media_type or media_type
+            images.append(image)
         return images
 
     # --- listings -----------------------------------------------------------------------
 
-    def _page_size(self, name: str) -> int:
-        """A page size option; a value an admin mistyped falls back to the default."""
-        try:
-            size = int(self.config.option(name, DEFAULT_PAGE_SIZE))
-        except (TypeError, ValueError):
-            return DEFAULT_PAGE_SIZE
-        return size if size > 0 else DEFAULT_PAGE_SIZE
-
     def _catalog(self) -> list[str]:
-        size = self._page_size("catalog_page_size")
+        size = self.config.number("catalog_page_size", DEFAULT_PAGE_SIZE)
         try:
             return self._paged("v2/_catalog", size, "repositories", CATALOG_SCOPE, "catalog")
         except RegistryError as exc:
@@ -333,7 +230,7 @@ class OciClient(RegistryClient):
             raise
 
     def _tags(self, path: str) -> list[str]:
-        size = self._page_size("tags_page_size")
+        size = self.config.number("tags_page_size", DEFAULT_PAGE_SIZE)
         tags = self._paged(
             f"v2/{quote(path, safe='/')}/tags/list",
             size,
@@ -355,14 +252,7 @@ class OciClient(RegistryClient):
                 raise RegistryError(BAD_RESPONSE, f"The registry links pages in a loop ({what}).")
             seen.add(url)
             response = self._call("GET", url, scope=scope, what=what, params=params)
-            body = json_body(response, what)
-            if not isinstance(body, dict):
-                raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected body ({what}).")
-            page = body.get(key)
-            if page is None:
-                page = []
-            if not isinstance(page, list) or not all(isinstance(i, str) for i in page):
-                raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected body ({what}).")
+            page, _body = base.json_items(response, what, key, str, null=True)
             items.extend(page)
             link = response.links.get("next", {}).get("url")
             url = urljoin(response.url or url, link) if link else None
@@ -377,8 +267,8 @@ class OciClient(RegistryClient):
     # --- tags and digests ---------------------------------------------------------------
 
     def _image_of(
-        self, path: str, tag: str, known: Mapping[str, DigestDetails], by_get: bool = False
-    ) -> tuple[str, str, DigestDetails] | None:
+        self, path: str, tag: str, known: Mapping[str, base.DigestDetails], by_get: bool = False
+    ) -> tuple[str, str, base.DigestDetails] | None:
         resolved = self._get_tag(path, tag) if by_get else self._resolve_tag(path, tag)
         if resolved is None:
             return None
@@ -410,7 +300,7 @@ class OciClient(RegistryClient):
         digest = response.headers.get("Docker-Content-Digest", "").strip()
         if not DIGEST_RE.match(digest):
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        return digest, _media_type(response.headers.get("Content-Type")), body
+        return digest, manifests.media_type(response.headers.get("Content-Type")), body
 
     def _resolve_tag(self, path: str, tag: str) -> tuple[str, str, bytes | None] | None:
         """Tag -> (digest, media type, manifest body if we had to GET it). None when the tag
@@ -434,11 +324,11 @@ class OciClient(RegistryClient):
             response = None
         digest = response.headers.get("Docker-Content-Digest", "").strip() if response else ""
         if response is not None and DIGEST_RE.match(digest):
-            return digest, _media_type(response.headers.get("Content-Type")), None
+            return digest, manifests.media_type(response.headers.get("Content-Type")), None
         # Older registries omit the digest on HEAD: GET the manifest and hash it ourselves.
         return self._digest_of(self._call("GET", url, scope=scope, what=what, headers=headers))
 
-    def _details(self, path: str, digest: str, body: bytes | None = None) -> DigestDetails:
+    def _details(self, path: str, digest: str, body: bytes | None = None) -> base.DigestDetails:
         """Details of a digest, fetched at most once per client."""
         return self._once(self._digests, digest, lambda: self._fetch_details(path, digest, body))
 
@@ -470,9 +360,9 @@ class OciClient(RegistryClient):
         future.set_result(value)
         return value
 
-    def _fetch_details(self, path: str, digest: str, body: bytes | None) -> DigestDetails:
+    def _fetch_details(self, path: str, digest: str, body: bytes | None) -> base.DigestDetails:
         what = f"manifest {path}@{digest}"
-        media_type = ""
+        sent_type = ""
         if body is None:
             response = self._call(
                 "GET",
@@ -482,78 +372,18 @@ class OciClient(RegistryClient):
                 headers={"Accept": MANIFEST_ACCEPT},
             )
             body = response.content
-            media_type = _media_type(response.headers.get("Content-Type"))
+            sent_type = response.headers.get("Content-Type") or ""
             if digest.startswith("sha256:") and hashlib.sha256(body).hexdigest() != digest[7:]:
                 raise RegistryError(
                     BAD_RESPONSE, f"The manifest does not match its digest ({what})."
                 )
-        manifest = _decode(body, what)
-        if not isinstance(manifest, dict):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
-        declared = manifest.get("mediaType")
-        if isinstance(declared, str) and declared:
-            media_type = _media_type(declared)
-        if not media_type and isinstance(manifest.get("manifests"), list):
-            media_type = OCI_INDEX
-        if media_type in INDEX_TYPES or "manifests" in manifest:
-            return self._index_details(manifest, media_type, what)
-        if "config" in manifest or "layers" in manifest:
-            return self._image_details(path, manifest, media_type or DOCKER_MANIFEST, what)
-        if manifest.get("schemaVersion") == 1:  # legacy schema 1: architecture only
-            arch = manifest.get("architecture")
-            platforms = (f"linux/{arch}",) if isinstance(arch, str) and arch else ()
-            return DigestDetails(media_type or DOCKER_SCHEMA1, None, platforms, False, None)
-        raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
 
-    def _index_details(self, manifest: dict, media_type: str, what: str) -> DigestDetails:
-        entries = manifest.get("manifests")
-        if not isinstance(entries, list):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected index ({what}).")
-        platforms: list[str] = []
-        size = 0
-        for entry in entries:
-            if not isinstance(entry, dict):
-                raise RegistryError(
-                    BAD_RESPONSE, f"The registry sent an unexpected index ({what})."
-                )
-            if _is_attestation(entry):
-                continue
-            size += _int_or_none(entry.get("size")) or 0
-            platform = entry.get("platform")
-            if isinstance(platform, dict):
-                platforms.append(_platform_of(platform))
-        real = tuple(dict.fromkeys(platforms))
-        return DigestDetails(media_type or OCI_INDEX, size, real, len(real) > 1, None)
+        def read_config(config: str) -> ConfigFacts:
+            return self._once(self._configs, config, lambda: self._config_facts(path, config))
 
-    def _image_details(
-        self, path: str, manifest: dict, media_type: str, what: str
-    ) -> DigestDetails:
-        config = manifest.get("config")
-        layers = manifest.get("layers") or []
-        if not isinstance(config, dict) or not isinstance(layers, list):
-            raise RegistryError(BAD_RESPONSE, f"The registry sent an unexpected manifest ({what}).")
-        sizes = [_int_or_none(config.get("size"))]
-        sizes += [
-            _int_or_none(layer.get("size")) if isinstance(layer, dict) else None for layer in layers
-        ]
-        size = sum(sizes) if all(s is not None for s in sizes) else None
-        platforms: tuple[str, ...] = ()
-        created = None
-        config_digest = config.get("digest")
-        config_type = _media_type(config.get("mediaType"))
-        config_size = _int_or_none(config.get("size"))
-        if (
-            isinstance(config_digest, str)
-            and DIGEST_RE.match(config_digest)
-            and (config_size is None or config_size <= MAX_CONFIG_BYTES)
-            and (not config_type or config_type.endswith(("+json", "/json")))
-        ):
-            platforms, created = self._once(
-                self._configs, config_digest, lambda: self._fetch_config(path, config_digest)
-            )
-        return DigestDetails(media_type, size, platforms, False, created)
+        return manifests.details(base.decode_json(body, what), sent_type, what, read_config)
 
-    def _fetch_config(self, path: str, config_digest: str) -> tuple[tuple[str, ...], Any]:
+    def _config_facts(self, path: str, config_digest: str) -> ConfigFacts:
         """Platform and created time from a small image config blob."""
         what = f"image config {path}@{config_digest}"
         blob = self._call(
@@ -562,14 +392,7 @@ class OciClient(RegistryClient):
             scope=self._pull_scope(path),
             what=what,
         )
-        data = json_body(blob, what)
-        platforms: tuple[str, ...] = ()
-        created = None
-        if isinstance(data, dict):
-            if data.get("architecture") or data.get("os"):
-                platforms = (_platform_of(data),)
-            created = parse_time(data.get("created"))
-        return platforms, created
+        return manifests.config_facts(base.json_body(blob, what))
 
     # --- HTTP and auth ------------------------------------------------------------------
 
@@ -582,8 +405,8 @@ class OciClient(RegistryClient):
             return self._executor
 
     def _same_origin(self, url: str) -> bool:
-        base, other = urlsplit(self.transport.base_url), urlsplit(url)
-        return (base.scheme.lower(), base.netloc.lower()) == (
+        ours, other = urlsplit(self.transport.base_url), urlsplit(url)
+        return (ours.scheme.lower(), ours.netloc.lower()) == (
             other.scheme.lower(),
             other.netloc.lower(),
         )
@@ -697,8 +520,8 @@ class OciClient(RegistryClient):
                     "check the username and secret.",
                     status=response.status_code,
                 )
-            raise error_for_status(response, "token", self.transport.host)
-        body = json_body(response, "token")
+            raise base.error_for_status(response, "token", self.transport.host)
+        body = base.json_body(response, "token")
         token = None
         if isinstance(body, dict):
             token = body.get("token") or body.get("access_token")
@@ -733,24 +556,26 @@ class OciClient(RegistryClient):
                         codes.append(item["code"].upper())
                         if not detail and isinstance(item.get("message"), str):
                             detail = item["message"]
-        base = error_for_status(response, what, self.transport.host)
+        by_status = base.error_for_status(response, what, self.transport.host)
         for code in codes:
-            if code in OCI_ERROR_CODES:
-                mapped = OCI_ERROR_CODES[code]
-                message = base.message if mapped == base.code else self._message(mapped, what)
+            if code in self.vendor_codes:
+                mapped = self.vendor_codes[code]
+                message = (
+                    by_status.message if mapped == by_status.code else self._message(mapped, what)
+                )
                 error = RegistryError(
                     mapped,
                     self._with_detail(message, code, detail),
-                    retryable=mapped == RATE_LIMITED or base.retryable,
+                    retryable=mapped == RATE_LIMITED or by_status.retryable,
                     status=response.status_code,
                 )
                 error.registry_code = code
                 return error
         if codes:
-            base.message = self._with_detail(base.message, codes[0], detail)
-            base.args = (base.message,)
-            base.registry_code = codes[0]
-        return base
+            by_status.message = self._with_detail(by_status.message, codes[0], detail)
+            by_status.args = (by_status.message,)
+            by_status.registry_code = codes[0]
+        return by_status
 
     def _message(self, code: str, what: str) -> str:
         host = self.transport.host
@@ -774,11 +599,3 @@ class OciClient(RegistryClient):
     def secret_forms(self) -> list[str]:
         tokens = [token for token, _expiry in list(self._tokens.values())]
         return [*super().secret_forms(), *tokens]
-
-
-def _decode(body: bytes, what: str) -> Any:
-    """Decode JSON we already hold, or raise bad_response."""
-    try:
-        return json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise RegistryError(BAD_RESPONSE, f"The registry sent malformed JSON ({what}).") from None

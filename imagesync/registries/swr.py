@@ -30,30 +30,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
-from imagesync.registries.base import (
-    AUTH_FAILED,
-    BAD_RESPONSE,
-    NOT_FOUND,
-    UNSUPPORTED,
-    CheckResult,
-    ClientConfig,
-    DigestDetails,
-    ImageInfo,
-    RegistryClient,
-    RegistryError,
-    RepositoryInfo,
-    Transport,
-    error_for_status,
-    json_body,
-    parse_time,
-)
+from imagesync.reasons import AUTH_FAILED, BAD_RESPONSE, NOT_FOUND, UNSUPPORTED
+from imagesync.registries import base, manifests
+from imagesync.registries.base import ImageInfo, RegistryClient, RegistryError, RepositoryInfo
 from imagesync.registries.swr_signer import AkSkSigner
 
 PRIVATE = "swr_private"
@@ -64,11 +50,6 @@ DEFAULT_PAGE_SIZE = 100
 V2_MAX_PAGE_SIZE = 1000  # the v2 repos/tags APIs cap limit at 1000
 ENTERPRISE_MAX_PAGE_SIZE = 100  # the EE APIs cap limit at 100
 MAX_PAGES = 100_000  # a registry that never stops paging is a bad response, not a hang
-
-MANIFEST_LIST_TYPES = {
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.index.v1+json",
-}
 
 ItemKey = Callable[[dict[str, Any]], Any]
 
@@ -90,32 +71,6 @@ def region_from_endpoint(url: str) -> str:
     """The region of a standard SWR API endpoint ("" for a custom endpoint)."""
     match = _ENDPOINT_RE.match(urlsplit(url).hostname or "")
     return match.group(1) if match else ""
-
-
-def _as_list(value: Any) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(item).strip() for item in value if str(item).strip()]
-
-
-def _as_bool(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() not in {"0", "false", "no", "off"}
-    return bool(value)
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _repo_key(item: dict[str, Any]) -> str:
@@ -173,10 +128,10 @@ def vendor_error(response: requests.Response) -> str:
 class SwrClient(RegistryClient):
     """SWR shared edition (private and shared-with-me repositories) and Enterprise Edition."""
 
-    kind: ClassVar[str] = "swr"
-    repository_types: ClassVar[tuple[str, ...]] = (PRIVATE, SHARED, ENTERPRISE)
+    kind = "swr"
+    repository_types = (PRIVATE, SHARED, ENTERPRISE)
 
-    def __init__(self, config: ClientConfig, transport: Transport | None = None):
+    def __init__(self, config: base.ClientConfig, transport: base.Transport | None = None):
         self.region = str(config.option("region") or "").strip()
         if self.region and not _REGION_RE.match(self.region):
             raise RegistryError(UNSUPPORTED, f"{self.region!r} is not an SWR region name.")
@@ -189,9 +144,9 @@ class SwrClient(RegistryClient):
         super().__init__(config, transport)
         self.region = self.region or region_from_endpoint(config.url)
         self.project_id = str(config.option("project_id") or "").strip()
-        self.namespaces = _as_list(config.option("namespaces"))
-        self.enterprise = _as_bool(config.option("enterprise"), True)
-        self.page_size = max(1, _as_int(config.option("page_size")) or DEFAULT_PAGE_SIZE)
+        self.namespaces = config.names("namespaces")
+        self.enterprise = config.flag("enterprise", True)
+        self.page_size = config.number("page_size", DEFAULT_PAGE_SIZE)
         host = str(config.option("registry_host") or "").strip()
         if not host and self.region:
             host = f"swr.{self.region}.{cloud_domain(self.region)}"
@@ -229,7 +184,7 @@ class SwrClient(RegistryClient):
 
     def _error(self, response: requests.Response, what: str) -> RegistryError:
         host = self.transport.host
-        base = error_for_status(response, what, host)
+        by_status = base.error_for_status(response, what, host)
         status = response.status_code
         if status == 401:
             message = (
@@ -243,23 +198,17 @@ class SwrClient(RegistryClient):
                 "needs read access to SWR in this project (e.g. SWR ReadOnlyAccess)."
             )
         else:
-            message = base.message
+            message = by_status.message
         detail = vendor_error(response)
         if detail:
             message = f"{message} SWR says: {detail}"
         return RegistryError(
-            base.code, self._scrub(message), retryable=base.retryable, status=status
+            by_status.code, self.scrub(message), retryable=by_status.retryable, status=status
         )
-
-    def _scrub(self, text: str) -> str:
-        return self.scrub(text)
 
     def secret_forms(self) -> list[str]:
         token = self.config.option("security_token")
         return [*super().secret_forms(), *([token] if isinstance(token, str) else [])]
-
-    def _json(self, response: requests.Response, what: str) -> Any:
-        return json_body(response, what)
 
     # -- paging -------------------------------------------------------------------------------
 
@@ -270,12 +219,8 @@ class SwrClient(RegistryClient):
         limit), the total in `Content-Range: <offset>-<count>/<total>` or `total_range`."""
 
         def read(response: requests.Response) -> tuple[list[dict[str, Any]], int | None]:
-            body = self._json(response, what)
-            if body is None:
-                body = []
-            if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            return body, self._content_range_total(response, body, what)
+            items, _body = base.json_items(response, what, null=True)
+            return items, self._content_range_total(response, items, what)
 
         limit = min(self.page_size, V2_MAX_PAGE_SIZE)
         return self._paged(path, {**params, "limit": limit}, limit, what, read, key)
@@ -293,7 +238,7 @@ class SwrClient(RegistryClient):
                 )
             return int(match.group(3))
         if body:
-            return _as_int(body[0].get("total_range"))
+            return base.as_count(body[0].get("total_range"))
         return None
 
     def _pages_with_total(
@@ -302,15 +247,8 @@ class SwrClient(RegistryClient):
         """Enterprise Edition listing: `{"<field>": [...], "total": n}` per page, offset/limit."""
 
         def read(response: requests.Response) -> tuple[list[dict[str, Any]], int | None]:
-            body = self._json(response, what)
-            if not isinstance(body, dict):
-                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            items = body.get(field)
-            if items is None:
-                items = []
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-            return items, _as_int(body.get("total"))
+            items, body = base.json_items(response, what, field, null=True)
+            return items, base.as_count(body.get("total"))
 
         limit = min(self.page_size, ENTERPRISE_MAX_PAGE_SIZE)
         return self._paged(path, {"limit": limit}, limit, what, read, key)
@@ -361,46 +299,35 @@ class SwrClient(RegistryClient):
 
     # -- interface ----------------------------------------------------------------------------
 
-    def check(self) -> CheckResult:
+    def _check(self) -> str:
         """A cheap signed call (the namespace list) proves endpoint, AK/SK and project id."""
-        problem = self._config_problem()
-        if problem:
-            return CheckResult(False, AUTH_FAILED, problem)
         what = "listing namespaces"
-        try:
-            body = self._json(self._get("/v2/manage/namespaces", None, what), what)
-            # A 200 without the "namespaces" key is not SWR's answer (a proxy, a login page
-            # turned JSON, another API): reporting it as "connected" would mislead.
-            if (
-                not isinstance(body, dict)
-                or "namespaces" not in body
-                or not isinstance(body.get("namespaces") or [], list)
-            ):
-                raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
-        except RegistryError as error:
-            return CheckResult(False, error.code, self._scrub(error.message))
+        body = base.json_body(self._get("/v2/manage/namespaces", None, what), what)
+        # A 200 without the "namespaces" key is not SWR's answer (a proxy, a login page turned
+        # JSON, another API): reporting it as "connected" would mislead.
+        if (
+            not isinstance(body, dict)
+            or "namespaces" not in body
+            or not isinstance(body.get("namespaces") or [], list)
+        ):
+            raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
         count = len(body.get("namespaces") or [])
-        return CheckResult(
-            True, "", f"Connected to SWR at {self.transport.host}: {count} namespace(s) visible."
-        )
+        return f"Connected to SWR at {self.transport.host}: {count} namespace(s) visible."
 
-    def list_repositories(self, types: Iterable[str] | None = None) -> Iterator[RepositoryInfo]:
-        """Every repository of the requested SWR types, collected in full before the first is
-        yielded, so a failure never leaves the caller with half a listing."""
-        wanted = set(self.repository_types if types is None else types)
-        found: list[RepositoryInfo] = []
-        if PRIVATE in wanted:
-            found.extend(self._private_repositories())
-        if SHARED in wanted:
-            found.extend(self._shared_repositories())
-        if ENTERPRISE in wanted and self.enterprise:
-            found.extend(self._enterprise_repositories())
-        return iter(found)
+    def _list_repositories(self, types: set[str]) -> Iterator[RepositoryInfo]:
+        """Every repository of the requested SWR types."""
+        if PRIVATE in types:
+            yield from self._private_repositories()
+        if SHARED in types:
+            yield from self._shared_repositories()
+        if ENTERPRISE in types and self.enterprise:
+            yield from self._enterprise_repositories()
 
-    def list_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails] | None = None
+    def _list_images(
+        self, repository: RepositoryInfo, known: base.Known, previous: Mapping[str, str] | None
     ) -> list[ImageInfo]:
-        known = known or {}
+        """Every tag of one repository. `previous` is not needed: both listings carry every
+        tag's digest, and nothing else is fetched per tag."""
         if repository.type == ENTERPRISE:
             return self._enterprise_images(repository, known)
         if repository.type in (PRIVATE, SHARED):
@@ -457,7 +384,7 @@ class SwrClient(RegistryClient):
         return repositories
 
     def _tag_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails]
+        self, repository: RepositoryInfo, known: Mapping[str, base.DigestDetails]
     ) -> list[ImageInfo]:
         if not repository.namespace or not repository.name:
             raise RegistryError(
@@ -474,26 +401,17 @@ class SwrClient(RegistryClient):
             if not isinstance(tag, str) or not tag:
                 raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
             digest = str(item.get("digest") or "")
-            media_type, platforms, is_list = _manifest_facts(item.get("manifest"))
-            is_list = is_list or str(item.get("tag_type")) == "1"  # 1 = manifest list
-            multi_arch = is_list or media_type in MANIFEST_LIST_TYPES
+            kind, platforms = _manifest_facts(item.get("manifest"))
+            index = str(item.get("tag_type")) == "1"  # 1 = manifest list
             cached = known.get(digest) if digest else None
-            if cached is not None:
-                platforms = platforms or tuple(cached.platforms)
-                media_type = media_type or cached.media_type
-            images.append(
-                ImageInfo(
-                    tag=tag,
-                    digest=digest,
-                    media_type=media_type,
-                    size=_as_int(item.get("size")),
-                    platforms=platforms,
-                    multi_arch=multi_arch,
-                    # SWR's "created" is when the tag was created in SWR: the closest it offers.
-                    created=parse_time(item.get("created")),
-                    updated=parse_time(item.get("updated")) or parse_time(item.get("created")),
-                )
+            details = _details(kind, index, item.get("size"), platforms, cached)
+            # SWR's "created" is when the tag was created in SWR: the closest it offers.
+            created = base.parse_time(item.get("created"))
+            image = ImageInfo.of(
+                tag, digest, details, base.parse_time(item.get("updated")) or created
             )
+            image.created = created
+            images.append(image)
         return images
 
     # -- enterprise edition -------------------------------------------------------------------
@@ -568,7 +486,7 @@ class SwrClient(RegistryClient):
         return self._locate_enterprise(matches[0])
 
     def _enterprise_images(
-        self, repository: RepositoryInfo, known: Mapping[str, DigestDetails]
+        self, repository: RepositoryInfo, known: Mapping[str, base.DigestDetails]
     ) -> list[ImageInfo]:
         instance_id, namespace, name = self._locate_enterprise(repository)
         path = (
@@ -579,10 +497,10 @@ class SwrClient(RegistryClient):
         images = []
         for artifact in self._pages_with_total(path, "artifacts", what, _artifact_key):
             digest = str(artifact.get("digest") or "")
-            media_type = str(artifact.get("manifest_media_type") or "")
+            kind = manifests.media_type(artifact.get("manifest_media_type"))
             cached = known.get(digest) if digest else None
-            platforms = tuple(cached.platforms) if cached is not None else ()
-            artifact_pushed = parse_time(artifact.get("push_time"))
+            details = _details(kind, False, artifact.get("size"), (), cached)
+            artifact_pushed = base.parse_time(artifact.get("push_time"))
             tags = artifact.get("tags") or []
             if not isinstance(tags, list):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
@@ -590,49 +508,33 @@ class SwrClient(RegistryClient):
                 tag_name = tag.get("name") if isinstance(tag, dict) else None
                 if not isinstance(tag_name, str) or not tag_name:
                     raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
-                images.append(
-                    ImageInfo(
-                        tag=tag_name,
-                        digest=digest,
-                        media_type=media_type,
-                        size=_as_int(artifact.get("size")),
-                        platforms=platforms,
-                        multi_arch=media_type in MANIFEST_LIST_TYPES,
-                        created=cached.created if cached is not None else None,
-                        updated=parse_time(tag.get("push_time")) or artifact_pushed,
-                    )
-                )
+                updated = base.parse_time(tag.get("push_time")) or artifact_pushed
+                images.append(ImageInfo.of(tag_name, digest, details, updated))
         return images
 
 
-def _manifest_facts(manifest: Any) -> tuple[str, tuple[str, ...], bool]:
-    """(media type, platforms, is a manifest list) from the manifest JSON string SWR may
-    include with a tag; empty facts when it is absent or unreadable (it is optional)."""
+def _details(
+    kind: str, index: bool, size: Any, platforms: tuple[str, ...], cached: base.DigestDetails | None
+) -> base.DigestDetails:
+    """What SWR tells of a digest, completed by what an earlier sync learned of it (SWR names
+    no platforms for single images and no created time)."""
+    if cached is not None:
+        kind = kind or cached.media_type
+        platforms = platforms or tuple(cached.platforms)
+    if index or manifests.is_index(kind):
+        return manifests.index_details(kind, platforms)
+    created = cached.created if cached is not None else None
+    return base.DigestDetails(kind, base.as_count(size), platforms, False, created)
+
+
+def _manifest_facts(manifest: Any) -> tuple[str, tuple[str, ...]]:
+    """(media type, platforms of a manifest list) from the manifest JSON SWR may include with a
+    tag; nothing when it is absent or unreadable (it is optional)."""
+    what = "a tag's manifest"
     if not manifest or not isinstance(manifest, str):
-        return "", (), False
+        return "", ()
     try:
-        body = json.loads(manifest)
-    except ValueError:
-        return "", (), False
-    if not isinstance(body, dict):
-        return "", (), False
-    media_type = body.get("mediaType") if isinstance(body.get("mediaType"), str) else ""
-    children = body.get("manifests")
-    if not isinstance(children, list):
-        return media_type, (), media_type in MANIFEST_LIST_TYPES
-    platforms: list[str] = []
-    for child in children:
-        platform = child.get("platform") if isinstance(child, dict) else None
-        if not isinstance(platform, dict):
-            continue
-        os_name = str(platform.get("os") or "")
-        arch = str(platform.get("architecture") or "")
-        if os_name == "unknown" and arch == "unknown":  # attestation manifests, not platforms
-            continue
-        parts = [os_name or "unknown", arch or "unknown"]
-        if platform.get("variant"):
-            parts.append(str(platform["variant"]))
-        text = "/".join(parts)
-        if text not in platforms:
-            platforms.append(text)
-    return media_type, tuple(platforms), True
+        found = manifests.details(base.decode_json(manifest, what), "", what, None)
+    except RegistryError:
+        return "", ()
+    return found.media_type, found.platforms
