@@ -86,17 +86,16 @@ class Stack:
         with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
             conn.execute(sql)
 
-    def manage(self, *args: str, timeout: float = 120) -> str:
+    def python(self, *args: str, timeout: float) -> str:
+        """Run Python with the stack's environment; its output, asserting it succeeded."""
         done = subprocess.run(
-            [PYTHON, str(ROOT / "manage.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            [PYTHON, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
+
+    def manage(self, *args: str, timeout: float = 120) -> str:
+        return self.python(str(ROOT / "manage.py"), *args, timeout=timeout)
 
     def run(self, code: str, timeout: float = 60):
         """Run Django code in a fresh process; returns the JSON of its `result` variable."""
@@ -105,16 +104,8 @@ class Stack:
             + textwrap.dedent(code)
             + "\nprint('@@RESULT@@' + json.dumps(result, default=str))\n"
         )
-        done = subprocess.run(
-            [PYTHON, "-c", script],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        line = [x for x in done.stdout.splitlines() if x.startswith("@@RESULT@@")][-1]
+        output = self.python("-c", script, timeout=timeout)
+        line = [x for x in output.splitlines() if x.startswith("@@RESULT@@")][-1]
         return json.loads(line[len("@@RESULT@@") :])
 
     def start_cluster(self) -> subprocess.Popen:
@@ -172,9 +163,8 @@ class Stack:
     def sync_in_process(self) -> dict:
         return self.run(
             """
-            from imagesync.models import SyncTask
-    from imagesync.tasks import run_sync_task
-            from imagesync.models import Project
+            from imagesync.models import Project, SyncTask
+            from imagesync.tasks import run_sync_task
             task = SyncTask.objects.request(Project.objects.get(name="p"), enqueue=False)
             run_sync_task(task.pk)
             task.refresh_from_db()
@@ -272,9 +262,7 @@ def test_a_worker_killed_mid_sync_leaves_the_task_interrupted_and_no_repository_
     cluster = env.start_cluster()
     pk = env.run(
         """
-        from imagesync.models import SyncTask
-    from imagesync.tasks import run_sync_task
-        from imagesync.models import Project
+        from imagesync.models import Project, SyncTask
         result = SyncTask.objects.request(Project.objects.get(name="p")).pk
         """
     )
@@ -315,9 +303,7 @@ def test_a_worker_killed_mid_sync_leaves_the_task_interrupted_and_no_repository_
     env.start_cluster()
     again = env.run(
         """
-        from imagesync.models import SyncTask
-    from imagesync.tasks import run_sync_task
-        from imagesync.models import Project
+        from imagesync.models import Project, SyncTask
         result = SyncTask.objects.request(Project.objects.get(name="p")).pk
         """
     )
@@ -339,9 +325,7 @@ def _web_process(env: Stack, commit: bool) -> subprocess.Popen:
         import django, sys, time
         django.setup()
         from django.db import transaction
-        from imagesync.models import SyncTask
-    from imagesync.tasks import run_sync_task
-        from imagesync.models import Project
+        from imagesync.models import Project, SyncTask
         project = Project.objects.get(name="p")
         if {commit!r}:
             task = SyncTask.objects.request(project, enqueue=False)  # committed, never enqueued
