@@ -199,7 +199,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django": {"level": "INFO"}, "urllib3": {"level": "WARNING"}},
+    # axes logs every sign-in at INFO; its warnings (failures, lockouts) are the useful part.
+    "loggers": {
+        "django": {"level": "INFO"},
+        "urllib3": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- JSON API ---------------------------------------------------------------------------------

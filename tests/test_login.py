@@ -3,6 +3,7 @@ address, sign-in is refused (HTTP 429) for LOGIN_LOCKOUT_SECONDS; lockouts show 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -33,6 +34,11 @@ def fail(client: Client, usernames, address: str = "192.0.2.10") -> list[int]:
     return [sign_in(client, name, "wrong", address).status_code for name in usernames]
 
 
+def page_text(response) -> str:
+    """The page without its CSRF tokens, which differ on every render."""
+    return re.sub(r"[A-Za-z0-9]{64}", "<csrf>", response.content.decode())
+
+
 def test_the_failure_that_reaches_the_limit_already_says_sign_in_is_locked(client, viewer):
     statuses = fail(client, [viewer.username] * LIMIT)
     assert statuses == [200] * (LIMIT - 1) + [429]
@@ -54,6 +60,15 @@ def test_failures_from_one_address_lock_out_that_address_for_other_names(client,
     assert sign_in(client, operator.username, PASSWORD, "203.0.113.5").status_code == 429
     # Another address is not affected.
     assert sign_in(Client(), operator.username, PASSWORD, "203.0.113.6").status_code == 302
+
+
+def test_the_lockout_page_tells_nothing_about_which_usernames_exist(client, viewer):
+    fail(client, [viewer.username] * LIMIT)
+    known = sign_in(client, viewer.username, PASSWORD)
+    unknown = sign_in(client, "nobody", PASSWORD)
+    assert known.status_code == unknown.status_code == 429
+    assert page_text(known).replace(viewer.username, "nobody") == page_text(unknown)
+    assert PASSWORD not in known.content.decode()
 
 
 def test_a_successful_sign_in_clears_the_failures_of_that_username(client, viewer):
