@@ -1,11 +1,13 @@
-"""Admin site: every model, with secrets write-only and grants recording who and when."""
+"""Admin site: projects, memberships, registries and grants are edited here (secrets
+write-only, grants recording who and when); the inventory (repositories, images, sync tasks and
+their results) and the audit log are read-only: they are written by synchronization alone."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from imagesync.forms import KIND_FIELDS, OPTION_FIELDS, RegistryForm
 from imagesync.models import (
     AuditEvent,
     AuthorizationGrant,
@@ -21,6 +23,32 @@ from imagesync.models import (
 admin.site.site_header = "Image inventory console — administration"
 admin.site.site_title = "Image inventory admin"
 
+# What deleting a project or a registry takes with it, though nobody may delete it alone.
+INVENTORY = (Repository, Image, SyncTask, SyncTaskRepository)
+
+
+class ReadOnlyMixin:
+    """View, filter and search only: a row typed in by hand would be a lie in an inventory."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DeletesInventoryMixin:
+    """Deleting the owner deletes its inventory (cascade) although the inventory models are
+    read-only here: their delete permission is not asked for."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        inventory = {str(model._meta.verbose_name) for model in INVENTORY}
+        return deleted, counts, set(perms_needed) - inventory, protected
+
 
 class MembershipInline(admin.TabularInline):
     model = ProjectMembership
@@ -29,7 +57,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(DeletesInventoryMixin, admin.ModelAdmin):
     list_display = ["name", "region", "description", "created_at"]
     list_filter = ["region"]
     search_fields = ["name", "region", "description"]
@@ -44,59 +72,16 @@ class ProjectMembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "project"]
 
 
-class RegistryAdminForm(forms.ModelForm):
-    """The secret is write-only: it is never rendered, and a blank field keeps the stored one."""
+class RegistryAdminForm(RegistryForm):
+    """The console's registry form with the project to choose: the same checks and messages,
+    the same write-only secret, the same audit."""
 
-    secret = forms.CharField(
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Password, token or secret key. Leave blank to keep the stored secret.",
-    )
-    clear_secret = forms.BooleanField(required=False, help_text="Remove the stored secret.")
-    endpoint = forms.URLField(
-        max_length=512,
-        assume_scheme="https",
-        help_text=Registry._meta.get_field("endpoint").help_text,
-    )
-
-    class Meta:
-        model = Registry
-        fields = [
-            "project",
-            "kind",
-            "name",
-            "endpoint",
-            "username",
-            "verify_tls",
-            "ca_bundle",
-            "allow_insecure_http",
-            "options",
-        ]
-
-    def clean_options(self):
-        options = self.cleaned_data.get("options")
-        if options in (None, ""):
-            return {}
-        if not isinstance(options, dict):
-            raise forms.ValidationError(
-                'Options must be a JSON object, e.g. {"max_concurrency": 4}.'
-            )
-        return options
-
-    def save(self, commit=True):
-        registry = super().save(commit=False)
-        if self.cleaned_data.get("clear_secret"):
-            registry.secret_encrypted = ""
-        elif self.cleaned_data.get("secret"):
-            registry.set_secret(self.cleaned_data["secret"])
-        if commit:
-            registry.save()
-        return registry
+    class Meta(RegistryForm.Meta):
+        fields = ["project", *RegistryForm.Meta.fields]
 
 
 @admin.register(Registry)
-class RegistryAdmin(admin.ModelAdmin):
+class RegistryAdmin(DeletesInventoryMixin, admin.ModelAdmin):
     form = RegistryAdminForm
     list_display = [
         "name",
@@ -109,77 +94,51 @@ class RegistryAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "connection_status", "project"]
     search_fields = ["name", "endpoint", "username", "project__name"]
-    readonly_fields = [
-        "secret_state",
-        "connection_status",
-        "connection_reason_code",
-        "connection_message",
-        "connection_checked_at",
-        "last_synced_at",
-        "created_at",
-        "updated_at",
-    ]
-    fieldsets = [
-        (None, {"fields": ["project", "kind", "name", "endpoint"]}),
-        ("Credentials", {"fields": ["username", "secret", "clear_secret", "secret_state"]}),
-        (
-            "Connection options",
-            {"fields": ["verify_tls", "ca_bundle", "allow_insecure_http", "options"]},
-        ),
-        (
-            "Status",
-            {
-                "fields": [
-                    "connection_status",
-                    "connection_reason_code",
-                    "connection_message",
-                    "connection_checked_at",
-                    "last_synced_at",
-                    "created_at",
-                    "updated_at",
-                ]
-            },
-        ),
-    ]
+    readonly_fields = ["secret_state", *Registry.STATUS_FIELDS, "created_at", "updated_at"]
+
+    def get_fieldsets(self, request, obj=None):
+        credentials = ["username", "secret", "secret_state"]
+        if obj is not None and obj.has_secret:  # the form offers removal only then
+            credentials.insert(2, "clear_secret")
+        return [
+            (None, {"fields": ["project", "kind", "name", "endpoint"]}),
+            ("Credentials", {"fields": credentials}),
+            (
+                "Kind-specific settings",
+                {
+                    "fields": list(OPTION_FIELDS),
+                    "description": "Only the fields of the chosen kind are used: "
+                    + "; ".join(
+                        f"{Registry.Kind(kind).label}: {', '.join(names)}"
+                        for kind, names in KIND_FIELDS.items()
+                    )
+                    + ".",
+                },
+            ),
+            (
+                "Connection options",
+                {"fields": ["verify_tls", "ca_bundle", "allow_insecure_http", "options"]},
+            ),
+            ("Status", {"fields": self.readonly_fields[1:]}),
+        ]
 
     @admin.display(description="Stored secret")
     def secret_state(self, obj):
         return "set (hidden)" if obj and obj.has_secret else "not set"
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        AuditEvent.record(
-            "registry.update" if change else "registry.create",
-            actor=request.user,
-            project=obj.project,
-            target=obj.name,
-            detail="via admin",
-        )
+        form.save(actor=request.user, via="admin")
 
     def delete_model(self, request, obj):
-        AuditEvent.record(
-            "registry.delete",
-            actor=request.user,
-            project=obj.project,
-            target=obj.name,
-            detail="via admin",
-        )
-        super().delete_model(request, obj)
+        obj.remove(request.user, via="admin")
 
     def delete_queryset(self, request, queryset):
         for registry in queryset.select_related("project"):
-            AuditEvent.record(
-                "registry.delete",
-                actor=request.user,
-                project=registry.project,
-                target=registry.name,
-                detail="via admin (bulk)",
-            )
-        super().delete_queryset(request, queryset)
+            registry.remove(request.user, via="admin (bulk)")
 
 
 @admin.register(Repository)
-class RepositoryAdmin(admin.ModelAdmin):
+class RepositoryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "path",
         "type",
@@ -192,12 +151,10 @@ class RepositoryAdmin(admin.ModelAdmin):
     list_filter = ["type", "registry__project", "registry"]
     search_fields = ["path", "namespace", "name"]
     list_select_related = ["registry"]
-    readonly_fields = ["first_seen_at"]
-    raw_id_fields = ["registry"]
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "digest",
@@ -210,14 +167,12 @@ class ImageAdmin(admin.ModelAdmin):
     list_filter = ["repository__type", "multi_arch", "is_latest", "project"]
     search_fields = ["tag", "digest", "repository__path"]
     list_select_related = ["repository"]
-    raw_id_fields = ["repository", "project"]
     show_full_result_count = False
 
 
-class SyncTaskRepositoryInline(admin.TabularInline):
+class SyncTaskRepositoryInline(ReadOnlyMixin, admin.TabularInline):
     model = SyncTaskRepository
     extra = 0
-    can_delete = False
     fields = [
         "repository_path",
         "repository_type",
@@ -226,15 +181,11 @@ class SyncTaskRepositoryInline(admin.TabularInline):
         "reason_message",
         "images_total",
     ]
-    readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(SyncTask)
-class SyncTaskAdmin(admin.ModelAdmin):
+class SyncTaskAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "project",
@@ -251,13 +202,11 @@ class SyncTaskAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger", "scope", "project"]
     search_fields = ["id", "failure_reason", "created_by__username"]
     date_hierarchy = "created_at"
-    raw_id_fields = ["scope_repositories", "retry_of"]
-    readonly_fields = ["heartbeat_at", "started_at", "finished_at", "worker"]
     inlines = [SyncTaskRepositoryInline]
 
 
 @admin.register(SyncTaskRepository)
-class SyncTaskRepositoryAdmin(admin.ModelAdmin):
+class SyncTaskRepositoryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "repository_path",
         "repository_type",
@@ -269,7 +218,7 @@ class SyncTaskRepositoryAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "repository_type", "reason_code"]
     search_fields = ["repository_path", "registry_name", "reason_message"]
-    raw_id_fields = ["task", "repository"]
+    list_select_related = ["task"]
 
 
 @admin.register(AuthorizationGrant)
@@ -336,17 +285,8 @@ class AuthorizationGrantAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["created_at", "actor_name", "action", "target", "project", "detail"]
     list_filter = ["action", "project"]
     search_fields = ["actor_name", "action", "target", "detail"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

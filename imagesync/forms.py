@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django import forms
+from django.db import transaction
 
 from imagesync.models import Registry, Repository, RepositoryType, SyncTask
+from imagesync.registries.swr import region_from_endpoint as swr_region_of
 
 
 class SyncForm(forms.Form):
@@ -53,16 +57,181 @@ class SyncForm(forms.Form):
         return data
 
 
-OPTION_HELP = (
-    'JSON object of kind-specific options, e.g. {"region": "cn-north-4", "project_id": "..."} for '
-    'SWR, {"repositories": ["team/api"]} for a registry without a catalog, '
-    '{"max_concurrency": 4, "requests_per_second": 10} to be gentle with the registry.'
+# --- registry connections -------------------------------------------------------------------
+#
+# RegistryForm is the one validator and writer of registry connections: the console pages, the
+# API, the admin and `manage.py registry` all run it, so the same bad input gets the same
+# message everywhere, and every create and update is audited in `save`.
+
+# The regions the SWR API serves (huaweicloudsdkswr's SwrRegion), with Huawei Cloud's names.
+SWR_REGIONS = (
+    ("af-south-1", "AF-Johannesburg"),
+    ("ap-southeast-1", "CN-Hong Kong"),
+    ("ap-southeast-2", "AP-Bangkok"),
+    ("ap-southeast-3", "AP-Singapore"),
+    ("ap-southeast-5", "AP-Manila"),
+    ("ae-ad-1", "ME-Abu Dhabi"),
+    ("cn-east-2", "CN East-Shanghai2"),
+    ("cn-east-3", "CN East-Shanghai1"),
+    ("cn-north-1", "CN North-Beijing1"),
+    ("cn-north-2", "CN North-Beijing2"),
+    ("cn-north-4", "CN North-Beijing4"),
+    ("cn-north-9", "CN North-Ulanqab1"),
+    ("cn-north-11", "CN North-Ulanqab2"),
+    ("cn-south-1", "CN South-Guangzhou"),
+    ("cn-south-2", "CN South-Shenzhen"),
+    ("cn-southwest-2", "CN Southwest-Guiyang1"),
+    ("eu-west-0", "EU-Paris"),
+    ("eu-west-101", "EU-Dublin"),
+    ("la-north-2", "LA-Mexico City2"),
+    ("la-south-2", "LA-Santiago"),
+    ("me-east-1", "ME-Riyadh"),
+    ("my-kualalumpur-1", "AP-Kuala Lumpur"),
+    ("na-mexico-1", "LA-Mexico City1"),
+    ("ru-moscow-1", "RU-Moscow"),
+    ("ru-northwest-2", "RU-Moscow2"),
+    ("sa-brazil-1", "LA-Sao Paulo1"),
+    ("tr-west-1", "TR-Istanbul"),
 )
+
+# Options that have their own form field, per kind; the field is named after the option key.
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    Registry.Kind.SWR: ("region", "project_id"),
+    Registry.Kind.HARBOR: ("projects",),
+    Registry.Kind.JFROG: ("repo_keys",),
+    Registry.Kind.OTHER: ("repositories",),
+}
+OPTION_FIELDS = tuple(name for names in KIND_FIELDS.values() for name in names)
+
+
+def _whole(low: int, high: int) -> Callable[[str, object], str | None]:
+    def check(key: str, value: object) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"{key} must be a whole number from {low} to {high}."
+
+    return check
+
+
+def _positive(key: str, value: object) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return None if ok else f"{key} must be a positive number."
+
+
+def _boolean(key: str, value: object) -> str | None:
+    return None if isinstance(value, bool) else f"{key} must be true or false."
+
+
+def _text(key: str, value: object) -> str | None:
+    return None if isinstance(value, str) else f"{key} must be a string."
+
+
+def _names(key: str, value: object) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return None if ok else f'{key} must be a list of names, e.g. ["team-a", "team-b"].'
+
+
+def _jfrog_auth(key: str, value: object) -> str | None:
+    modes = ("basic", "token", "apikey", "anonymous")
+    return None if value in modes else f"{key} must be one of {', '.join(modes)}."
+
+
+# Options without a field, as the clients read them (imagesync/registries/): the Transport's,
+# which every kind takes, then each client's own.
+TRANSPORT_OPTIONS = {
+    "max_concurrency": _whole(1, 64),
+    "requests_per_second": _positive,
+    "connect_timeout": _positive,
+    "read_timeout": _positive,
+    "max_retries": _whole(0, 10),
+    "retry_budget": _positive,
+    "backoff_base": _positive,
+    "backoff_max": _positive,
+    "max_body_bytes": _whole(1024, 1024**3),
+}
+ADVANCED_OPTIONS: dict[str, dict[str, Callable[[str, object], str | None]]] = {
+    Registry.Kind.SWR: {
+        "namespaces": _names,
+        "enterprise": _boolean,
+        "page_size": _whole(1, 1000),
+        "registry_host": _text,
+        "security_token": _text,
+    },
+    Registry.Kind.HARBOR: {"include_non_images": _boolean},
+    Registry.Kind.JFROG: {
+        "auth": _jfrog_auth,
+        "include_virtual": _boolean,
+        "fetch_manifests": _boolean,
+    },
+    Registry.Kind.OTHER: {
+        "catalog_page_size": _whole(1, 10000),
+        "tags_page_size": _whole(1, 10000),
+        "resolve_new_tags_with_get": _boolean,
+    },
+}
+
+HARBOR_PROJECT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+JFROG_REPO_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The OCI distribution spec's repository name grammar.
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+INSECURE_HTTP = (
+    "This endpoint uses plain http://. Use https://, or allow insecure HTTP for a registry "
+    "on a trusted network."
+)
+
+
+class NameListField(forms.Field):
+    """A list option typed one item a line (or comma-separated); the API and the command may
+    pass a list. Stored as a list of strings, as the clients read it."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def __init__(self, *, pattern: re.Pattern, what: str, example: str, strip: str = "", **kw):
+        super().__init__(required=False, **kw)
+        self.pattern, self.what, self.example, self.strip_chars = pattern, what, example, strip
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value) -> list[str]:
+        if value in self.empty_values:
+            return []
+        if isinstance(value, str):
+            value = re.split(r"[\s,]+", value)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise forms.ValidationError(
+                f"Enter {self.what}s as text, one a line, e.g. {self.example}.", code="invalid"
+            )
+        items = [item.strip().strip(self.strip_chars) for item in value]
+        items = [item for item in items if item]
+        for item in items:
+            if len(item) > 255 or not self.pattern.match(item):
+                raise forms.ValidationError(
+                    f"“{item[:80]}” is not a {self.what}; enter one a line, e.g. {self.example}.",
+                    code="invalid",
+                )
+        return list(dict.fromkeys(items))
+
+    def has_changed(self, initial, data) -> bool:
+        try:
+            return self.to_python(initial) != self.to_python(data)
+        except forms.ValidationError:
+            return True
+
+
+def option_field(field: forms.Field, kind: str) -> forms.Field:
+    """Mark a field as one kind's option: the page's script shows it only for that kind."""
+    field.registry_kind = kind
+    field.widget.attrs["data-registry-kind"] = kind
+    return field
 
 
 class RegistryForm(forms.ModelForm):
     """Connect or edit a registry. The secret is write-only: it is never rendered back, and a
-    blank field keeps the stored one."""
+    blank field keeps the stored one. Kind-specific options have their own fields; fields of
+    another kind than the chosen one are ignored on save."""
 
     secret = forms.CharField(
         label="Password, token or secret key",
@@ -78,11 +247,66 @@ class RegistryForm(forms.ModelForm):
         help_text="Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com.",
     )
     clear_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+    region = option_field(
+        forms.ChoiceField(
+            label="SWR region",
+            required=False,
+            choices=[("", "Choose a region"), *((r, f"{r} — {n}") for r, n in SWR_REGIONS)],
+            error_messages={
+                "invalid_choice": "“%(value)s” is not a Huawei Cloud region that SWR serves; "
+                "choose one from the list, e.g. cn-north-4."
+            },
+        ),
+        Registry.Kind.SWR,
+    )
+    project_id = option_field(
+        forms.CharField(
+            label="SWR project ID",
+            required=False,
+            max_length=64,
+            help_text="The project ID of the region (My Credentials > API Credentials); "
+            "every request is signed with it.",
+        ),
+        Registry.Kind.SWR,
+    )
+    projects = option_field(
+        NameListField(
+            label="Harbor projects",
+            pattern=HARBOR_PROJECT,
+            what="Harbor project name",
+            example="library",
+            help_text="Only these projects, one a line. Empty: every project the account sees.",
+        ),
+        Registry.Kind.HARBOR,
+    )
+    repo_keys = option_field(
+        NameListField(
+            label="JFrog repository keys",
+            pattern=JFROG_REPO_KEY,
+            what="JFrog repository key",
+            example="docker-local",
+            help_text="Only these Docker repositories, one key a line. Empty: every one.",
+        ),
+        Registry.Kind.JFROG,
+    )
+    repositories = option_field(
+        NameListField(
+            label="Repositories",
+            pattern=REPOSITORY_PATH,
+            what="repository path",
+            example="team/api",
+            strip="/",
+            help_text="For a registry without a catalog: the repositories to list, one a line. "
+            "Empty: read the catalog.",
+        ),
+        Registry.Kind.OTHER,
+    )
     options = forms.JSONField(
-        label="Options (JSON)",
+        label="Advanced options (JSON)",
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text=OPTION_HELP,
+        help_text='Options without a field, e.g. {"max_concurrency": 4, '
+        '"requests_per_second": 10} to be gentle with the registry.',
     )
 
     class Meta:
@@ -94,6 +318,7 @@ class RegistryForm(forms.ModelForm):
             "username",
             "secret",
             "clear_secret",
+            *OPTION_FIELDS,
             "verify_tls",
             "ca_bundle",
             "allow_insecure_http",
@@ -107,6 +332,9 @@ class RegistryForm(forms.ModelForm):
         }
         widgets = {"ca_bundle": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})}
 
+    class Media:
+        js = ["imagesync/js/registry_form.js"]
+
     def __init__(self, *args, project=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.project = project
@@ -114,17 +342,29 @@ class RegistryForm(forms.ModelForm):
             del self.fields["clear_secret"]
         if self.instance.has_secret:
             self.fields["secret"].help_text = "A secret is stored. Leave blank to keep it."
-        if not self.instance.pk and not self.is_bound:
-            self.initial.setdefault("options", {})
+        stored = dict(self.instance.options or {})
+        for name in OPTION_FIELDS:
+            if name in stored:
+                self.initial.setdefault(name, stored[name])
+        self.initial["options"] = {
+            key: value
+            for key, value in stored.items()
+            if key not in KIND_FIELDS.get(self.instance.kind, ())
+        }
+
+    @staticmethod
+    def data_from_options(kind: str, options) -> dict:
+        """Form data from one `options` object (the API's and the command's shape): the kind's
+        field options to their fields, everything else to the advanced options."""
+        if not isinstance(options, dict):
+            return {"options": options}
+        fields = KIND_FIELDS.get(kind, ())
+        data = {key: value for key, value in options.items() if key in fields}
+        data["options"] = {key: value for key, value in options.items() if key not in fields}
+        return data
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"].strip()
-        duplicate = Registry.objects.filter(project=self.project, name=name).exclude(
-            pk=self.instance.pk
-        )
-        if duplicate.exists():
-            raise forms.ValidationError("This project already has a registry with this name.")
-        return name
+        return self.cleaned_data["name"].strip()
 
     def clean_options(self) -> dict:
         options = self.cleaned_data.get("options")
@@ -132,45 +372,100 @@ class RegistryForm(forms.ModelForm):
             return {}
         if not isinstance(options, dict):
             raise forms.ValidationError(
-                'Options must be a JSON object, e.g. {"region": "cn-north-4"}.'
+                'Options must be a JSON object, e.g. {"max_concurrency": 4}.'
             )
-        errors = []
-        for key in ("max_concurrency",):
-            if key in options and not (
-                isinstance(options[key], int)
-                and not isinstance(options[key], bool)
-                and 1 <= options[key] <= 64
-            ):
-                errors.append(f"{key} must be a whole number from 1 to 64.")
-        rps = options.get("requests_per_second")
-        if rps is not None and not (
-            isinstance(rps, int | float) and not isinstance(rps, bool) and rps > 0
-        ):
-            errors.append("requests_per_second must be a positive number.")
-        repos = options.get("repositories")
-        if repos is not None and not (
-            isinstance(repos, list) and all(isinstance(r, str) and r.strip() for r in repos)
-        ):
-            errors.append('repositories must be a list of repository paths, e.g. ["team/api"].')
-        for key in ("region", "project_id"):
-            if key in options and not isinstance(options[key], str):
-                errors.append(f"{key} must be a string.")
-        if errors:
-            raise forms.ValidationError(errors)
         return options
 
     def clean(self) -> dict:
         data = super().clean()
         endpoint = data.get("endpoint") or ""
         if urlsplit(endpoint).scheme == "http" and not data.get("allow_insecure_http"):
-            self.add_error(
-                "endpoint",
-                "This endpoint uses plain http://. Use https://, or tick “Allow insecure HTTP” "
-                "for a registry on a trusted network.",
-            )
+            self.add_error("endpoint", forms.ValidationError(INSECURE_HTTP, code="insecure_http"))
+        self._check_unique_name(data)
+        kind = data.get("kind")
+        if kind in KIND_FIELDS:
+            self._check_kind_fields(kind, data)
+            advanced = self._check_advanced(kind, data.get("options"))
+            if advanced is not None:
+                chosen = {name: data.get(name) for name in KIND_FIELDS[kind]}
+                data["options"] = {**advanced, **{k: v for k, v in chosen.items() if v}}
         return data
 
-    def save(self, commit: bool = True) -> Registry:
+    def _check_unique_name(self, data: dict) -> None:
+        project = self.project or data.get("project")
+        name = data.get("name")
+        if project is None or not name:
+            return
+        duplicate = Registry.objects.filter(project=project, name=name).exclude(pk=self.instance.pk)
+        if duplicate.exists():
+            self.add_error("name", "This project already has a registry with this name.")
+
+    def _check_kind_fields(self, kind: str, data: dict) -> None:
+        if kind != Registry.Kind.SWR:
+            return
+        region = data.get("region")
+        if not region and "region" not in self.errors:
+            self.add_error("region", "An SWR connection needs its region, e.g. cn-north-4.")
+        in_url = swr_region_of(data.get("endpoint") or "")
+        if region and in_url and in_url != region:
+            self.add_error(
+                "region", f"The endpoint is in region {in_url}, not {region}; choose {in_url}."
+            )
+        project_id = (data.get("project_id") or "").strip()
+        data["project_id"] = project_id
+        if "project_id" in self.errors:
+            return
+        if not project_id:
+            self.add_error(
+                "project_id",
+                "An SWR connection needs the project ID of its region "
+                "(My Credentials > API Credentials).",
+            )
+        elif not PROJECT_ID.match(project_id):
+            self.add_error(
+                "project_id",
+                "The SWR project ID has letters and digits only, as shown under "
+                "My Credentials > API Credentials.",
+            )
+
+    def _check_advanced(self, kind: str, options) -> dict | None:
+        """Refuse advanced options a field covers, that the kind does not take, or whose value
+        the client cannot use; the checked options, or None when refused."""
+        if options is None:
+            return None
+        allowed = {**TRANSPORT_OPTIONS, **ADVANCED_OPTIONS[kind]}
+        label = Registry.Kind(kind).label
+        errors = []
+        for key, value in options.items():
+            if key in KIND_FIELDS[kind]:
+                errors.append(f"“{key}” has its own field; set it there, not here.")
+            elif key not in allowed:
+                errors.append(
+                    f"“{str(key)[:60]}” is not an option of a {label} registry; "
+                    f"it takes {', '.join(sorted(allowed))}."
+                )
+            elif problem := allowed[key](key, value):
+                errors.append(problem)
+        if errors:
+            self.add_error("options", errors)
+            return None
+        return options
+
+    def changes(self) -> str:
+        """What an update changed, for the audit log: field names, never the secret."""
+        kind = self.cleaned_data.get("kind")
+        ignored = {"secret", "clear_secret", *OPTION_FIELDS} - set(KIND_FIELDS.get(kind, ()))
+        changed = [name for name in self.changed_data if name not in ignored]
+        text = "changed: " + (", ".join(changed) or "nothing")
+        if self.cleaned_data.get("clear_secret"):
+            text += " (secret removed)"
+        elif self.cleaned_data.get("secret"):
+            text += " (secret replaced)"
+        return text
+
+    def save(self, commit: bool = True, *, actor=None, via: str = "") -> Registry:
+        """Save the connection and audit it (registry.create or registry.update with what
+        changed). With commit=False nothing is written or audited: the admin saves later."""
         registry = super().save(commit=False)
         if self.project is not None:
             registry.project = self.project
@@ -179,5 +474,11 @@ class RegistryForm(forms.ModelForm):
         elif self.cleaned_data.get("secret"):
             registry.set_secret(self.cleaned_data["secret"])
         if commit:
-            registry.save()
+            creating = registry._state.adding
+            with transaction.atomic():
+                registry.save()
+                if creating:
+                    registry.audit("registry.create", actor, via=via)
+                else:
+                    registry.audit("registry.update", actor, via=via, detail=self.changes())
         return registry

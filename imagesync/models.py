@@ -204,6 +204,15 @@ class Registry(models.Model):
 
     objects = RegistryQuerySet.as_manager()
 
+    # What connection tests and syncs write; no form or API request sets them.
+    STATUS_FIELDS = (
+        "connection_status",
+        "connection_reason_code",
+        "connection_message",
+        "connection_checked_at",
+        "last_synced_at",
+    )
+
     class Meta:
         verbose_name = "registry"
         verbose_name_plural = "registries"

@@ -70,7 +70,7 @@ def test_add_refuses_bad_arguments_with_a_clear_error(project, args, message):
 
 
 def test_add_refuses_a_second_registry_with_the_same_name(project, registry):
-    with pytest.raises(CommandError, match="already exists"):
+    with pytest.raises(CommandError, match="already has a registry with this name"):
         run(
             "add",
             "--project",

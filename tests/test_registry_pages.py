@@ -111,7 +111,8 @@ def test_a_local_http_registry_needs_insecure_http_ticked(login, admin_user):
         ({"options": "[1, 2]"}, "Options must be a JSON object"),
         ({"options": '{"max_concurrency": 0}'}, "max_concurrency must be a whole number"),
         ({"options": '{"requests_per_second": "fast"}'}, "requests_per_second must be a positive"),
-        ({"options": '{"repositories": "team/api"}'}, "repositories must be a list"),
+        ({"options": '{"colour": "blue"}'}, "“colour” is not an option of a Harbor registry"),
+        ({"projects": "Library"}, "“Library” is not a Harbor project name"),
     ],
 )
 def test_invalid_registry_input_is_shown_inline(login, admin_user, overrides, message):

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apitokens.models import ApiToken
-from imagesync.forms import RegistryForm
+from imagesync.forms import OPTION_FIELDS, RegistryForm
 from imagesync.models import (
     Image,
     Project,
@@ -137,6 +137,12 @@ FORM_FIELDS = (
 )
 
 
+def _annotated(registry: Registry, annotation: str, count) -> int:
+    """The count the list's query annotated, or one query for a registry just saved."""
+    value = getattr(registry, annotation, None)
+    return count() if value is None else value
+
+
 class RegistrySerializer(serializers.ModelSerializer):
     """A registry connection. `secret` is write-only: accepted on create and update, never
     returned; a blank or missing secret keeps the stored one, `clear_secret` removes it."""
@@ -156,8 +162,10 @@ class RegistrySerializer(serializers.ModelSerializer):
     has_secret = serializers.BooleanField(read_only=True)
     options = serializers.JSONField(
         required=False,
-        help_text='Kind-specific options object, e.g. {"region": "cn-north-4"} for SWR, '
-        '{"repositories": ["team/api"]} for a registry without a catalog.',
+        help_text="Kind-specific options object: SWR `region` and `project_id`, Harbor "
+        "`projects`, JFrog `repo_keys`, `repositories` for an OCI registry without a catalog, "
+        'and advanced ones, e.g. {"region": "cn-north-4", "project_id": "...", '
+        '"max_concurrency": 4}. Checked as the console form checks them.',
     )
     repository_count = serializers.SerializerMethodField()
     image_count = serializers.SerializerMethodField()
@@ -166,51 +174,28 @@ class RegistrySerializer(serializers.ModelSerializer):
         model = Registry
         fields = [
             "id",
-            "name",
-            "kind",
-            "endpoint",
-            "username",
+            *FORM_FIELDS,
             "secret",
             "clear_secret",
             "has_secret",
-            "verify_tls",
-            "ca_bundle",
-            "allow_insecure_http",
-            "options",
-            "connection_status",
-            "connection_reason_code",
-            "connection_message",
-            "connection_checked_at",
-            "last_synced_at",
+            *Registry.STATUS_FIELDS,
             "repository_count",
             "image_count",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = [
-            "connection_status",
-            "connection_reason_code",
-            "connection_message",
-            "connection_checked_at",
-            "last_synced_at",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = [*Registry.STATUS_FIELDS, "created_at", "updated_at"]
         extra_kwargs = {"name": {"max_length": 128}, "username": {"max_length": 256}}
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_repository_count(self, registry: Registry) -> int:
-        value = getattr(registry, "repository_total", None)
-        if value is None:
-            value = registry.repositories.filter(removed_at__isnull=True).count()
-        return value
+        present = registry.repositories.filter(removed_at__isnull=True)
+        return _annotated(registry, "repository_total", present.count)
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_image_count(self, registry: Registry) -> int:
-        value = getattr(registry, "image_total", None)
-        if value is None:
-            value = Image.objects.filter(repository__registry=registry).count()
-        return value
+        images = Image.objects.filter(repository__registry=registry)
+        return _annotated(registry, "image_total", images.count)
 
     def validate_options(self, value):
         _without_nul(value)
@@ -218,31 +203,35 @@ class RegistrySerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         """Run the console's RegistryForm over the resulting values (stored ones for fields a
-        PATCH leaves out), so both accept and refuse the same input."""
-        project = self.context["project"]
+        PATCH leaves out), so both accept and refuse the same input with the same message.
+        The `options` object feeds the form's option fields and its advanced options."""
         instance = self.instance
         data = {}
         if instance is not None:
             data = {field: getattr(instance, field) for field in FORM_FIELDS}
         data.update({field: attrs[field] for field in FORM_FIELDS if field in attrs})
-        data["options"] = data.get("options") if data.get("options") is not None else {}
+        options = data.pop("options", None)
+        if instance is not None and "options" not in attrs and data["kind"] != instance.kind:
+            # the stored options of the old kind mean nothing to the new one
+            options = {k: v for k, v in options.items() if k not in OPTION_FIELDS}
+        data.update(RegistryForm.data_from_options(data.get("kind"), options or {}))
         data["secret"] = attrs.get("secret", "")
         data["clear_secret"] = attrs.get("clear_secret", False)
-        form = RegistryForm(data=data, instance=instance, project=project)
+        form = RegistryForm(data=data, instance=instance, project=self.context["project"])
         if not form.is_valid():
-            errors = {
-                ("non_field_errors" if field == "__all__" else field): list(messages)
-                for field, messages in form.errors.items()
-            }
+            errors: dict[str, list[str]] = {}
+            for field, messages in form.errors.items():
+                key = "non_field_errors" if field == "__all__" else field
+                errors.setdefault("options" if key in OPTION_FIELDS else key, []).extend(messages)
             raise serializers.ValidationError(errors)
         self._form = form
         return attrs
 
     def create(self, validated_data: dict) -> Registry:
-        return self._form.save()
+        return self._form.save(actor=self.context["request"].user, via="API")
 
     def update(self, instance: Registry, validated_data: dict) -> Registry:
-        return self._form.save()
+        return self._form.save(actor=self.context["request"].user, via="API")
 
 
 class RegistryTestResultSerializer(serializers.Serializer):

@@ -210,44 +210,8 @@ class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
             .order_by("name", "id")
         )
 
-    def perform_create(self, serializer):
-        registry = serializer.save()
-        AuditEvent.record(
-            "registry.create",
-            actor=self.request.user,
-            project=self.project,
-            target=registry.name,
-            detail="via API",
-        )
-
-    def perform_update(self, serializer):
-        changed = sorted(
-            field for field in serializer.validated_data if field not in ("secret", "clear_secret")
-        )
-        registry = serializer.save()
-        detail = "via API; changed: " + ", ".join(changed)
-        if serializer.validated_data.get("secret"):
-            detail += " (secret replaced)"
-        elif serializer.validated_data.get("clear_secret"):
-            detail += " (secret removed)"
-        AuditEvent.record(
-            "registry.update",
-            actor=self.request.user,
-            project=self.project,
-            target=registry.name,
-            detail=detail,
-        )
-
     def perform_destroy(self, instance):
-        name = instance.name
-        instance.delete()
-        AuditEvent.record(
-            "registry.delete",
-            actor=self.request.user,
-            project=self.project,
-            target=name,
-            detail="via API",
-        )
+        instance.remove(self.request.user, via="API")
 
     @extend_schema(
         summary="Test connection: check the endpoint and credentials and store the result",

@@ -1,12 +1,19 @@
 """Manage registry connections from the command line, as the console does.
 
     manage.py registry add --project P --kind {swr,harbor,jfrog,other} --name N --url URL
-                           [--username U] [--password-stdin] [--insecure-http] [--option key=value ...]
+                           [--username U] [--password-stdin] [--insecure-http] [--no-verify-tls]
+                           [--region R --project-id ID]        (SWR)
+                           [--harbor-projects a,b]             (Harbor)
+                           [--repository-keys a,b]             (JFrog)
+                           [--repositories team/a,team/b]      (OCI registry without a catalog)
+                           [--option key=value ...]
     manage.py registry list [--project P]
     manage.py registry test N [--project P]
     manage.py registry remove N [--project P]
 
-A secret is read from standard input (--password-stdin), never from the command line.
+A secret is read from standard input (--password-stdin), never from the command line. `add`
+runs the console's RegistryForm, so it accepts and refuses what the console does, with the
+same messages, and is audited the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +21,26 @@ from __future__ import annotations
 import json
 import sys
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import IntegrityError, transaction
 
-from imagesync.models import AuditEvent, Project, Registry
+from imagesync.forms import RegistryForm
+from imagesync.models import Project, Registry
+
+# The command's flag for each field of the registry form, to name it in an error.
+FLAGS = {
+    "name": "--name",
+    "kind": "--kind",
+    "endpoint": "--url",
+    "username": "--username",
+    "secret": "--password-stdin",
+    "region": "--region",
+    "project_id": "--project-id",
+    "projects": "--harbor-projects",
+    "repo_keys": "--repository-keys",
+    "repositories": "--repositories",
+    "options": "--option",
+}
+HINTS = {"insecure_http": " Add --insecure-http to allow it."}
 
 
 class OneLineParser(CommandParser):
@@ -41,6 +63,17 @@ def parse_option(text: str) -> tuple[str, object]:
     except ValueError:
         value = [item.strip() for item in raw.split(",") if item.strip()] if "," in raw else raw
     return key, value
+
+
+def form_problems(form: RegistryForm) -> str:
+    """The form's errors on one line, each after the flag it is about."""
+    problems = []
+    for field, errors in form.errors.as_data().items():
+        for error in errors:
+            text = " ".join(error.messages) + HINTS.get(error.code or "", "")
+            flag = FLAGS.get(field)
+            problems.append(f"{flag}: {text}" if flag else text)
+    return "; ".join(problems)
 
 
 def format_row(cells, widths) -> str:
@@ -74,13 +107,22 @@ class Command(BaseCommand):
         add.add_argument(
             "--no-verify-tls", action="store_true", help="Skip TLS certificate verification."
         )
+        add.add_argument("--region", help="SWR: the region, e.g. cn-north-4.")
+        add.add_argument("--project-id", help="SWR: the project ID of the region.")
+        add.add_argument("--harbor-projects", help="Harbor: only these projects (comma-separated).")
+        add.add_argument(
+            "--repository-keys", help="JFrog: only these repository keys (comma-separated)."
+        )
+        add.add_argument(
+            "--repositories",
+            help="OCI registry without a catalog: the repositories (comma-separated).",
+        )
         add.add_argument(
             "--option",
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="Kind-specific option (JSON value, or a comma-separated list), e.g. "
-            "project_id=abc, repositories=library/alpine,library/nginx, max_concurrency=4.",
+            help="Any option (JSON value, or a comma-separated list), e.g. max_concurrency=4.",
         )
 
         listing = actions.add_parser("list", help="List registry connections.")
@@ -119,58 +161,39 @@ class Command(BaseCommand):
 
     # --- actions ------------------------------------------------------------------------------
 
-    def do_add(
-        self,
-        *,
-        project,
-        kind,
-        name,
-        url,
-        username,
-        password_stdin,
-        insecure_http,
-        no_verify_tls,
-        option,
-        **_,
-    ):
+    def do_add(self, *, project, kind, name, url, option, **flags):
         proj = self.project(project)
-        opts = dict(parse_option(item) for item in option)
-        secret = ""
-        if password_stdin:
-            secret = sys.stdin.readline().rstrip("\r\n")
-            if not secret:
-                raise CommandError("--password-stdin was given but standard input was empty.")
-        registry = Registry(
-            project=proj,
-            kind=kind,
+        data = RegistryForm.data_from_options(kind, dict(parse_option(item) for item in option))
+        for field, flag in (
+            ("region", "region"),
+            ("project_id", "project_id"),
+            ("projects", "harbor_projects"),
+            ("repo_keys", "repository_keys"),
+            ("repositories", "repositories"),
+        ):
+            if flags.get(flag) is not None:
+                data[field] = flags[flag]
+        data.update(
             name=name,
+            kind=kind,
             endpoint=url,
-            username=username,
-            allow_insecure_http=insecure_http,
-            verify_tls=not no_verify_tls,
-            options=opts,
+            username=flags["username"],
+            secret=self.read_secret() if flags["password_stdin"] else "",
+            allow_insecure_http=flags["insecure_http"],
+            verify_tls=not flags["no_verify_tls"],
         )
-        if secret:
-            registry.set_secret(secret)
-        try:
-            registry.full_clean()
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{field}: {' '.join(errs)}" if field != "__all__" else " ".join(errs)
-                for field, errs in exc.message_dict.items()
-            )
-            raise CommandError(f"Invalid registry: {problems}") from None
-        if url.lower().startswith("http://") and not insecure_http:
-            raise CommandError("The URL uses plain http://; add --insecure-http to allow it.")
-        try:
-            with transaction.atomic():
-                registry.save()
-        except IntegrityError:
-            raise CommandError(
-                f"Project {project!r} already has a registry named {name!r}."
-            ) from None
-        AuditEvent.record("registry.create", project=proj, target=name, detail="via command line")
+        form = RegistryForm(data=data, project=proj)
+        if not form.is_valid():
+            raise CommandError(f"Invalid registry: {form_problems(form)}")
+        form.save(via="command line")
         self.stdout.write(f"Added registry {name!r} ({kind}) to project {project!r}.")
+
+    @staticmethod
+    def read_secret() -> str:
+        secret = sys.stdin.readline().rstrip("\r\n")
+        if not secret:
+            raise CommandError("--password-stdin was given but standard input was empty.")
+        return secret
 
     def do_list(self, *, project=None, **_):
         registries = Registry.objects.select_related("project").order_by("project__name", "name")
@@ -206,8 +229,5 @@ class Command(BaseCommand):
 
     def do_remove(self, *, name, project=None, **_):
         registry = self.registry(name, project)
-        AuditEvent.record(
-            "registry.delete", project=registry.project, target=name, detail="via command line"
-        )
-        registry.delete()
+        registry.remove(via="command line")
         self.stdout.write(f"Removed registry {name!r} and its inventory.")
