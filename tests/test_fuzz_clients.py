@@ -25,6 +25,19 @@ from hypothesis import strategies as st
 
 from imagesync.registries import build_client
 from imagesync.registries.base import ClientConfig, RegistryError, RepositoryInfo
+from imagesync.registries.manifests import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_INDEX
+from tests.support.harbor_payloads import index_artifact, project, repository, single_artifact
+from tests.support.harbor_payloads import tag as harbor_tag
+from tests.support.jfrog_payloads import (
+    aql_answer,
+    docker_repo,
+    image_config,
+    image_manifest,
+    list_item,
+    manifest_item,
+)
+from tests.support.swr_payloads import artifact, fixture, instance_repository, repo
+from tests.support.swr_payloads import tag as swr_tag
 
 FUZZ = settings(
     max_examples=80,
@@ -195,19 +208,13 @@ FAST = {"max_retries": 1, "backoff_base": 0, "retry_budget": 1}
 # --- OCI / Docker v2 --------------------------------------------------------------------------
 
 OCI = "https://registry.example.com"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 def oci_routes() -> list[Route]:
     manifest = {
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 100,
-            "digest": digest(900),
-        },
+        "config": {"mediaType": DOCKER_CONFIG, "size": 100, "digest": digest(900)},
         "layers": [{"mediaType": "x", "size": 10, "digest": digest(901)}],
     }
     index = {
@@ -225,6 +232,8 @@ def oci_routes() -> list[Route]:
     config = {"architecture": "amd64", "os": "linux", "created": "2024-05-01T08:00:00Z"}
     return [
         Route("version", "GET", rf"^{OCI}/v2/$", {}),
+        # the catalog's second page: a valid body without a next link
+        Route("catalog-2", "GET", r"/v2/_catalog\?last=", {"repositories": []}),
         Route(
             "catalog",
             "GET",
@@ -241,20 +250,15 @@ def oci_routes() -> list[Route]:
     ]
 
 
-OCI_CALLS = [
-    lambda c: list(c.list_repositories()),
-    lambda c: c.list_images(RepositoryInfo.from_path("other", "team/api")),
-]
+def list_repositories(client) -> list:
+    return list(client.list_repositories())
 
 
-@FUZZ
-@given(corruption=corruptions([r.name for r in oci_routes()]))
-def test_the_oci_client_survives_any_answer(corruption):
-    routes = oci_routes()
-    # the catalog's second page: same valid body without a next link
-    routes.insert(1, Route("catalog-2", "GET", r"/v2/_catalog\?last=", {"repositories": []}))
-    config = ClientConfig(url=OCI, username="u", secret=SECRET, options=dict(FAST))
-    exercise("other", config, routes, corruption, OCI_CALLS)
+def images_of(type: str, path: str, previous: dict | None = None, **extra) -> Callable:
+    def call(client) -> list:
+        return client.list_images(RepositoryInfo.from_path(type, path, **extra), previous=previous)
+
+    return call
 
 
 @FUZZ
@@ -278,7 +282,7 @@ def test_the_oci_client_survives_any_auth_challenge_and_token_answer(challenge, 
         "token", "bytes" if isinstance(token_body, bytes) else "none", value=token_body
     )
     config = ClientConfig(url=OCI, username="u", secret=SECRET, options=dict(FAST))
-    exercise("other", config, routes, corruption, OCI_CALLS)
+    exercise("other", config, routes, corruption, SCENARIOS["other"].calls)
 
 
 # --- Harbor -----------------------------------------------------------------------------------
@@ -287,8 +291,7 @@ HARBOR = "https://harbor.example.com"
 
 
 def harbor_routes() -> list[Route]:
-    from tests.test_registry_harbor import index_artifact, project, repository, single_artifact, tag
-
+    pushed = "2024-05-01T08:15:30.123Z"
     return [
         Route(
             "projects",
@@ -302,8 +305,8 @@ def harbor_routes() -> list[Route]:
             "GET",
             r"/repositories/nginx/artifacts",
             [
-                index_artifact(12, [tag(7, 12, "1.25", "2024-05-01T08:15:30.123Z")]),
-                single_artifact(20, [tag(9, 20, "arm-only", "2024-05-01T08:15:30.123Z")]),
+                index_artifact(12, [harbor_tag(7, 12, "1.25", pushed)]),
+                single_artifact(20, [harbor_tag(9, 20, "arm-only", pushed)]),
             ],
             {"X-Total-Count": "2"},
         ),
@@ -317,37 +320,13 @@ def harbor_routes() -> list[Route]:
     ]
 
 
-@FUZZ
-@given(corruption=corruptions([r.name for r in harbor_routes()]))
-def test_the_harbor_client_survives_any_answer(corruption):
-    config = ClientConfig(url=HARBOR, username="robot$x", secret=SECRET, options=dict(FAST))
-    calls = [
-        lambda c: list(c.list_repositories()),
-        lambda c: c.list_images(
-            RepositoryInfo.from_path("harbor", "library/nginx", project="library")
-        ),
-    ]
-    exercise("harbor", config, harbor_routes(), corruption, calls)
-
-
 # --- JFrog ------------------------------------------------------------------------------------
 
 ART = "https://art.example.com/artifactory"
 
 
 def jfrog_routes() -> list[Route]:
-    from tests.test_registry_jfrog import aql_answer, docker_repo, manifest_item
-
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 1001,
-            "digest": digest(500_001),
-        },
-        "layers": [{"mediaType": "x", "size": 3000, "digest": digest(600_001)}],
-    }
+    manifest = image_manifest(1, layer_sizes=(3000,))
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -356,26 +335,13 @@ def jfrog_routes() -> list[Route]:
             {"digest": digest(4), "size": 5, "platform": {"os": "linux", "architecture": "arm"}},
         ],
     }
+    items = [
+        manifest_item("docker-local", "team/api", "1.0", 1),
+        list_item("docker-local", "team/api", "multi", 2),
+    ]
     return [
         Route("repositories", "GET", r"/api/repositories", [docker_repo("docker-local")]),
-        Route(
-            "aql",
-            "POST",
-            r"/api/search/aql",
-            aql_answer(
-                [
-                    manifest_item("docker-local", "team/api", "1.0", 1),
-                    manifest_item(
-                        "docker-local",
-                        "team/api",
-                        "multi",
-                        2,
-                        name="list.manifest.json",
-                        media_type=OCI_INDEX,
-                    ),
-                ]
-            ),
-        ),
+        Route("aql", "POST", r"/api/search/aql", aql_answer(items)),
         Route(
             "manifest-1",
             "GET",
@@ -384,28 +350,8 @@ def jfrog_routes() -> list[Route]:
             {"Content-Type": DOCKER_MANIFEST},
         ),
         Route("manifest-2", "GET", rf"/manifests/{digest(2)}", index, {"Content-Type": OCI_INDEX}),
-        Route(
-            "config",
-            "GET",
-            r"/blobs/",
-            {"architecture": "amd64", "os": "linux", "created": "2021-03-19T08:00:00Z"},
-        ),
+        Route("config", "GET", r"/blobs/", image_config()),
     ]
-
-
-@FUZZ
-@given(corruption=corruptions([r.name for r in jfrog_routes()]))
-def test_the_jfrog_client_survives_any_answer(corruption):
-    config = ClientConfig(url=ART, username="sync-bot", secret=SECRET, options=dict(FAST))
-    calls = [
-        lambda c: list(c.list_repositories()),
-        lambda c: c.list_images(
-            RepositoryInfo.from_path(
-                "jfrog", "docker-local/team/api", repo_key="docker-local", image="team/api"
-            )
-        ),
-    ]
-    exercise("jfrog", config, jfrog_routes(), corruption, calls)
 
 
 # --- SWR --------------------------------------------------------------------------------------
@@ -416,8 +362,6 @@ INSTANCE = "5b8f1f62-0000-4a8e-9d3e-0123456789ab"
 
 
 def swr_routes() -> list[Route]:
-    from tests.test_registry_swr import artifact, fixture, instance_repository, repo, tag
-
     return [
         Route(
             "repos",
@@ -437,7 +381,7 @@ def swr_routes() -> list[Route]:
             "tags",
             "GET",
             r"/v2/manage/namespaces/team-a/repos/nginx/tags",
-            [tag("latest", "2"), tag("1.24", "5", size=100)],
+            [swr_tag("latest", "2"), swr_tag("1.24", "5", size=100)],
             {"Content-Range": "0-2/2"},
         ),
         Route(
@@ -461,85 +405,93 @@ def swr_routes() -> list[Route]:
     ]
 
 
-@FUZZ
-@given(corruption=corruptions([r.name for r in swr_routes()]))
-def test_the_swr_client_survives_any_answer(corruption):
-    config = ClientConfig(
-        url=SWR,
-        username="HPUAEXAMPLEAK0000001",
-        secret=SECRET,
-        options={**FAST, "project_id": PROJECT},
-    )
-    calls = [
-        lambda c: list(c.list_repositories()),
-        lambda c: c.list_images(RepositoryInfo.from_path("swr_private", "team-a/nginx")),
-        lambda c: c.list_images(
-            RepositoryInfo.from_path(
+# --- every kind -------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """One valid conversation with a client, what to ask it, and what each call then lists."""
+
+    username: str
+    url: str
+    routes: Callable[[], list[Route]]
+    calls: list[Callable]
+    listed: list[int]  # items per call without corruption: the fuzzing starts from valid data
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> ClientConfig:
+        options = {**FAST, **self.options}
+        return ClientConfig(url=self.url, username=self.username, secret=SECRET, options=options)
+
+
+SCENARIOS = {
+    "other": Scenario(
+        "u",
+        OCI,
+        oci_routes,
+        [list_repositories, images_of("other", "team/api"), images_of("other", "team/api", {})],
+        [2, 2, 2],
+    ),
+    "harbor": Scenario(
+        "robot$x",
+        HARBOR,
+        harbor_routes,
+        [list_repositories, images_of("harbor", "library/nginx", {}, project="library")],
+        [1, 2],
+    ),
+    "jfrog": Scenario(
+        "sync-bot",
+        ART,
+        jfrog_routes,
+        [
+            list_repositories,
+            images_of(
+                "jfrog", "docker-local/team/api", {}, repo_key="docker-local", image="team/api"
+            ),
+        ],
+        [1, 2],
+    ),
+    "swr": Scenario(
+        "HPUAEXAMPLEAK0000001",
+        SWR,
+        swr_routes,
+        [
+            list_repositories,
+            images_of("swr_private", "team-a/nginx", {}),
+            images_of(
                 "swr_enterprise",
                 "shop/api",
+                {},
                 instance_id=INSTANCE,
                 instance_name="ee-prod",
                 namespace_name="shop",
                 repository_name="api",
-            )
-        ),
-    ]
-    exercise("swr", config, swr_routes(), corruption, calls)
-
-
-def test_the_valid_conversations_really_list_images():
-    """Without corruption every scenario lists something: the fuzzing starts from valid data."""
-    none = Corruption("-", "none")
-    seen: dict[str, int] = {}
-
-    def count(kind: str, key: str, call: Callable) -> Callable:
-        def run(client):
-            seen[f"{kind}:{key}"] = len(list(call(client)))
-
-        return run
-
-    cases = [
-        (
-            "other",
-            ClientConfig(url=OCI, username="u", secret=SECRET, options=dict(FAST)),
-            [Route("x", "GET", r"/v2/_catalog\?last=", {"repositories": []}), *oci_routes()],
-            OCI_CALLS,
-        ),
-        (
-            "harbor",
-            ClientConfig(url=HARBOR, username="r", secret=SECRET, options=dict(FAST)),
-            harbor_routes(),
-            [
-                lambda c: c.list_images(
-                    RepositoryInfo.from_path("harbor", "library/nginx", project="library")
-                )
-            ],
-        ),
-        (
-            "jfrog",
-            ClientConfig(url=ART, username="u", secret=SECRET, options=dict(FAST)),
-            jfrog_routes(),
-            [
-                lambda c: c.list_images(
-                    RepositoryInfo.from_path(
-                        "jfrog", "docker-local/team/api", repo_key="docker-local", image="team/api"
-                    )
-                )
-            ],
-        ),
-        (
-            "swr",
-            ClientConfig(
-                url=SWR, username="AK", secret=SECRET, options={**FAST, "project_id": PROJECT}
             ),
-            swr_routes(),
-            [lambda c: c.list_images(RepositoryInfo.from_path("swr_private", "team-a/nginx"))],
-        ),
-    ]
-    for kind, config, routes, calls in cases:
-        wrapped = [count(kind, str(i), call) for i, call in enumerate(calls)]
-        exercise(kind, config, routes, none, wrapped)
-    assert seen == {"other:0": 2, "other:1": 2, "harbor:0": 2, "jfrog:0": 2, "swr:0": 2}
+        ],
+        [3, 2, 2],
+        {"project_id": PROJECT},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", SCENARIOS)
+@FUZZ
+@given(data=st.data())
+def test_every_client_survives_any_answer(kind, data):
+    scenario = SCENARIOS[kind]
+    routes = scenario.routes()
+    corruption = data.draw(corruptions([r.name for r in routes]), label="corruption")
+    exercise(kind, scenario.config(), routes, corruption, scenario.calls)
+
+
+@pytest.mark.parametrize("kind", SCENARIOS)
+def test_the_valid_conversations_really_list_images(kind):
+    """Without corruption every call lists something: the fuzzing starts from valid data."""
+    scenario = SCENARIOS[kind]
+    listed: list[int] = []
+    calls = [lambda client, call=call: listed.append(len(call(client))) for call in scenario.calls]
+    exercise(kind, scenario.config(), scenario.routes(), Corruption("-", "none"), calls)
+    assert listed == scenario.listed
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

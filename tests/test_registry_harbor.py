@@ -17,16 +17,21 @@ from responses import matchers
 from imagesync.registries import build_client
 from imagesync.registries.base import ClientConfig, RegistryError, RepositoryInfo
 from imagesync.registries.harbor import HarborClient
+from tests.support.harbor_payloads import (
+    ZERO,
+    digest,
+    harbor_error,
+    index_artifact,
+    project,
+    repository,
+    single_artifact,
+    tag,
+)
 
 BASE = "https://harbor.example.com"
 API = f"{BASE}/api/v2.0"
 SECRET = "s3cr3t-Robot-Token-9f8e7d"
 ROBOT = "robot$library+sync"
-ZERO = "0001-01-01T00:00:00.000Z"
-
-
-def digest(n: int) -> str:
-    return "sha256:" + f"{n:x}".rjust(64, "0")
 
 
 def make_client(**options) -> HarborClient:
@@ -35,114 +40,6 @@ def make_client(**options) -> HarborClient:
     client = build_client("harbor", config)
     client.transport._sleep = lambda seconds: None
     return client
-
-
-def project(project_id: int, name: str) -> dict:
-    return {
-        "project_id": project_id,
-        "owner_id": 1,
-        "name": name,
-        "registry_id": None,
-        "creation_time": "2024-01-01T00:00:00.000Z",
-        "update_time": "2024-01-01T00:00:00.000Z",
-        "deleted": False,
-        "owner_name": "admin",
-        "togglable": True,
-        "current_user_role_id": 1,
-        "current_user_role_ids": [1],
-        "repo_count": 1,
-        "metadata": {"public": "false", "auto_scan": "true"},
-    }
-
-
-def repository(repo_id: int, project_id: int, name: str, count: int = 1) -> dict:
-    return {
-        "id": repo_id,
-        "project_id": project_id,
-        "name": name,
-        "description": "",
-        "artifact_count": count,
-        "pull_count": 0,
-        "creation_time": "2024-04-01T00:00:00.000Z",
-        "update_time": "2024-05-01T08:15:30.123Z",
-    }
-
-
-def tag(tag_id: int, artifact_id: int, name: str, pushed: str) -> dict:
-    return {
-        "id": tag_id,
-        "repository_id": 5,
-        "artifact_id": artifact_id,
-        "name": name,
-        "push_time": pushed,
-        "pull_time": ZERO,
-        "immutable": False,
-    }
-
-
-def single_artifact(artifact_id: int, tags: list[dict], arch: str = "arm64", **extra) -> dict:
-    artifact = {
-        "id": artifact_id,
-        "type": "IMAGE",
-        "media_type": "application/vnd.docker.container.image.v1+json",
-        "manifest_media_type": "application/vnd.docker.distribution.manifest.v2+json",
-        "project_id": 1,
-        "repository_id": 5,
-        "digest": digest(artifact_id),
-        "size": 1000 + artifact_id,
-        "push_time": "2024-04-30T10:05:00.000Z",
-        "pull_time": ZERO,
-        "extra_attrs": {
-            "architecture": arch,
-            "os": "linux",
-            "author": "",
-            "created": "2024-04-30T10:00:00Z",
-            "config": {},
-        },
-        "annotations": None,
-        "references": None,
-        "addition_links": {},
-        "labels": None,
-    }
-    if tags:  # go-swagger omits empty fields: untagged artifacts have no "tags" key
-        artifact["tags"] = tags
-    artifact.update(extra)
-    return artifact
-
-
-def index_artifact(artifact_id: int, tags: list[dict]) -> dict:
-    def child(n: int, platform: dict, **more) -> dict:
-        return {
-            "parent_id": artifact_id,
-            "child_id": n,
-            "child_digest": digest(n),
-            "platform": platform,
-            **more,
-        }
-
-    return {
-        "id": artifact_id,
-        "type": "IMAGE",
-        "media_type": "application/vnd.oci.image.index.v1+json",
-        "manifest_media_type": "application/vnd.oci.image.index.v1+json",
-        "project_id": 1,
-        "repository_id": 5,
-        "digest": digest(artifact_id),
-        "size": 67301234,
-        "push_time": "2024-05-01T08:15:30.123Z",
-        "pull_time": ZERO,
-        "extra_attrs": {},
-        "references": [
-            child(artifact_id + 1, {"architecture": "amd64", "os": "linux"}),
-            child(artifact_id + 2, {"architecture": "arm64", "os": "linux", "variant": "v8"}),
-            child(
-                artifact_id + 3,
-                {"architecture": "unknown", "os": "unknown"},
-                annotations={"vnd.docker.reference.type": "attestation-manifest"},
-            ),
-        ],
-        "tags": tags,
-    }
 
 
 def page_params(page: int, **extra) -> list:
@@ -163,8 +60,16 @@ def link_header(path: str, page: int, last: int) -> dict:
     return headers
 
 
-def harbor_error(code: str, message: str) -> dict:
-    return {"errors": [{"code": code, "message": message}]}
+def serve_artifact_pages(*pages: list[dict]) -> None:
+    """The artifacts of library/nginx in pages linked by Harbor's Link header."""
+    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
+    for page, body in enumerate(pages, start=1):
+        responses.get(
+            f"{BASE}{path}",
+            json=body,
+            headers=link_header(path, page, len(pages)),
+            match=page_params(page, with_tag="true"),
+        )
 
 
 def repo_info(path: str) -> RepositoryInfo:
@@ -289,12 +194,6 @@ def test_the_projects_option_restricts_the_listing_to_those_projects():
     repos = list(make_client(projects="team-a, ").list_repositories())
     assert [r.path for r in repos] == ["team-a/api"]
     assert all("/projects?" not in call.request.url for call in responses.calls)
-
-
-@responses.activate
-def test_it_lists_nothing_when_asked_for_other_repository_types():
-    assert list(make_client().list_repositories(types=["swr_private"])) == []
-    assert len(responses.calls) == 0
 
 
 @responses.activate
@@ -552,16 +451,9 @@ def test_a_failure_on_a_later_project_yields_no_repositories_at_all():
 
 @responses.activate
 def test_a_tag_moved_by_a_push_between_pages_fails_the_listing_as_retryable():
-    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
     first = [single_artifact(n, [tag(n, n, f"t{n}", ZERO)]) for n in range(100)]
     second = [single_artifact(500, [tag(500, 500, "t99", ZERO)])]  # t99 now on a new digest
-    for page, body in ((1, first), (2, second)):
-        responses.get(
-            f"{BASE}{path}",
-            json=body,
-            headers=link_header(path, page, 2),
-            match=page_params(page, with_tag="true"),
-        )
+    serve_artifact_pages(first, second)
     with pytest.raises(RegistryError) as caught:
         make_client().list_images(repo_info("library/nginx"))
     assert (caught.value.code, caught.value.retryable) == ("bad_response", True)
@@ -569,15 +461,20 @@ def test_a_tag_moved_by_a_push_between_pages_fails_the_listing_as_retryable():
 
 @responses.activate
 def test_an_artifact_repeated_by_shifted_pages_is_listed_once():
-    path = "/api/v2.0/projects/library/repositories/nginx/artifacts"
     first = [single_artifact(n, [tag(n, n, f"t{n}", ZERO)]) for n in range(100)]
     second = [first[-1], single_artifact(100, [tag(100, 100, "t100", ZERO)])]
-    for page, body in ((1, first), (2, second)):
-        responses.get(
-            f"{BASE}{path}",
-            json=body,
-            headers=link_header(path, page, 2),
-            match=page_params(page, with_tag="true"),
-        )
+    serve_artifact_pages(first, second)
     images = make_client().list_images(repo_info("library/nginx"))
     assert len(images) == 101
+
+
+@responses.activate
+def test_a_tag_moved_since_the_last_sync_is_listed_with_its_new_digest_in_one_request():
+    responses.get(
+        artifacts_url("library", "nginx"),
+        json=[single_artifact(20, [tag(9, 20, "1.0", ZERO)])],
+        headers={"X-Total-Count": "1"},
+    )
+    previous = {"1.0": digest(19), "gone": digest(18)}  # what the inventory holds
+    [image] = make_client().list_images(repo_info("library/nginx"), {}, previous=previous)
+    assert (image.tag, image.digest, len(responses.calls)) == ("1.0", digest(20), 1)

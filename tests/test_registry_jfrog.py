@@ -19,7 +19,19 @@ from responses import matchers
 
 from imagesync.registries import build_client
 from imagesync.registries.base import ClientConfig, DigestDetails, RegistryError, RepositoryInfo
-from imagesync.registries.jfrog import JFrogClient, aql_query
+from imagesync.registries.jfrog import MANIFEST_ACCEPT, JFrogClient, aql_query
+from imagesync.registries.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX
+from tests.support.jfrog_payloads import (
+    aql_answer,
+    digest,
+    docker_repo,
+    hexdigest,
+    image_config,
+    image_manifest,
+    index_manifest,
+    list_item,
+    manifest_item,
+)
 
 HOST = "https://art.example.com"
 ART = f"{HOST}/artifactory"
@@ -28,20 +40,6 @@ REPOS_URL = f"{ART}/api/repositories"
 SECRET = "cmVmdGtuOjAxOjE3MzQ-Secret-Token-42"
 USER = "sync-bot"
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
-LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
-
-def hexdigest(n: int) -> str:
-    return f"{n:x}".rjust(64, "0")
-
-
-def digest(n: int) -> str:
-    return "sha256:" + hexdigest(n)
-
 
 def make_client(url: str = ART, username: str = USER, **options) -> JFrogClient:
     options.setdefault("backoff_base", 0)
@@ -49,16 +47,6 @@ def make_client(url: str = ART, username: str = USER, **options) -> JFrogClient:
     client = build_client("jfrog", config)
     client.transport._sleep = lambda seconds: None
     return client
-
-
-def docker_repo(key: str, kind: str = "LOCAL") -> dict:
-    return {
-        "key": key,
-        "type": kind,
-        "description": f"{key} images",
-        "url": f"{ART}/{key}",
-        "packageType": "Docker",
-    }
 
 
 def repositories(*repos: dict) -> None:
@@ -70,48 +58,6 @@ def repositories(*repos: dict) -> None:
 
 
 EAST = timezone(timedelta(hours=2))
-
-
-def manifest_item(
-    repo: str,
-    image: str,
-    tag: str,
-    n: int,
-    *,
-    name: str = "manifest.json",
-    media_type: str = DOCKER_MANIFEST,
-    modified: str = "2021-03-21T13:54:52.383+02:00",
-    digest_property: bool = True,
-) -> dict:
-    """One AQL result row for `<image>/<tag>/manifest.json`, with the docker.* properties."""
-    properties = [
-        {"key": "docker.repoName", "value": image},
-        {"key": "docker.manifest", "value": tag},
-        {"key": "docker.manifest.type", "value": media_type},
-        {"key": "sha256", "value": hexdigest(n)},
-        {"key": "artifactory.content-type", "value": media_type},
-    ]
-    if digest_property:
-        properties.append({"key": "docker.manifest.digest", "value": digest(n)})
-    return {
-        "repo": repo,
-        "path": f"{image}/{tag}",
-        "name": name,
-        "type": "file",
-        "size": 1609,
-        "created": "2021-03-20T10:00:00.000+02:00",
-        "created_by": "ci",
-        "modified": modified,
-        "modified_by": "ci",
-        "updated": "2021-03-21T13:55:00.000+02:00",
-        "sha256": hexdigest(n),
-        "properties": properties,
-    }
-
-
-def aql_answer(results: list[dict], **range_extra) -> dict:
-    window = {"start_pos": 0, "end_pos": len(results), "total": len(results), **range_extra}
-    return {"results": results, "range": window}
 
 
 def aql(repo: str, results: list[dict], transitive: bool = False, **range_extra) -> None:
@@ -134,61 +80,21 @@ def blob_url(key: str, image: str, ref: str) -> str:
     return f"{ART}/api/docker/{key}/v2/{image}/blobs/{ref}"
 
 
-def single_manifest(key: str, image: str, n: int, arch: str = "amd64") -> None:
+def serve_image(key: str, image: str, n: int, arch: str = "amd64") -> None:
     """The manifest of digest n (config 1000+n, layers 3000 and 40000) and its config blob."""
-    config_digest = digest(n + 500_000)
-    body = {
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": CONFIG_TYPE, "size": 1000 + n, "digest": config_digest},
-        "layers": [
-            {"mediaType": LAYER_TYPE, "size": 3000, "digest": digest(n + 600_000)},
-            {"mediaType": LAYER_TYPE, "size": 40000, "digest": digest(n + 700_000)},
-        ],
-    }
+    body = image_manifest(n)
     responses.get(
         manifest_url(key, image, digest(n)),
         json=body,
         content_type=DOCKER_MANIFEST,
-        match=[matchers.header_matcher({"Accept": accept_header()})],
+        match=[matchers.header_matcher({"Accept": MANIFEST_ACCEPT})],
     )
-    config = {"architecture": arch, "os": "linux", "created": "2021-03-19T08:00:00Z", "config": {}}
-    responses.get(blob_url(key, image, config_digest), json=config)
+    responses.get(blob_url(key, image, body["config"]["digest"]), json=image_config(arch))
 
 
-def index_manifest(key: str, image: str, n: int) -> None:
-    body = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest(n + 1),
-                "size": 1000,
-                "platform": {"architecture": "amd64", "os": "linux"},
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest(n + 2),
-                "size": 1000,
-                "platform": {"architecture": "arm", "os": "linux", "variant": "v7"},
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest(n + 3),
-                "size": 800,
-                "platform": {"architecture": "unknown", "os": "unknown"},
-                "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
-            },
-        ],
-    }
+def serve_index(key: str, image: str, n: int) -> None:
+    body = index_manifest(n)
     responses.get(manifest_url(key, image, digest(n)), json=body, content_type=OCI_INDEX)
-
-
-def accept_header() -> str:
-    from imagesync.registries.jfrog import MANIFEST_ACCEPT
-
-    return MANIFEST_ACCEPT
 
 
 def repo_info(key: str, image: str, **extra) -> RepositoryInfo:
@@ -326,12 +232,6 @@ def test_virtual_keys_are_listed_transitively_when_asked():
 
 
 @responses.activate
-def test_it_lists_nothing_when_asked_for_other_repository_types():
-    assert list(make_client().list_repositories(types=["harbor"])) == []
-    assert len(responses.calls) == 0
-
-
-@responses.activate
 def test_a_failure_on_a_later_key_yields_no_repositories_at_all():
     repositories(docker_repo("a-local"), docker_repo("b-local"))
     aql("a-local", [manifest_item("a-local", "app", "1", 1)])
@@ -386,14 +286,7 @@ def test_tags_carry_digest_type_times_and_multi_arch_from_aql_alone():
         "docker-local",
         [
             manifest_item("docker-local", "team/api", "1.0", 1),
-            manifest_item(
-                "docker-local",
-                "team/api",
-                "multi",
-                2,
-                name="list.manifest.json",
-                media_type=DOCKER_LIST,
-            ),
+            list_item("docker-local", "team/api", "multi", 2, DOCKER_LIST),
             manifest_item("docker-local", "team/api", "nodigestprop", 3, digest_property=False),
         ],
     )
@@ -419,14 +312,12 @@ def test_manifests_give_sizes_and_platforms_without_touching_a_layer():
             manifest_item(key, image, "1.0", 1),
             manifest_item(key, image, "stable", 1),  # same digest: fetched once
             manifest_item(key, image, "arm", 2),
-            manifest_item(
-                key, image, "multi", 100, name="list.manifest.json", media_type=OCI_INDEX
-            ),
+            list_item(key, image, "multi", 100),
         ],
     )
-    single_manifest(key, image, 1)
-    single_manifest(key, image, 2, arch="arm64")
-    index_manifest(key, image, 100)
+    serve_image(key, image, 1)
+    serve_image(key, image, 2, arch="arm64")
+    serve_index(key, image, 100)
 
     images = {i.tag: i for i in make_client().list_images(repo_info(key, image))}
 
@@ -460,7 +351,7 @@ def test_known_digests_are_not_fetched_again():
 @responses.activate
 def test_a_remote_repository_is_queried_through_its_cache_but_pulled_through_its_key():
     aql("dockerhub-cache", [manifest_item("dockerhub-cache", "library/nginx", "1.25", 1)])
-    single_manifest("dockerhub", "library/nginx", 1)
+    serve_image("dockerhub", "library/nginx", 1)
     repo = repo_info("dockerhub", "library/nginx", aql_repo="dockerhub-cache")
     images = make_client().list_images(repo)
     assert [(i.tag, i.platforms) for i in images] == [("1.25", ("linux/amd64",))]
@@ -476,7 +367,7 @@ def test_an_image_with_no_tags_left_has_no_images():
 def test_a_config_blob_redirected_to_storage_is_fetched_without_credentials():
     key, image = "docker-local", "app"
     aql(key, [manifest_item(key, image, "1.0", 1)])
-    single_manifest(key, image, 1)
+    serve_image(key, image, 1)
     config_digest = digest(1 + 500_000)
     responses.replace(
         responses.GET,
@@ -586,10 +477,10 @@ def test_a_truncated_manifest_fails_the_listing():
 def test_a_token_expiring_mid_listing_raises_auth_failed_instead_of_a_partial_listing():
     key, image = "docker-local", "app"
     aql(key, [manifest_item(key, image, f"v{n}", n) for n in (1, 2, 3)])
-    single_manifest(key, image, 1)
+    serve_image(key, image, 1)
     expired = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
     responses.get(manifest_url(key, image, digest(2)), status=401, json=expired)
-    single_manifest(key, image, 3)
+    serve_image(key, image, 3)
     client = make_client(username="")
     with pytest.raises(RegistryError) as caught:
         client.list_images(repo_info(key, image))
@@ -599,9 +490,7 @@ def test_a_token_expiring_mid_listing_raises_auth_failed_instead_of_a_partial_li
 
 @responses.activate
 def test_a_manifest_deleted_since_the_query_keeps_the_tag_without_details():
-    item = manifest_item(
-        "docker-local", "app", "1", 1, name="list.manifest.json", media_type=OCI_INDEX
-    )
+    item = list_item("docker-local", "app", "1", 1)
     aql("docker-local", [item])
     unknown = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
     responses.get(manifest_url("docker-local", "app", digest(1)), status=404, json=unknown)
@@ -634,3 +523,15 @@ def test_the_aql_query_asks_for_both_manifest_kinds_with_properties():
     assert query.endswith(
         '.include("repo","path","name","size","created","modified","updated","sha256","property")'
     )
+
+
+@responses.activate
+def test_a_tag_moved_since_the_last_sync_is_listed_with_its_new_digest():
+    key, image = "docker-local", "app"
+    aql(key, [manifest_item(key, image, "1.0", 2)])
+    previous = {"1.0": digest(1)}  # what the inventory holds: the tag's old digest
+    [found] = make_client(fetch_manifests=False).list_images(
+        repo_info(key, image), previous=previous
+    )
+    assert (found.tag, found.digest) == ("1.0", digest(2))
+    assert aql_calls() == len(responses.calls) == 1

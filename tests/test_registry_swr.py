@@ -7,13 +7,10 @@ hand in the test from what was actually sent.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
-import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,55 +21,21 @@ from imagesync.registries import build_client
 from imagesync.registries.base import ClientConfig, DigestDetails, RegistryError, RepositoryInfo
 from imagesync.registries.swr import SwrClient
 from imagesync.registries.swr_signer import AkSkSigner
+from tests.support.swr_payloads import (
+    artifact,
+    fixture,
+    instance,
+    instance_repository,
+    repo,
+    tag,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "swr"
 BASE = "https://swr-api.cn-north-4.myhuaweicloud.com"
 AK = "HPUAEXAMPLEAK0000001"
 SK = "exampleSecretKey0123456789abcdefEXAMPLE"
 PROJECT = "0123456789abcdef0123456789abcdef"
 INSTANCE = "5b8f1f62-0000-4a8e-9d3e-0123456789ab"
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-
-def fixture(name: str) -> object:
-    return json.loads((FIXTURES / name).read_text())
-
-
-def repo(namespace: str = "team-a", name: str = "nginx", total: int = 1, **changes) -> dict:
-    item = copy.deepcopy(fixture("repo.json"))
-    host = "swr.cn-north-4.myhuaweicloud.com"
-    item.update(namespace=namespace, name=name, total_range=total)
-    item["path"] = item["internal_path"] = f"{host}/{namespace}/{name}"
-    item.update(changes)
-    return item
-
-
-def tag(name: str, digest_char: str = "2", **changes) -> dict:
-    item = copy.deepcopy(fixture("tag.json"))
-    item.update(Tag=name, digest="sha256:" + digest_char * 64)
-    item.update(changes)
-    return item
-
-
-def instance(**changes) -> dict:
-    item = copy.deepcopy(fixture("instance.json"))
-    item.update(changes)
-    return item
-
-
-def instance_repository(namespace: str, name: str, **changes) -> dict:
-    item = copy.deepcopy(fixture("instance_repository.json"))
-    item.update(namespace_name=namespace, name=name, **changes)
-    return item
-
-
-def artifact(digest_char: str, tags: list[str], **changes) -> dict:
-    item = copy.deepcopy(fixture("artifact.json"))
-    template = item["tags"][0]
-    item["digest"] = "sha256:" + digest_char * 64
-    item["tags"] = [dict(template, name=t) for t in tags]
-    item.update(changes)
-    return item
 
 
 def page(offset: int, items: list, total: int, **extra_headers) -> dict:
@@ -708,3 +671,12 @@ def test_a_tag_list_that_shifted_between_pages_is_refused_rather_than_returned_s
         )
     assert caught.value.code == "bad_response"
     assert caught.value.retryable
+
+
+def test_a_tag_moved_since_the_last_sync_is_listed_with_its_new_digest(mocked, make_client):
+    tags_url = f"{BASE}/v2/manage/namespaces/team-a/repos/nginx/tags"
+    mocked.get(tags_url, **page(0, [tag("latest", "7")], 1))
+    repository = RepositoryInfo.from_path("swr_private", "team-a/nginx")
+    previous = {"latest": "sha256:" + "2" * 64}  # what the inventory holds
+    [image] = make_client().list_images(repository, {}, previous=previous)
+    assert (image.tag, image.digest, len(mocked.calls)) == ("latest", "sha256:" + "7" * 64, 1)

@@ -2,8 +2,8 @@
 
 Harbor's REST API gives everything the inventory needs in one listing per repository — tags,
 digest, size, push times and platforms (`extra_attrs` for single images, `references[].platform`
-for indexes) — so no manifest or config blob is ever fetched. See
-reference/registry-apis.md section 2.
+for indexes) — so no manifest or config blob is ever fetched. Platforms, attestations and
+sizes are read by the rules of manifests.py, as for every registry.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ repository-path method). One AQL query per repository key finds every manifest o
 and tag at once; it is cached for the client's lifetime so listing fifty images of a key costs
 one AQL call. AQL has no sizes or platforms, so (option `fetch_manifests`, default on) each new
 digest's manifest — and for single images the small config blob, never a layer — is read
-through the Docker API. See reference/registry-apis.md section 3.
+through the Docker API and read by manifests.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Client for any OCI Distribution / Docker Registry HTTP API v2 service (repository type "other").
 
-Distribution, Docker Hub, GHCR, Quay, GitLab, Nexus, ... all speak the same v2 API
-(reference/registry-apis.md, section 1):
+Distribution, Docker Hub, GHCR, Quay, GitLab, Nexus, ... all speak the same v2 API (the OCI
+Distribution Specification):
 
 * repositories come from `/v2/_catalog` (paged with `n` + relative `Link` headers), or from the
   `repositories` option for registries that have no catalog (Docker Hub);
