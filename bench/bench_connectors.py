@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from imagesync.registries.base import DigestDetails  # noqa: E402
-from imagesync.registries.oci import MANIFEST_ACCEPT, OciClient  # noqa: E402
+from imagesync.registries.manifests import MANIFEST_ACCEPT  # noqa: E402
+from imagesync.registries.oci import OciClient  # noqa: E402
 from tests.support.registry_fixtures import (  # noqa: E402
     RunningRegistry,
     start_registry,

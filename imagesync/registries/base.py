@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import inspect
 import itertools
 import json
 import logging
@@ -671,18 +670,3 @@ class RegistryClient:
         if detail:
             message = f"{message}: {detail}"
         return RegistryError(code, message, retryable=error.retryable, status=error.status)
-
-
-def accepts_previous(list_images: Any) -> bool:
-    """Whether a client's `list_images` takes the `previous=` keyword (or **kwargs), so that
-    clients written before it existed keep working unchanged."""
-    try:
-        parameters = inspect.signature(list_images).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == "previous"
-        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        or p.kind is p.VAR_KEYWORD
-        for p in parameters
-    )
