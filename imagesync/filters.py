@@ -1,8 +1,14 @@
-"""FilterSets of the console's lists: Image View, Manage Task, a task's repositories, and the
-repository picker of the Synchronize Images panel.
+"""One FilterSet per list -- Image View, repositories, sync tasks, a task's results -- used by
+the console's pages and by the API alike, so a parameter name means one thing everywhere.
 
-Every filter value comes from the URL, so a filtered view can be bookmarked. A value that does
-not parse becomes a form error, never a server error; views then show an empty result.
+Every value comes from the URL, so a filtered view can be bookmarked. A value that does not
+parse is a form error on a page (which then shows no rows) and a 400 in the API.
+
+Names: the API's v1 names are the canonical ones (`ordering`, `updated_after`, `size_min` in
+bytes, ...). The console's older names still work: `sort` is `ordering`, `*_from` is
+`*_after`; `*_to` (a whole day, inclusive) and the MiB sizes (`size_min_mib`) have names of
+their own. Times accept a calendar day (day boundaries in the console's time zone) or an
+ISO 8601 instant.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from imagesync.models import (
     Image,
@@ -23,8 +32,99 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
+from imagesync.tables import IMAGES, REPOSITORIES, TASK_RESULTS, TASKS, Table
 
 MIB = 1024 * 1024
+MAX_ID = 2**63 - 1
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+class StrictBooleanField(forms.Field):
+    """true/false, 1/0, or a ticked checkbox ("on"); anything else is an error rather than
+    silently no filter."""
+
+    VALUES = {"true": True, "1": True, "on": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        try:
+            return self.VALUES[str(value).strip().lower()]
+        except KeyError:
+            raise forms.ValidationError("Use true or false.") from None
+
+    def validate(self, value) -> None:
+        pass
+
+
+class CheckboxFlag(forms.CheckboxInput):
+    """A checkbox that hands the raw value to StrictBooleanField (Django's own turns any text,
+    "maybe" included, into True) and is ticked only for a true value."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, check_test=self.is_true)
+
+    @staticmethod
+    def is_true(value) -> bool:
+        return value is True or StrictBooleanField.VALUES.get(str(value).strip().lower()) is True
+
+    def value_from_datadict(self, data, files, name):
+        return data.get(name)
+
+
+class DropDownList(forms.SelectMultiple):
+    """A drop-down with an "any" option for a filter that takes a list: a page picks one
+    value, the API may repeat the parameter."""
+
+    allow_multiple_selected = False
+
+    def __init__(self, empty_label: str, attrs=None):
+        super().__init__(attrs)
+        self.empty_label = empty_label
+
+    def optgroups(self, name, value, attrs=None):
+        choices = self.choices
+        self.choices = [("", self.empty_label), *choices]
+        try:
+            return super().optgroups(name, value, attrs)
+        finally:
+            self.choices = choices
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+        return [value for value in values if value not in (None, "")]
+
+
+class MomentField(forms.Field):
+    """A calendar day (YYYY-MM-DD) or an ISO 8601 instant (a naive one is in the console's
+    time zone), between the years 1000 and 9000 so that no conversion to UTC overflows."""
+
+    widget = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+    def to_python(self, value) -> dt.date | dt.datetime | None:
+        if isinstance(value, dt.date):
+            return value
+        text = str(value or "").strip()
+        if not text:
+            return None
+        try:
+            moment = dt.date.fromisoformat(text) if len(text) == 10 else parse_datetime(text)
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise forms.ValidationError("Give a day (YYYY-MM-DD) or an ISO 8601 time.")
+        if not 1000 <= moment.year <= 9000:
+            raise forms.ValidationError("Give a time between the years 1000 and 9000.")
+        if isinstance(moment, dt.datetime) and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment
+
+
+# --- filters ------------------------------------------------------------------------------------
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -32,16 +132,196 @@ def _day_start(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
-def _registries_of_request(request) -> QuerySet[Registry]:
-    """The registry drop-down lists only the current project's registries."""
-    if request is None or not getattr(request, "project", None):
-        return Registry.objects.none()
-    return Registry.objects.for_user(request.user).filter(project_id=request.project.pk)
+@extend_schema_field(OpenApiTypes.DATETIME)
+class MomentFilter(django_filters.Filter):
+    """`after`: at or after; `before`: strictly before; `to`: up to and including (a day's
+    end, for people picking a "to" date)."""
+
+    field_class = MomentField
+
+    def __init__(self, *args, bound: str, **kwargs):
+        self.bound = bound
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if value is None:
+            return qs
+        if isinstance(value, dt.datetime):
+            lookup = {"after": "gte", "before": "lt", "to": "lte"}[self.bound]
+        else:
+            value = _day_start(value + dt.timedelta(days=1 if self.bound == "to" else 0))
+            lookup = "gte" if self.bound == "after" else "lt"
+        return qs.filter(**{f"{self.field_name}__{lookup}": value})
 
 
-def _prefix_end(prefix: str) -> str:
-    """The smallest string greater than every string starting with `prefix`."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _moments(field_name: str, noun: str) -> tuple[MomentFilter, MomentFilter, MomentFilter]:
+    """The after (label "<noun> from"), before and to filters of one time field."""
+    return tuple(
+        MomentFilter(field_name=field_name, bound=bound, label=f"{noun} {word}")
+        for bound, word in (("after", "from"), ("before", "before"), ("to", "to"))
+    )
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", CheckboxFlag())
+        super().__init__(*args, **kwargs)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An object id: a whole number a database integer can hold."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class ByteFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class MibFilter(django_filters.NumberFilter):
+    """A size bound typed in MiB (the console's inputs), compared in bytes."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.update(min_value=Decimal(0), max_digits=12, decimal_places=3)
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if value is None:
+            return qs
+        return qs.filter(**{f"{self.field_name}__{self.lookup_expr}": int(value * MIB)})
+
+
+class SortField(forms.CharField):
+    """Column keys of the list's table, comma-separated, '-' for descending."""
+
+    def __init__(self, *args, table: Table, **kwargs):
+        self.table = table
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value) -> str:
+        value = super().clean(value)
+        if not value:
+            return ""
+        canonical = self.table.canonical_sort(value)
+        if canonical is None:
+            raise forms.ValidationError(
+                "Sort by one or more of: " + ", ".join(self.table.sort_keys) + "."
+            )
+        return canonical
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class SortFilter(django_filters.Filter):
+    """Orders by the table's sort fields; no value means the table's default sort."""
+
+    field_class = SortField
+
+    def __init__(self, table: Table, **kwargs):
+        kwargs.setdefault(
+            "label",
+            "Sort by one or more of: "
+            + ", ".join(table.sort_keys)
+            + f"; prefix '-' for descending. Default: {table.default_sort}.",
+        )
+        super().__init__(table=table, **kwargs)
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        return qs.order_by(*self.extra["table"].order_by(value or self.extra["table"].default_sort))
+
+
+class UnderscorePrefixForm(forms.Form):
+    """A prefix joined with "_" (repo_type), the names the sync panel's picker always used."""
+
+    def add_prefix(self, field_name: str) -> str:
+        return f"{self.prefix}_{field_name}" if self.prefix else field_name
+
+
+# --- the FilterSets -----------------------------------------------------------------------------
+
+
+class ListFilterSet(django_filters.FilterSet):
+    """What every list's FilterSet shares: older parameter names, a sort from its table, and
+    the project whose registries a registry filter offers.
+
+    `lenient=True` (the pages) drops a sort the table does not know, so an old bookmark still
+    shows rows; the API calls it an error."""
+
+    table: Table
+    aliases = {"sort": "ordering"}
+    page_fields: tuple[str, ...] = ()  # the fields the page's filter form shows, in order
+    not_narrowing = frozenset({"ordering"})
+
+    def __init__(
+        self, data=None, queryset=None, *, request=None, prefix=None, project=None, lenient=False
+    ):
+        self.project = project
+        super().__init__(
+            self._canonical(data, prefix, lenient), queryset, request=request, prefix=prefix
+        )
+        if "registry" in self.filters and project is not None:
+            registries = Registry.objects.filter(project=project)
+            user = getattr(request, "user", None)
+            if user is not None:
+                registries = registries.for_user(user)
+            self.filters["registry"].queryset = registries
+
+    def _canonical(self, data, prefix: str | None, lenient: bool):
+        data = data.copy() if data is not None else {}
+        if prefix is None:
+            for old, new in self.aliases.items():
+                if old in data and new not in data:
+                    data[new] = data[old]  # a QueryDict keeps the last value, like a form would
+                data.pop(old, None)
+        name = f"{prefix}_ordering" if prefix else "ordering"
+        if lenient and data.get(name) and self.table.canonical_sort(str(data.get(name))) is None:
+            data.pop(name)
+        return data
+
+    @property
+    def page_form_fields(self) -> list:
+        return [self.form[name] for name in self.page_fields]
+
+    @property
+    def invalid(self) -> bool:
+        return not self.is_valid()
+
+    @property
+    def rows(self) -> QuerySet:
+        """The filtered, sorted rows; none while a filter is not valid."""
+        return self.queryset.none() if self.invalid else self.qs
+
+    @property
+    def sort(self) -> str:
+        """The sort in effect, as column keys."""
+        chosen = self.form.cleaned_data.get("ordering") if self.is_valid() else ""
+        return chosen or self.table.default_sort
+
+    def narrows(self, ignore: frozenset[str] = frozenset()) -> bool:
+        """True when a filter (other than the sort and `ignore`) is set; invalid counts."""
+        if self.invalid:
+            return any(self.data.get(self.form.add_prefix(name)) for name in self.filters)
+        skipped = self.not_narrowing | ignore
+        return any(
+            value is not None and value not in ("", [], ())
+            for name, value in self.form.cleaned_data.items()
+            if name not in skipped
+        )
+
+    @property
+    def active_filters(self) -> bool:
+        return self.narrows()
 
 
 def _in_repositories(qs: QuerySet, **lookups) -> QuerySet:
@@ -51,98 +331,71 @@ def _in_repositories(qs: QuerySet, **lookups) -> QuerySet:
     return qs.filter(repository__in=Repository.objects.filter(**lookups).values("pk"))
 
 
-class RepositoryFieldFilter(django_filters.CharFilter):
-    """A text filter on a repository field (namespace, name), as a repository subquery."""
-
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        value = (value or "").strip()
-        if not value:
-            return qs
-        return _in_repositories(qs, **{f"{self.field_name}__{self.lookup_expr}": value})
+def _prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-class OnlyFilter(django_filters.Filter):
-    """A checkbox: ticked keeps rows whose boolean field is true; unticked filters nothing."""
-
-    field_class = forms.BooleanField
-
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        return qs.filter(**{self.field_name: True}) if value else qs
+def _registry_filter(**kwargs) -> django_filters.ModelChoiceFilter:
+    """A registry of the project, by id (the FilterSet narrows the choices to the project)."""
+    return django_filters.ModelChoiceFilter(
+        queryset=Registry.objects.none(), label="Registry", empty_label="All registries", **kwargs
+    )
 
 
-class DateFromFilter(django_filters.DateFilter):
-    """Rows on or after the start of the given day."""
+class ImageFilter(ListFilterSet):
+    """Image View: type (several), registry, repository, namespace, image name, tag, digest,
+    multi-arch, latest version, size range, update and sync time ranges, free text."""
 
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        if not value:
-            return qs
-        return qs.filter(**{f"{self.field_name}__gte": _day_start(value)})
+    table = IMAGES
+    aliases = {
+        "sort": "ordering",
+        "updated_from": "updated_after",
+        "synced_from": "synced_after",
+    }
 
-
-class DateToFilter(django_filters.DateFilter):
-    """Rows up to the end of the given day (inclusive)."""
-
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        if not value:
-            return qs
-        return qs.filter(**{f"{self.field_name}__lt": _day_start(value + dt.timedelta(days=1))})
-
-
-class SizeFilter(django_filters.NumberFilter):
-    """A size bound typed in MiB, compared in bytes."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("min_value", Decimal(0))
-        kwargs.setdefault("max_digits", 12)
-        kwargs.setdefault("decimal_places", 3)
-        super().__init__(*args, **kwargs)
-
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        if value is None:
-            return qs
-        return qs.filter(**{f"{self.field_name}__{self.lookup_expr}": int(value * MIB)})
-
-
-def _date_input() -> forms.DateInput:
-    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
-
-
-class ImageFilter(django_filters.FilterSet):
-    """Image View's filters: everything the original console offers, plus free-text search."""
-
-    q = django_filters.CharFilter(method="search", label="Search")
+    q = django_filters.CharFilter(
+        method="search",
+        label="Search",
+        help_text="Matches the repository path, the tag or the digest.",
+    )
     type = django_filters.MultipleChoiceFilter(
         method="filter_types",
         choices=RepositoryType.choices,
         widget=forms.CheckboxSelectMultiple,
         label="Repository type",
+        help_text="Repeat the parameter for several.",
     )
-    registry = django_filters.ModelChoiceFilter(
-        method="filter_registry",
-        queryset=_registries_of_request,
-        label="Registry",
-        empty_label="All registries",
-    )
-    namespace = RepositoryFieldFilter(
-        field_name="namespace", lookup_expr="icontains", label="Namespace"
-    )
-    name = RepositoryFieldFilter(field_name="name", lookup_expr="icontains", label="Image name")
+    registry = _registry_filter(method="filter_registry")
+    repository = IdFilter(field_name="repository_id", label="Repository id")
+    namespace = django_filters.CharFilter(method="filter_repository", label="Namespace")
+    name = django_filters.CharFilter(method="filter_repository", label="Image name")
     tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
-    digest = django_filters.CharFilter(method="filter_digest", label="Digest")
-    multi_arch = OnlyFilter(field_name="multi_arch", label="Multi-arch only")
-    latest = OnlyFilter(field_name="is_latest", label="Latest version only")
-    size_min = SizeFilter(field_name="size", lookup_expr="gte", label="Size from (MiB)")
-    size_max = SizeFilter(field_name="size", lookup_expr="lte", label="Size to (MiB)")
-    updated_from = DateFromFilter(
-        field_name="registry_updated_at", label="Updated from", widget=_date_input()
+    digest = django_filters.CharFilter(
+        method="filter_digest", label="Digest", help_text="A digest or its leading hex characters."
     )
-    updated_to = DateToFilter(
-        field_name="registry_updated_at", label="Updated to", widget=_date_input()
+    multi_arch = BooleanFilter(field_name="multi_arch", label="Multi-arch only")
+    latest = BooleanFilter(field_name="is_latest", label="Latest version only")
+    size_min = ByteFilter(field_name="size", lookup_expr="gte", label="Size at least (bytes)")
+    size_max = ByteFilter(field_name="size", lookup_expr="lte", label="Size at most (bytes)")
+    size_min_mib = MibFilter(field_name="size", lookup_expr="gte", label="Size from (MiB)")
+    size_max_mib = MibFilter(field_name="size", lookup_expr="lte", label="Size to (MiB)")
+    updated_after, updated_before, updated_to = _moments("registry_updated_at", "Updated")
+    synced_after, synced_before, synced_to = _moments("last_synced_at", "Synced")
+    ordering = SortFilter(IMAGES)
+
+    page_fields = (
+        "namespace",
+        "name",
+        "tag",
+        "digest",
+        "size_min_mib",
+        "size_max_mib",
+        "updated_after",
+        "updated_to",
+        "synced_after",
+        "synced_to",
     )
-    synced_from = DateFromFilter(
-        field_name="last_synced_at", label="Synced from", widget=_date_input()
-    )
-    synced_to = DateToFilter(field_name="last_synced_at", label="Synced to", widget=_date_input())
 
     class Meta:
         model = Image
@@ -154,14 +407,9 @@ class ImageFilter(django_filters.FilterSet):
     def filter_registry(self, qs: QuerySet, name: str, value: Registry | None) -> QuerySet:
         return _in_repositories(qs, registry=value) if value is not None else qs
 
-    @property
-    def narrows_images(self) -> bool:
-        """True when a filter other than the type filter is active (valid form only)."""
-        return any(
-            value not in (None, "", [], False)
-            for name, value in self.form.cleaned_data.items()
-            if name != "type"
-        )
+    def filter_repository(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        value = value.strip()
+        return _in_repositories(qs, **{f"{name}__icontains": value}) if value else qs
 
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         """Free text matches the repository path (namespace/name), the tag or the digest."""
@@ -187,62 +435,134 @@ class ImageFilter(django_filters.FilterSet):
             condition |= Q(digest__gte=prefix, digest__lt=_prefix_end(prefix))
         return qs.filter(condition)
 
+    def type_counts(self) -> dict[str, int]:
+        """Images per repository type under every filter except the type filter itself, so
+        each type says how many rows choosing it would show ({} while a filter is invalid).
+
+        With no other filter the counts come from the repositories' image counts (kept by the
+        sync engine in the same transaction as the images), so 100,000 images are not
+        scanned. Otherwise one GROUP BY repository over the filtered images (no join), mapped
+        to types in Python."""
+        if self.invalid or self.project is None:
+            return {}
+        repositories = Repository.objects.of_project(self.project)
+        if not self.narrows(ignore=frozenset({"type"})):
+            rows = repositories.order_by().values_list("type").annotate(n=Sum("image_count"))
+            return {type_: n or 0 for type_, n in rows}
+        data = self.data.copy()
+        data.pop("type", None)
+        others = type(self)(
+            data, queryset=self.queryset, request=self.request, project=self.project
+        )
+        type_of = dict(repositories.values_list("pk", "type"))
+        counts: dict[str, int] = {}
+        per_repository = others.qs.order_by().values_list("repository_id").annotate(n=Count("id"))
+        for repository_id, n in per_repository:
+            type_ = type_of.get(repository_id)
+            counts[type_] = counts.get(type_, 0) + n
+        return counts
+
+
+class RepositoryFilter(ListFilterSet):
+    """Repositories (the sync panel's picker and the API): type, registry, namespace, name,
+    free text; repositories a complete listing no longer showed only when asked for."""
+
+    table = REPOSITORIES
+
+    q = django_filters.CharFilter(field_name="path", lookup_expr="icontains", label="Path contains")
+    type = django_filters.MultipleChoiceFilter(
+        distinct=False,  # nothing here duplicates rows; DISTINCT would only slow counts
+        choices=RepositoryType.choices,
+        widget=DropDownList("All types"),
+        label="Type",
+        help_text="Repeat the parameter for several.",
+    )
+    registry = _registry_filter(field_name="registry")
+    namespace = django_filters.CharFilter(lookup_expr="icontains", label="Namespace")
+    name = django_filters.CharFilter(lookup_expr="icontains", label="Name")
+    include_removed = BooleanFilter(
+        method="filter_removed",
+        label="Include removed",
+        help_text="true: also repositories a complete listing no longer showed.",
+    )
+    ordering = SortFilter(REPOSITORIES)
+
+    page_fields = ("type", "registry", "namespace", "name")
+
+    class Meta:
+        model = Repository
+        fields: list[str] = []
+        form = UnderscorePrefixForm
+
     @property
-    def active_filters(self) -> bool:
-        """True when any filter narrows the list (used to word the empty state)."""
-        if not self.is_bound or not self.form.is_valid():
-            return self.is_bound and any(self.data.get(name) for name in self.filters)
-        return any(value not in (None, "", [], False) for value in self.form.cleaned_data.values())
+    def qs(self) -> QuerySet:
+        queryset = super().qs
+        if not getattr(self.form, "cleaned_data", {}).get("include_removed"):
+            queryset = queryset.filter(removed_at__isnull=True)
+        return queryset
+
+    def filter_removed(self, qs: QuerySet, name: str, value) -> QuerySet:
+        return qs  # applied in qs, so that leaving it out hides removed repositories
 
 
-class TaskFilter(django_filters.FilterSet):
-    """Manage Task's filters: status, trigger and creation time."""
+class TaskFilter(ListFilterSet):
+    """Manage Task: status, trigger, active or not, creation time."""
 
-    status = django_filters.ChoiceFilter(
-        choices=SyncTask.Status.choices, empty_label="Any status", label="Status"
+    table = TASKS
+    aliases = {"sort": "ordering", "created_from": "created_after"}
+
+    status = django_filters.MultipleChoiceFilter(
+        distinct=False,
+        choices=SyncTask.Status.choices,
+        widget=DropDownList("Any status"),
+        label="Status",
+        help_text="Repeat the parameter for several.",
     )
     trigger = django_filters.ChoiceFilter(
         choices=SyncTask.Trigger.choices, empty_label="Any trigger", label="Trigger"
     )
-    created_from = DateFromFilter(
-        field_name="created_at", label="Created from", widget=_date_input()
+    active = BooleanFilter(
+        method="filter_active", label="Active", help_text="true: queued or running."
     )
-    created_to = DateToFilter(field_name="created_at", label="Created to", widget=_date_input())
+    created_after, created_before, created_to = _moments("created_at", "Created")
+    ordering = SortFilter(TASKS)
+
+    page_fields = ("status", "trigger", "created_after", "created_to")
 
     class Meta:
         model = SyncTask
         fields: list[str] = []
 
+    def filter_active(self, qs: QuerySet, name: str, value) -> QuerySet:
+        if value is None:
+            return qs
+        if value:
+            return qs.filter(status__in=SyncTask.ACTIVE_STATUSES)
+        return qs.exclude(status__in=SyncTask.ACTIVE_STATUSES)
 
-class TaskResultFilter(django_filters.FilterSet):
-    """A task's repositories, by status."""
 
-    status = django_filters.ChoiceFilter(
-        choices=SyncTaskRepository.Status.choices, empty_label="Any status", label="Status"
+class TaskResultFilter(ListFilterSet):
+    """A task's repositories, by status and type."""
+
+    table = TASK_RESULTS
+
+    status = django_filters.MultipleChoiceFilter(
+        distinct=False,
+        choices=SyncTaskRepository.Status.choices,
+        widget=DropDownList("Any status"),
+        label="Status",
+        help_text="Repeat the parameter for several.",
     )
+    type = django_filters.MultipleChoiceFilter(
+        distinct=False,
+        field_name="repository_type",
+        choices=RepositoryType.choices,
+        label="Repository type",
+    )
+    ordering = SortFilter(TASK_RESULTS)
+
+    page_fields = ("status",)
 
     class Meta:
         model = SyncTaskRepository
-        fields: list[str] = []
-
-
-class RepositoryPickerFilter(django_filters.FilterSet):
-    """The Synchronize Images panel's repository picker: type, registry, namespace, name."""
-
-    repo_type = django_filters.ChoiceFilter(
-        field_name="type", choices=RepositoryType.choices, empty_label="All types", label="Type"
-    )
-    repo_registry = django_filters.ModelChoiceFilter(
-        field_name="registry",
-        queryset=_registries_of_request,
-        label="Registry",
-        empty_label="All registries",
-    )
-    repo_namespace = django_filters.CharFilter(
-        field_name="namespace", lookup_expr="icontains", label="Namespace"
-    )
-    repo_name = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name")
-
-    class Meta:
-        model = Repository
         fields: list[str] = []

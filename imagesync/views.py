@@ -9,29 +9,21 @@ page includes.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum
+from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import (
-    HttpRequest,
-    HttpResponse,
-    HttpResponseBadRequest,
-    StreamingHttpResponse,
-)
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from imagesync import sync
-from imagesync.filters import ImageFilter, RepositoryPickerFilter, TaskFilter, TaskResultFilter
+from imagesync import exports
+from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
 from imagesync.forms import RegistryForm, SyncForm
 from imagesync.middleware import SESSION_KEY
 from imagesync.models import (
@@ -45,46 +37,10 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
+from imagesync.tables import IMAGES, PAGE_SIZES, TASK_RESULTS, TASKS, page_size
 
-PAGE_SIZES = (10, 20, 50, 100)
-DEFAULT_PAGE_SIZE = 20
 REPOSITORY_PICKER_PAGE_SIZE = 10
-
-# Image View's sortable columns: URL key -> order_by fields. Anything else is ignored.
-IMAGE_SORTS = {
-    # Repository columns end with repository_id, tag: rows then come out of a walk of the
-    # repositories in that order and of each repository's images through the (repository, tag)
-    # index, without sorting all of the project's images.
-    "name": ("repository__name", "repository_id", "tag"),
-    "namespace": ("repository__namespace", "repository__name", "repository_id", "tag"),
-    "tag": ("tag",),
-    "type": ("repository__type", "repository__namespace", "repository_id", "tag"),
-    "registry": ("repository__registry__name", "repository_id", "tag"),
-    "digest": ("digest",),
-    "size": ("size",),
-    "platforms": ("multi_arch",),
-    "created": ("image_created_at",),
-    "updated": ("registry_updated_at",),
-    "synced": ("last_synced_at",),
-}
-DEFAULT_IMAGE_SORT = "-updated"
-
-CSV_COLUMNS = (
-    "image name",
-    "tag",
-    "namespace",
-    "repository path",
-    "repository type",
-    "registry",
-    "digest",
-    "size (bytes)",
-    "platforms",
-    "multi-arch",
-    "latest version",
-    "image created",
-    "updated in registry",
-    "last synced",
-)
+TASK_RESULTS_PAGE_SIZE = 50
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -126,14 +82,6 @@ def _render(request, full: str, fragment: str, context: dict, status: int = 200)
     response = render(request, template, context, status=status)
     response["Vary"] = "HX-Request"
     return response
-
-
-def _page_size(request: HttpRequest) -> int:
-    try:
-        size = int(request.GET.get("per_page", DEFAULT_PAGE_SIZE))
-    except ValueError:
-        return DEFAULT_PAGE_SIZE
-    return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
 
 
 MAX_ROW_ID = 2**63 - 1
@@ -204,23 +152,15 @@ def _image_queryset(request: HttpRequest):
     return Image.objects.filter(project_id__in=allowed)
 
 
-def _sorted(queryset, sort: str):
-    """Apply a whitelisted sort key ("size", "-updated", ...); unknown keys use the default."""
-    key = sort.lstrip("-")
-    if key not in IMAGE_SORTS:
-        sort, key = DEFAULT_IMAGE_SORT, DEFAULT_IMAGE_SORT.lstrip("-")
-    prefix = "-" if sort.startswith("-") else ""
-    sort = prefix + key
-    return queryset.order_by(*(prefix + field for field in IMAGE_SORTS[key]), prefix + "id"), sort
-
-
-def _filtered_images(request: HttpRequest):
-    """The Image View filterset and the queryset it shows (empty while a filter is invalid)."""
-    base = _image_queryset(request)
-    filterset = ImageFilter(request.GET or None, queryset=base, request=request)
-    if filterset.is_bound and not filterset.is_valid():
-        return filterset, base.none()
-    return filterset, filterset.qs
+def _image_filterset(request: HttpRequest) -> ImageFilter:
+    """Image View's filters and sort, from the URL, over the images the user may see."""
+    return ImageFilter(
+        request.GET,
+        queryset=_image_queryset(request),
+        request=request,
+        project=_project(request),
+        lenient=True,
+    )
 
 
 class IdsThenRows:
@@ -268,37 +208,16 @@ class CountedPaginator(Paginator):
             self.__dict__["count"] = count  # fills the cached_property
 
 
-def _type_counts(request: HttpRequest, filterset: ImageFilter) -> tuple[list[dict], int | None]:
-    """Images per repository type under every filter except the type filter itself, so each
-    chip says how many rows choosing it would show; and the total the page shows, when known.
-
-    With no filter but the type filter, the counts come from the repositories' image counts
-    (kept by the sync engine in the same transaction as the images), so 100,000 images are not
-    scanned. Otherwise one GROUP BY repository over the filtered images (no join), mapped to
-    types in Python."""
-    project = _project(request)
+def _type_chips(request: HttpRequest, filterset: ImageFilter) -> tuple[list[dict], int | None]:
+    """The type chips (how many rows choosing each type would show), and the total the page
+    shows when the counts already tell it."""
     selected = set(request.GET.getlist("type"))
-    repositories = Repository.objects.for_user(request.user).of_project(project)
-    counts: dict[str, int] = {}
+    counts = filterset.type_counts()
     total = None
-    if filterset.is_bound and not filterset.is_valid():
+    if filterset.invalid:
         total = 0
-    elif not filterset.is_bound or not filterset.narrows_images:
-        rows = repositories.order_by().values_list("type").annotate(n=Sum("image_count"))
-        counts = {type_: n or 0 for type_, n in rows}
-    else:
-        data = request.GET.copy()
-        data.pop("type", None)
-        others = ImageFilter(data, queryset=_image_queryset(request), request=request)
-        if others.is_valid():
-            type_of = dict(repositories.values_list("pk", "type"))
-            per_repository = (
-                others.qs.order_by().values_list("repository_id").annotate(n=Count("id"))
-            )
-            for repository_id, n in per_repository:
-                type_ = type_of.get(repository_id)
-                counts[type_] = counts.get(type_, 0) + n
-            total = sum(n for t, n in counts.items() if not selected or t in selected)
+    elif filterset.narrows(ignore=frozenset({"type"})):
+        total = sum(n for type_, n in counts.items() if not selected or type_ in selected)
     chips = [
         {
             "value": value,
@@ -311,45 +230,15 @@ def _type_counts(request: HttpRequest, filterset: ImageFilter) -> tuple[list[dic
     return chips, total
 
 
-IMAGE_COLUMNS = (
-    ("name", "Image name"),
-    ("tag", "Tag"),
-    ("namespace", "Namespace"),
-    ("type", "Type"),
-    ("registry", "Registry"),
-    ("digest", "Digest"),
-    ("size", "Size"),
-    ("platforms", "Platforms"),
-    ("created", "Image created"),
-    ("updated", "Updated in registry"),
-    ("synced", "Last synced"),
-)
-
-
-def _columns(sort: str) -> list[dict]:
-    """Table headers with the sort each one switches to and its aria-sort state."""
-    columns = []
-    for key, label in IMAGE_COLUMNS:
-        if sort == key:
-            state, next_sort = "ascending", f"-{key}"
-        elif sort == f"-{key}":
-            state, next_sort = "descending", key
-        else:
-            state, next_sort = "none", key
-        columns.append({"key": key, "label": label, "state": state, "next": next_sort})
-    return columns
-
-
 @require_GET
 def image_list(request):
     """Image View: the project's images, filtered, sorted and paginated from the URL."""
     project = _project(request)
-    filterset, images = _filtered_images(request)
-    images, sort = _sorted(images, request.GET.get("sort", ""))
-    type_counts, total = _type_counts(request, filterset) if project else ([], 0)
-    page = CountedPaginator(IdsThenRows(images, total), _page_size(request), count=total).get_page(
-        request.GET.get("page")
-    )
+    filterset = _image_filterset(request)
+    type_counts, total = _type_chips(request, filterset) if project else ([], 0)
+    page = CountedPaginator(
+        IdsThenRows(filterset.rows, total), page_size(request.GET), count=total
+    ).get_page(request.GET.get("page"))
     has_registries = (
         project is not None
         and Registry.objects.for_user(request.user).filter(project=project).exists()
@@ -359,64 +248,28 @@ def image_list(request):
     )
     context = {
         "filterset": filterset,
+        "more_filters_open": filterset.narrows(ignore=frozenset({"q", "type", "registry"})),
         "page": page,
-        "sort": sort,
+        "sort": filterset.sort,
         "page_sizes": PAGE_SIZES,
         "per_page": page.paginator.per_page,
         "type_counts": type_counts,
         "has_registries": has_registries,
         "has_images": has_images,
-        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+        "filters_invalid": filterset.invalid,
         "active_task": _active_task(project, request.user),
-        "columns": _columns(sort),
+        "columns": IMAGES.headers(filterset.sort),
         "is_fragment": _is_fragment(request),
     }
     return _render(request, "imagesync/image_list.html", "imagesync/_image_table.html", context)
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for streaming csv rows."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_rows(images) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for image in images.iterator(chunk_size=2000):
-        repository = image.repository
-        yield writer.writerow(
-            [
-                repository.name,
-                image.tag,
-                repository.namespace,
-                repository.path,
-                repository.get_type_display(),
-                repository.registry.name,
-                image.digest,
-                "" if image.size is None else image.size,
-                " ".join(image.platforms or []),
-                "yes" if image.multi_arch else "no",
-                "yes" if image.is_latest else "no",
-                image.image_created_at.isoformat() if image.image_created_at else "",
-                image.registry_updated_at.isoformat() if image.registry_updated_at else "",
-                image.last_synced_at.isoformat() if image.last_synced_at else "",
-            ]
-        )
-
-
 @require_GET
 def image_export(request):
-    """CSV of exactly the rows the same filter and sort show in Image View (all pages)."""
-    _filterset, images = _filtered_images(request)
-    images, _sort = _sorted(
-        images.select_related("repository__registry"), request.GET.get("sort", "")
-    )
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response = StreamingHttpResponse(_csv_rows(images), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="images-{stamp}.csv"'
-    return response
+    """CSV of exactly the rows the same filter and sort show in Image View (all pages), with
+    the columns of `manage.py export_images`."""
+    images = _image_filterset(request).rows.select_related("repository__registry")
+    return exports.csv_download(IMAGES.exported, images.iterator(chunk_size=2000), "images")
 
 
 # --- Synchronize Images panel ---------------------------------------------------------------
@@ -438,9 +291,10 @@ def _picker_context(request: HttpRequest, project: Project | None, data) -> dict
     """The repository picker: filtered, paginated checkboxes that keep the selection made on
     other pages (as hidden inputs)."""
     repositories = _picker_repositories(request, project)
-    picker = RepositoryPickerFilter(data, queryset=repositories, request=request)
-    shown = picker.qs if picker.is_valid() else repositories.none()
-    page = Paginator(shown, REPOSITORY_PICKER_PAGE_SIZE).get_page(data.get("repo_page"))
+    picker = RepositoryFilter(
+        data, queryset=repositories, request=request, project=project, prefix="repo", lenient=True
+    )
+    page = Paginator(picker.rows, REPOSITORY_PICKER_PAGE_SIZE).get_page(data.get("repo_page"))
     wanted = set(_row_ids(data.getlist("repositories"))[0])
     selected_ids = (
         set(repositories.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
@@ -534,17 +388,16 @@ def _task_queryset(request: HttpRequest):
 def task_list(request):
     """Manage Task > Image Synchronization: every sync task of the project, live while active."""
     tasks = _task_queryset(request).select_related("created_by", "retry_of")
-    filterset = TaskFilter(request.GET or None, queryset=tasks)
-    if filterset.is_bound and not filterset.is_valid():
-        shown = tasks.none()
-    else:
-        shown = filterset.qs
-    page = Paginator(shown, _page_size(request)).get_page(request.GET.get("page"))
+    filterset = TaskFilter(
+        request.GET, queryset=tasks, request=request, project=_project(request), lenient=True
+    )
+    page = Paginator(filterset.rows, page_size(request.GET)).get_page(request.GET.get("page"))
     context = {
         "filterset": filterset,
         "page": page,
+        "columns": TASKS.headers(filterset.sort),
         "polling": any(task.is_active for task in page.object_list),
-        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+        "filters_invalid": filterset.invalid,
     }
     return _render(request, "imagesync/task_list.html", "imagesync/_task_table.html", context)
 
@@ -559,12 +412,9 @@ def _get_task(request: HttpRequest, pk: int) -> SyncTask:
 def task_detail(request, pk: int):
     """One task: its counters and the result of each repository, filterable by status."""
     task = _get_task(request, pk)
-    results = task.results.select_related("repository").order_by(
-        "registry_name", "repository_type", "repository_path", "id"
-    )
-    filterset = TaskResultFilter(request.GET or None, queryset=results)
-    shown = filterset.qs if not filterset.is_bound or filterset.is_valid() else results.none()
-    page = Paginator(shown, 50).get_page(request.GET.get("page"))
+    results = task.results.select_related("repository")
+    filterset = TaskResultFilter(request.GET, queryset=results, request=request, lenient=True)
+    page = Paginator(filterset.rows, TASK_RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
     status_counts = dict(
         task.results.order_by()
         .values_list("status")
@@ -582,7 +432,8 @@ def task_detail(request, pk: int):
         ],
         "polling": task.is_active,
         "retries": task.retries.order_by("-created_at")[:5],
-        "filters_invalid": filterset.is_bound and not filterset.is_valid(),
+        "columns": TASK_RESULTS.headers(filterset.sort),
+        "filters_invalid": filterset.invalid,
     }
     return _render(request, "imagesync/task_detail.html", "imagesync/_task_detail.html", context)
 

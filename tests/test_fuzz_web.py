@@ -20,7 +20,7 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from imagesync.filters import ImageFilter, RepositoryPickerFilter, TaskFilter, TaskResultFilter
+from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
 from tests.support.factories import seed_project
 from tests.support.web import body_of
 
@@ -34,7 +34,7 @@ OK_STATUSES = {200, 302, 400, 403, 404, 405, 429}
 
 def _filter_names() -> list[str]:
     names = {"sort", "page", "per_page", "repo_page", "repositories", "next", "format"}
-    for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryPickerFilter):
+    for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter):
         for name in filterset.base_filters:
             names |= {name, f"{name}_min", f"{name}_max", f"{name}_after", f"{name}_before"}
     return sorted(names)
@@ -45,7 +45,7 @@ REAL_NAMES = sorted(
     {"sort", "page", "per_page", "repo_page", "repositories"}
     | {
         name
-        for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryPickerFilter)
+        for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter)
         for name in filterset.base_filters
     }
 )

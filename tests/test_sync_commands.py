@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -208,6 +209,9 @@ def test_export_json_is_one_array_of_records_with_every_field(stored):
         "created": "2024-05-01T08:00:00+00:00",
         "updated": None,
         "last_synced": "2024-05-01T08:00:00+00:00",
+        "name": "api",
+        "multi_arch": True,
+        "latest": False,
     }
     assert records[0]["namespace"] == "" and records[0]["size"] is None
 
@@ -239,9 +243,57 @@ def test_export_csv_has_a_header_and_one_row_per_image(stored, tmp_path):
         "created",
         "updated",
         "last_synced",
+        "name",
+        "multi_arch",
+        "latest",
     ]
     assert rows[2]["platforms"] == "linux/amd64,linux/arm64/v8"
     assert rows[0]["size"] == "" and rows[0]["created"] == ""
+
+
+def test_export_csv_cells_never_start_a_formula(stored, registry, login, viewer):
+    """A registry name or a tag that a spreadsheet would run is written as plain text, in
+    this export and in Image View's, which have the same columns."""
+    registry.name = '=HYPERLINK("http://evil.example","x")'
+    registry.save(update_fields=["name"])
+    repository = Repository.objects.get(path="nginx")
+    for tag in ("+1", "-rc", "@sum"):
+        Image.objects.create(
+            project=stored, repository=repository, tag=tag, digest="sha256:" + "f" * 64
+        )
+    command_rows = list(csv.DictReader(io.StringIO(export("--project", "prod", "--format", "csv"))))
+    response = login(viewer).get("/images/export.csv")
+    page_rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    for rows in (command_rows, page_rows):
+        assert {row["registry"] for row in rows} == {'\'=HYPERLINK("http://evil.example","x")'}
+        assert {"'+1", "'-rc", "'@sum"} <= {row["tag"] for row in rows}
+    assert list(command_rows[0]) == list(page_rows[0])
+    assert sorted(tuple(row.values()) for row in command_rows) == sorted(
+        tuple(row.values()) for row in page_rows
+    )
+    # JSON is no spreadsheet: its values stay exactly as stored
+    records = json.loads(export("--project", "prod"))
+    assert records[0]["registry"] == '=HYPERLINK("http://evil.example","x")'
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export_to_a_reader_that_left_stops_quietly(stored, fmt):
+    """`export_images ... | head`: the reader closes the pipe early; no traceback."""
+    call_command("export_images", "--project", "prod", "--format", fmt, stdout=_ClosedPipe())
+
+
+def test_export_to_a_closed_os_pipe_leaves_nothing_to_complain_about(stored, monkeypatch):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    pipe = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 -- closed below
+    monkeypatch.setattr(sys, "stdout", pipe)
+    call_command("export_images", "--project", "prod", "--format", "csv", stdout=pipe)
+    pipe.close()  # the final flush goes to /dev/null instead of raising BrokenPipeError
 
 
 def test_export_never_contains_the_registry_secret(stored):

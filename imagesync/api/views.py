@@ -16,8 +16,10 @@ from rest_framework.response import Response
 
 from apitokens.models import ApiToken
 from imagesync import sync
-from imagesync.api import filters, serializers
+from imagesync.api import serializers
 from imagesync.api.errors import Conflict
+from imagesync.api.filters import ProjectFilterBackend
+from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
 from imagesync.models import (
     AuditEvent,
     Image,
@@ -72,6 +74,7 @@ class ProjectScopedMixin:
     read_role = "viewer"
     write_role = "operator"
     action_roles: dict[str, str] = {}
+    filter_backends = [ProjectFilterBackend]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -104,7 +107,7 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Image View: every filter, sort and paging of the page; viewers and up."""
 
     serializer_class = serializers.ImageSerializer
-    filterset_class = filters.ImageFilterSet
+    filterset_class = ImageFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -124,18 +127,15 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     def type_counts(self, request, project_id=None):
         """How many images choosing each type would show: the same filters as the list,
         except the type filter itself."""
-        params = request.query_params.copy()
-        params.pop("type", None)
-        params.pop("ordering", None)
-        filterset = filters.ImageFilterSet(params, queryset=self.get_queryset(), request=request)
+        filterset = ImageFilter(
+            request.query_params,
+            queryset=self.get_queryset(),
+            request=request,
+            project=self.project,
+        )
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        counts = dict(
-            filterset.qs.order_by()
-            .values_list("repository__type")
-            .annotate(n=Count("id"))
-            .values_list("repository__type", "n")
-        )
+        counts = filterset.type_counts()
         rows = [
             {"type": value, "label": label, "count": counts.get(value, 0)}
             for value, label in RepositoryType.choices
@@ -152,7 +152,7 @@ class RepositoryViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     repositories are hidden unless include_removed=true."""
 
     serializer_class = serializers.RepositorySerializer
-    filterset_class = filters.RepositoryFilterSet
+    filterset_class = RepositoryFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -259,7 +259,7 @@ class SyncTaskViewSet(
     """Sync tasks, as on Manage Task: viewers read them; operators start, cancel and retry."""
 
     serializer_class = serializers.SyncTaskSerializer
-    filterset_class = filters.SyncTaskFilterSet
+    filterset_class = TaskFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -361,7 +361,7 @@ class SyncResultViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.Gene
     """A task's repositories, as on the task's page: status, reason and image counts."""
 
     serializer_class = serializers.SyncResultSerializer
-    filterset_class = filters.SyncResultFilterSet
+    filterset_class = TaskResultFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -1,0 +1,315 @@
+"""The column definitions of the console's lists: Image View, repositories, sync tasks and a
+task's results (NetBox keeps its `tables/` the same way, one definition per list).
+
+A column has a key, a label, the fields it sorts by and the value it exports. The one
+definition drives the page's headers and sorting, the FilterSet's `sort`/`ordering` parameter
+(so the API sorts exactly as the page), the page's CSV and `manage.py export_images`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+PAGE_SIZES = (10, 20, 50, 100)
+DEFAULT_PAGE_SIZE = 20
+# Both names mean "rows per page" on the pages and in the API (the console wrote per_page).
+PAGE_SIZE_PARAMS = ("page_size", "per_page")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column. `order_by` empty: not sortable. `value` None: not exported."""
+
+    key: str
+    label: str
+    order_by: tuple[str, ...] = ()
+    value: Callable[[Any], Any] | None = None
+    aliases: tuple[str, ...] = ()  # older sort names that still work (bookmarks, API v1)
+    sub: str = ""  # a second header line, e.g. "added / updated / removed"
+    css: str = ""
+
+    def __deepcopy__(self, memo) -> Column:
+        return self  # immutable; FilterSets deep-copy their filters for every request
+
+
+@dataclass(frozen=True)
+class Header:
+    """A page header: its column and the sort state the current sort gives it."""
+
+    key: str
+    label: str
+    sub: str
+    css: str
+    sortable: bool
+    state: str  # aria-sort: ascending, descending or none
+    next: str  # the sort a click on it switches to
+
+
+@dataclass(frozen=True)
+class Table:
+    """The columns of one list, which of them the page shows (in its order), and its default
+    sort. Exports use every column that has a value, in definition order."""
+
+    columns: tuple[Column, ...]
+    page: tuple[str, ...]
+    default_sort: str
+    by_key: Mapping[str, Column] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keys: dict[str, Column] = {}
+        for column in self.columns:
+            for name in (column.key, *column.aliases):
+                if column.order_by or name == column.key:
+                    keys[name] = column
+        object.__setattr__(self, "by_key", keys)
+
+    def __deepcopy__(self, memo) -> Table:
+        return self  # immutable; FilterSets deep-copy their filters for every request
+
+    @property
+    def sort_keys(self) -> list[str]:
+        return [column.key for column in self.columns if column.order_by]
+
+    @property
+    def exported(self) -> list[Column]:
+        return [column for column in self.columns if column.value is not None]
+
+    def canonical_sort(self, sort: str) -> str | None:
+        """`sort` ("size", "-updated", "name,-tag") with aliases replaced by column keys, or
+        None when a key is not a sortable column."""
+        keys = []
+        for part in sort.split(","):
+            part = part.strip()
+            descending = part.startswith("-")
+            column = self.by_key.get(part.lstrip("-"))
+            if column is None or not column.order_by:
+                return None
+            keys.append(("-" if descending else "") + column.key)
+        return ",".join(keys) or None
+
+    def order_by(self, sort: str) -> list[str]:
+        """The order_by fields of a canonical sort, ending with id so that paging never shows
+        a row twice. The last key brings its whole tuple (repository columns end with
+        repository_id, tag: the database then walks the (repository, tag) index instead of
+        sorting every image); keys before it bring their first field only, so "registry,path"
+        means registry name, then path."""
+        keys = sort.split(",")
+        fields: list[str] = []
+        seen: set[str] = set()
+        for position, key in enumerate(keys):
+            prefix = "-" if key.startswith("-") else ""
+            own = self.by_key[key.lstrip("-")].order_by
+            for name in own if position == len(keys) - 1 else own[:1]:
+                if name not in seen:
+                    seen.add(name)
+                    fields.append(prefix + name)
+        if "id" not in seen:
+            fields.append(("-" if keys[-1].startswith("-") else "") + "id")
+        return fields
+
+    def headers(self, sort: str) -> list[Header]:
+        """The page's headers, with aria-sort for the column the sort starts with."""
+        first = sort.split(",")[0]
+        result = []
+        for key in self.page:
+            column = self.by_key[key]
+            state, next_sort = "none", key
+            if first == key:
+                state, next_sort = "ascending", f"-{key}"
+            elif first == f"-{key}":
+                state, next_sort = "descending", key
+            result.append(
+                Header(
+                    key,
+                    column.label,
+                    column.sub,
+                    column.css,
+                    bool(column.order_by),
+                    state,
+                    next_sort,
+                )
+            )
+        return result
+
+    def record(self, row: Any) -> dict[str, Any]:
+        """The exported values of one row, by column key (JSON-ready)."""
+        return {column.key: column.value(row) for column in self.exported}
+
+
+def page_size(params: Mapping[str, str], sizes: Iterable[int] = PAGE_SIZES) -> int:
+    """Rows per page from per_page or page_size; anything not offered is the default."""
+    for name in PAGE_SIZE_PARAMS:
+        value = str(params.get(name, "")).strip()
+        if value.isascii() and value.isdigit() and int(value) in sizes:
+            return int(value)
+    return DEFAULT_PAGE_SIZE
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def _time(name: str) -> Callable[[Any], str | None]:
+    def value(row: Any) -> str | None:
+        moment: datetime | None = getattr(row, name)
+        return moment.isoformat() if moment is not None else None
+
+    return value
+
+
+def _attr(path: str) -> Callable[[Any], Any]:
+    def value(row: Any) -> Any:
+        for name in path.split("."):
+            row = getattr(row, name)
+        return row
+
+    return value
+
+
+def _namespace(image: Any) -> str:
+    """The first component of the path when the registry reported no namespace (as `docker
+    pull` reads it)."""
+    repository = image.repository
+    if not repository.namespace and "/" in repository.path:
+        return repository.path.split("/", 1)[0]
+    return repository.namespace
+
+
+# --- the lists ----------------------------------------------------------------------------------
+
+IMAGES = Table(
+    columns=(
+        # Exported in this order: export_images' twelve fields first, as scripts know them.
+        Column(
+            "registry",
+            "Registry",
+            ("repository__registry__name", "repository_id", "tag"),
+            _attr("repository.registry.name"),
+        ),
+        Column(
+            "type",
+            "Type",
+            ("repository__type", "repository__namespace", "repository_id", "tag"),
+            _attr("repository.type"),
+        ),
+        Column(
+            "namespace",
+            "Namespace",
+            ("repository__namespace", "repository__name", "repository_id", "tag"),
+            _namespace,
+        ),
+        Column(
+            "repository",
+            "Repository path",
+            ("repository__path", "repository_id", "tag"),
+            _attr("repository.path"),
+            aliases=("path",),
+        ),
+        Column("tag", "Tag", ("tag",), _attr("tag")),
+        Column("digest", "Digest", ("digest",), _attr("digest")),
+        Column("size", "Size", ("size",), _attr("size")),
+        Column("media_type", "Media type", (), _attr("media_type")),
+        Column(
+            "platforms", "Platforms", ("multi_arch",), lambda image: list(image.platforms or [])
+        ),
+        Column("created", "Image created", ("image_created_at",), _time("image_created_at")),
+        Column(
+            "updated", "Updated in registry", ("registry_updated_at",), _time("registry_updated_at")
+        ),
+        Column(
+            "last_synced",
+            "Last synced",
+            ("last_synced_at",),
+            _time("last_synced_at"),
+            aliases=("synced",),
+        ),
+        Column(
+            "name",
+            "Image name",
+            ("repository__name", "repository_id", "tag"),
+            _attr("repository.name"),
+        ),
+        Column("multi_arch", "Multi-arch", ("multi_arch",), _attr("multi_arch")),
+        Column("latest", "Latest version", (), _attr("is_latest")),
+        Column("id", "Id", ("id",)),
+    ),
+    page=(
+        "name",
+        "tag",
+        "namespace",
+        "type",
+        "registry",
+        "digest",
+        "size",
+        "platforms",
+        "created",
+        "updated",
+        "last_synced",
+    ),
+    default_sort="-updated",
+)
+
+REPOSITORIES = Table(
+    columns=(
+        Column("path", "Repository", ("path",), _attr("path")),
+        Column("type", "Type", ("type",), _attr("type")),
+        Column("registry", "Registry", ("registry__name",), _attr("registry.name")),
+        Column("image_count", "Images", ("image_count",), _attr("image_count"), css="num"),
+        Column("namespace", "Namespace", ("namespace",), _attr("namespace")),
+        Column("name", "Name", ("name",), _attr("name")),
+        Column("synced", "Last synced", ("last_synced_at",), _time("last_synced_at")),
+        Column("id", "Id", ("id",)),
+    ),
+    page=("path", "type", "registry", "image_count"),
+    default_sort="registry,type,path",
+)
+
+TASKS = Table(
+    columns=(
+        Column("id", "Task", ("id",), _attr("pk")),
+        Column("trigger", "Trigger", (), _attr("trigger")),
+        Column("scope", "Scope", (), _attr("scope")),
+        Column("status", "Status", ("status",), _attr("status")),
+        Column("progress", "Progress", (), _attr("progress_percent")),
+        Column("repositories", "Repositories", sub="succeeded / failed / total", css="num"),
+        Column("images", "Images", sub="added / updated / removed", css="num"),
+        Column("started", "Started / finished", ("started_at",), _time("started_at")),
+        Column("duration", "Duration"),
+        Column("created_by", "Started by"),
+        Column("failure_reason", "Failure reason", (), _attr("failure_reason")),
+        Column("created", "Created", ("created_at",), _time("created_at")),
+        Column("finished", "Finished", ("finished_at",), _time("finished_at")),
+    ),
+    page=(
+        "id",
+        "trigger",
+        "scope",
+        "status",
+        "progress",
+        "repositories",
+        "images",
+        "started",
+        "duration",
+        "created_by",
+        "failure_reason",
+    ),
+    default_sort="-created",
+)
+
+TASK_RESULTS = Table(
+    columns=(
+        Column("repository", "Repository", ("repository_path",), _attr("repository_path")),
+        Column("type", "Type", ("repository_type",), _attr("repository_type")),
+        Column("registry", "Registry", ("registry_name",), _attr("registry_name")),
+        Column("status", "Status", ("status",), _attr("status")),
+        Column("reason_code", "Reason code", (), _attr("reason_code")),
+        Column("reason", "Reason", (), _attr("reason_message")),
+        Column("images", "Images", ("images_total",), _attr("images_total"), css="num"),
+        Column("changes", "Added / updated / removed", css="num"),
+        Column("id", "Id", ("id",)),
+    ),
+    page=("repository", "type", "registry", "status", "reason_code", "reason", "images", "changes"),
+    default_sort="registry,type,repository",
+)
