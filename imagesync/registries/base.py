@@ -371,67 +371,68 @@ class Transport:
         attempt = 0
         label = what or "the registry"
         while True:
-            self._limiter.wait()
-            try:
-                with self._slots:
-                    with self._count_lock:
-                        self.request_count += 1
-                    response = self.session.request(method, url, stream=True, **kwargs)
-                    try:
-                        if method.upper() == "HEAD":
-                            # A HEAD's Content-Length describes a body that is not sent.
-                            response._content = b""
-                            response._content_consumed = True
-                        else:
-                            self._read_capped(response, label)
-                    finally:
-                        response.close()
-            except requests.exceptions.SSLError:
-                raise RegistryError(
-                    TLS_ERROR, f"TLS verification failed talking to {self.host}.", retryable=False
-                ) from None
-            except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
-                error = RegistryError(
-                    TIMEOUT, f"{self.host} did not answer in time ({label}).", retryable=True
-                )
-                retry_in = None
-            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
-                error = RegistryError(
-                    UNREACHABLE,
-                    f"Cannot reach {self.host} ({label}): connection failed.",
-                    retryable=True,
-                )
-                retry_in = None
-            except requests.exceptions.InvalidURL:
-                raise RegistryError(UNSUPPORTED, "The registry URL is not valid.") from None
-            except requests.exceptions.RequestException:
-                raise RegistryError(
-                    UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True
-                ) from None
+            outcome = self._attempt(method, url, label, kwargs)
+            retry_in = None
+            if isinstance(outcome, RegistryError):
+                error = outcome
+            elif outcome.status_code in ok or outcome.status_code not in RETRY_STATUSES:
+                return outcome
             else:
-                if response.status_code in ok or response.status_code not in RETRY_STATUSES:
-                    return response
-                retry_in = parse_retry_after(response.headers.get("Retry-After"))
-                if response.status_code == 429:
-                    error = RegistryError(
-                        RATE_LIMITED,
-                        f"{self.host} is rate limiting requests (HTTP 429, {label}).",
-                        retryable=True,
-                        status=429,
-                    )
-                else:
-                    error = RegistryError(
-                        UNREACHABLE,
-                        f"{self.host} answered HTTP {response.status_code} ({label}).",
-                        retryable=True,
-                        status=response.status_code,
-                    )
+                error = self._retryable_status(outcome, label)
+                retry_in = parse_retry_after(outcome.headers.get("Retry-After"))
             delay = retry_in if retry_in is not None else self._backoff(attempt)
             attempt += 1
             if attempt > self.max_retries or waited + delay > self.retry_budget:
                 raise error from None
             waited += delay
             self._sleep(delay)
+
+    def _attempt(
+        self, method: str, url: str, label: str, kwargs: dict
+    ) -> requests.Response | RegistryError:
+        """One request within the concurrency cap: the response with its body read, or a
+        retryable RegistryError for a timeout or a failed connection; raises RegistryError for
+        failures that retrying cannot help."""
+        self._limiter.wait()
+        try:
+            with self._slots:
+                with self._count_lock:
+                    self.request_count += 1
+                response = self.session.request(method, url, stream=True, **kwargs)
+                try:
+                    if method.upper() == "HEAD":
+                        # A HEAD's Content-Length describes a body that is not sent.
+                        response._content = b""
+                        response._content_consumed = True
+                    else:
+                        self._read_capped(response, label)
+                finally:
+                    response.close()
+        except requests.exceptions.SSLError:
+            raise RegistryError(
+                TLS_ERROR, f"TLS verification failed talking to {self.host}.", retryable=False
+            ) from None
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
+            message = f"{self.host} did not answer in time ({label})."
+            return RegistryError(TIMEOUT, message, retryable=True)
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            message = f"Cannot reach {self.host} ({label}): connection failed."
+            return RegistryError(UNREACHABLE, message, retryable=True)
+        except requests.exceptions.InvalidURL:
+            raise RegistryError(UNSUPPORTED, "The registry URL is not valid.") from None
+        except requests.exceptions.RequestException:
+            raise RegistryError(
+                UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True
+            ) from None
+        return response
+
+    def _retryable_status(self, response: requests.Response, label: str) -> RegistryError:
+        status = response.status_code
+        if status == 429:
+            message = f"{self.host} is rate limiting requests (HTTP 429, {label})."
+            return RegistryError(RATE_LIMITED, message, retryable=True, status=429)
+        message = f"{self.host} answered HTTP {status} ({label})."
+        return RegistryError(UNREACHABLE, message, retryable=True, status=status)
 
     def _read_capped(self, response: requests.Response, label: str) -> None:
         """Read the body into response._content, refusing bodies above the cap."""
