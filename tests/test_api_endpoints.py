@@ -15,7 +15,6 @@ from imagesync.models import (
     Image,
     Registry,
     SyncTask,
-    SyncTaskRepository,
 )
 from tests.support.api import (
     FAST_HASHERS,
@@ -26,7 +25,7 @@ from tests.support.api import (
     reset_rate_limits,
     token_for,
 )
-from tests.support.factories import make_repository, make_result
+from tests.support.factories import make_image, make_partial_task, make_repository
 from tests.support.fakes import FakeClient
 
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
@@ -44,28 +43,8 @@ def world(project, other_project, registry, monkeypatch):
     repository failed; and another project with its own registry and image."""
     monkeypatch.setattr(Registry, "build_client", lambda self: FakeClient())
     repository = make_repository(registry, "team/api")
-    image = Image.objects.create(
-        project=project,
-        repository=repository,
-        tag="1.0",
-        digest="sha256:" + "a" * 64,
-        size=1000,
-        platforms=["linux/amd64"],
-    )
-    task = SyncTask.objects.create(
-        project=project,
-        status=SyncTask.Status.PARTIALLY_SUCCEEDED,
-        repositories_total=1,
-        repositories_done=1,
-        repositories_failed=1,
-    )
-    make_result(
-        task,
-        repository,
-        SyncTaskRepository.Status.FAILED,
-        reason_code="unreachable",
-        reason_message="The registry did not answer.",
-    )
+    image = make_image(repository, "1.0", digest="sha256:" + "a" * 64, size=1000)
+    task = make_partial_task(repository, "The registry did not answer.")
     other_registry = Registry.objects.create(
         project=other_project, kind="other", name="theirs", endpoint="https://theirs.example.com"
     )

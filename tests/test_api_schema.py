@@ -15,13 +15,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from imagesync.models import (
-    Image,
     Registry,
-    SyncTask,
 )
 from imagesync.registries import CheckResult
 from tests.support.api import FAST_HASHERS, reset_rate_limits, token_for
-from tests.support.factories import make_repository, make_result
+from tests.support.factories import make_image, make_partial_task, make_repository
 from tests.support.fakes import FakeClient
 
 EXAMPLES_PER_OPERATION = 25  # positive and negative each; the whole run stays well under 2 min
@@ -104,24 +102,15 @@ def api_world(project, admin_user, registry, monkeypatch):
         Registry, "build_client", lambda self: FakeClient(check_result=NOT_CONTACTED)
     )
     repository = make_repository(registry, "team/api")
-    image = Image.objects.create(
-        project=project,
-        repository=repository,
-        tag="1.0",
+    image = make_image(
+        repository,
+        "1.0",
         digest="sha256:" + "a" * 64,
         size=1234,
         platforms=["linux/amd64", "linux/arm64"],
         multi_arch=True,
     )
-    task = SyncTask.objects.create(
-        project=project,
-        status=SyncTask.Status.PARTIALLY_SUCCEEDED,
-        repositories_total=1,
-        repositories_done=1,
-        repositories_failed=1,
-        created_by=admin_user,
-    )
-    make_result(task, repository, "failed", reason_code="unreachable", reason_message="down")
+    task = make_partial_task(repository, "down", created_by=admin_user)
     return {
         "project_id": project.pk,
         "task_id": task.pk,

@@ -140,6 +140,13 @@ def assert_clean(text: str, world, where: str) -> None:
     assert not leaked, f"{where} shows a secret (or its ciphertext): {leaked[0][:12]}..."
 
 
+def assert_page_clean(client, url: str, world) -> None:
+    """The page at url is served (200) and shows no secret."""
+    response = client.get(url)
+    assert response.status_code == 200, url
+    assert_clean(body_of(response), world, url)
+
+
 def hostile(world, *, always_quote_secret: bool = False):
     mock = responses.RequestsMock(assert_all_requests_are_fired=False)
     service = HostileRegistry(
@@ -250,10 +257,7 @@ def test_no_console_page_fragment_or_form_shows_a_secret(world, client, admin_us
             seen += 1
     for registry in Registry.objects.filter(project=world["seeded"].project):
         for name in ("registry-edit", "registry-delete"):
-            url = reverse(f"imagesync:{name}", args=[registry.pk])
-            response = client.get(url)
-            assert response.status_code == 200, url
-            assert_clean(body_of(response), world, url)
+            assert_page_clean(client, reverse(f"imagesync:{name}", args=[registry.pk]), world)
             seen += 1
     assert seen > 20
 
@@ -287,9 +291,7 @@ def test_no_admin_page_or_form_shows_a_secret(world, client, superuser):
         for obj in model._default_manager.all()[:3]:
             urls.append(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
         for url in urls:
-            response = client.get(url)
-            assert response.status_code == 200, url
-            assert_clean(body_of(response), world, url)
+            assert_page_clean(client, url, world)
             rendered += 1
     assert rendered > 20
     # An invalid admin form re-rendered with a typed secret does not echo it.
@@ -334,9 +336,7 @@ def test_the_api_shows_no_secret(world, client, admin_user):
     urls = ["/api/v1/projects/", f"{base}/registries/", f"{base}/sync-tasks/"]
     urls += [f"{base}/registries/{r.pk}/" for r in Registry.objects.filter(project=project)]
     for url in urls:
-        response = client.get(url)
-        assert response.status_code == 200, url
-        assert_clean(body_of(response), world, url)
+        assert_page_clean(client, url, world)
     listing = client.get(f"{base}/registries/").json()
     rows = listing.get("results", listing) if isinstance(listing, dict) else listing
     assert rows and all("secret" not in key or key == "has_secret" for key in rows[0])

@@ -64,6 +64,26 @@ def make_result(
     )
 
 
+def make_partial_task(repository: Repository, reason_message: str, **fields) -> SyncTask:
+    """A finished task of the repository's project whose one repository failed (unreachable)."""
+    task = SyncTask.objects.create(
+        project=repository.registry.project,
+        status=SyncTask.Status.PARTIALLY_SUCCEEDED,
+        repositories_total=1,
+        repositories_done=1,
+        repositories_failed=1,
+        **fields,
+    )
+    make_result(
+        task,
+        repository,
+        SyncTaskRepository.Status.FAILED,
+        reason_code="unreachable",
+        reason_message=reason_message,
+    )
+    return task
+
+
 @dataclass
 class Seeded:
     """What seed_project created: names that must never show up in another project's pages."""
