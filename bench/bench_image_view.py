@@ -183,7 +183,7 @@ def cases(project) -> list[tuple[str, dict]]:
         ("digest (short)", {"digest": f"{77777:064x}"[:12]}),
         ("multi-arch only", {"multi_arch": "on"}),
         ("latest only", {"latest": "on"}),
-        ("size 100-200 MiB", {"size_min": "100", "size_max": "200"}),
+        ("size 100-200 MiB", {"size_min_mib": "100", "size_max_mib": "200"}),
         ("updated last 30 days", {"updated_from": (today - timedelta(days=30)).isoformat()}),
         (
             "synced range",

@@ -170,24 +170,14 @@ class BooleanFilter(django_filters.BooleanFilter):
         super().__init__(*args, **kwargs)
 
 
-class IdFilter(django_filters.NumberFilter):
-    """An object id: a whole number a database integer can hold."""
+class WholeNumberFilter(django_filters.NumberFilter):
+    """A whole number a database integer can hold: an object id (at least 1) or a size in
+    bytes (at least 0)."""
 
     field_class = forms.IntegerField
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(*args, **kwargs)
-
-
-class ByteFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("min_value", 0)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, min_value: int = 0, **kwargs):
+        super().__init__(*args, min_value=min_value, max_value=MAX_ID, **kwargs)
 
 
 class MibFilter(django_filters.NumberFilter):
@@ -260,7 +250,7 @@ class ListFilterSet(django_filters.FilterSet):
 
     table: Table
     aliases = {"sort": "ordering"}
-    page_fields: tuple[str, ...] = ()  # the fields the page's filter form shows, in order
+    page_fields = ""  # the fields the page's filter form shows, space-separated, in order
     not_narrowing = frozenset({"ordering"})
 
     def __init__(
@@ -291,7 +281,7 @@ class ListFilterSet(django_filters.FilterSet):
 
     @property
     def page_form_fields(self) -> list:
-        return [self.form[name] for name in self.page_fields]
+        return [self.form[name] for name in self.page_fields.split()]
 
     @property
     def invalid(self) -> bool:
@@ -343,6 +333,18 @@ def _registry_filter(**kwargs) -> django_filters.ModelChoiceFilter:
     )
 
 
+def _one_or_more(choices, label: str, empty_label: str, **kwargs) -> django_filters.Filter:
+    """A filter on several values (the API repeats the parameter), a drop-down on a page."""
+    return django_filters.MultipleChoiceFilter(
+        distinct=False,  # nothing here duplicates rows; DISTINCT would only slow counts
+        choices=choices,
+        widget=DropDownList(empty_label),
+        label=label,
+        help_text="Repeat the parameter for several.",
+        **kwargs,
+    )
+
+
 class ImageFilter(ListFilterSet):
     """Image View: type (several), registry, repository, namespace, image name, tag, digest,
     multi-arch, latest version, size range, update and sync time ranges, free text."""
@@ -367,7 +369,7 @@ class ImageFilter(ListFilterSet):
         help_text="Repeat the parameter for several.",
     )
     registry = _registry_filter(method="filter_registry")
-    repository = IdFilter(field_name="repository_id", label="Repository id")
+    repository = WholeNumberFilter(field_name="repository_id", min_value=1, label="Repository id")
     namespace = django_filters.CharFilter(method="filter_repository", label="Namespace")
     name = django_filters.CharFilter(method="filter_repository", label="Image name")
     tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
@@ -376,8 +378,10 @@ class ImageFilter(ListFilterSet):
     )
     multi_arch = BooleanFilter(field_name="multi_arch", label="Multi-arch only")
     latest = BooleanFilter(field_name="is_latest", label="Latest version only")
-    size_min = ByteFilter(field_name="size", lookup_expr="gte", label="Size at least (bytes)")
-    size_max = ByteFilter(field_name="size", lookup_expr="lte", label="Size at most (bytes)")
+    size_min = WholeNumberFilter(
+        field_name="size", lookup_expr="gte", label="Size at least (bytes)"
+    )
+    size_max = WholeNumberFilter(field_name="size", lookup_expr="lte", label="Size at most (bytes)")
     size_min_mib = MibFilter(field_name="size", lookup_expr="gte", label="Size from (MiB)")
     size_max_mib = MibFilter(field_name="size", lookup_expr="lte", label="Size to (MiB)")
     updated_after, updated_before, updated_to = _moments("registry_updated_at", "Updated")
@@ -385,16 +389,8 @@ class ImageFilter(ListFilterSet):
     ordering = SortFilter(IMAGES)
 
     page_fields = (
-        "namespace",
-        "name",
-        "tag",
-        "digest",
-        "size_min_mib",
-        "size_max_mib",
-        "updated_after",
-        "updated_to",
-        "synced_after",
-        "synced_to",
+        "namespace name tag digest size_min_mib size_max_mib"
+        " updated_after updated_to synced_after synced_to"
     )
 
     class Meta:
@@ -470,13 +466,7 @@ class RepositoryFilter(ListFilterSet):
     table = REPOSITORIES
 
     q = django_filters.CharFilter(field_name="path", lookup_expr="icontains", label="Path contains")
-    type = django_filters.MultipleChoiceFilter(
-        distinct=False,  # nothing here duplicates rows; DISTINCT would only slow counts
-        choices=RepositoryType.choices,
-        widget=DropDownList("All types"),
-        label="Type",
-        help_text="Repeat the parameter for several.",
-    )
+    type = _one_or_more(RepositoryType.choices, "Type", "All types")
     registry = _registry_filter(field_name="registry")
     namespace = django_filters.CharFilter(lookup_expr="icontains", label="Namespace")
     name = django_filters.CharFilter(lookup_expr="icontains", label="Name")
@@ -487,7 +477,7 @@ class RepositoryFilter(ListFilterSet):
     )
     ordering = SortFilter(REPOSITORIES)
 
-    page_fields = ("type", "registry", "namespace", "name")
+    page_fields = "type registry namespace name"
 
     class Meta:
         model = Repository
@@ -511,13 +501,7 @@ class TaskFilter(ListFilterSet):
     table = TASKS
     aliases = {"sort": "ordering", "created_from": "created_after"}
 
-    status = django_filters.MultipleChoiceFilter(
-        distinct=False,
-        choices=SyncTask.Status.choices,
-        widget=DropDownList("Any status"),
-        label="Status",
-        help_text="Repeat the parameter for several.",
-    )
+    status = _one_or_more(SyncTask.Status.choices, "Status", "Any status")
     trigger = django_filters.ChoiceFilter(
         choices=SyncTask.Trigger.choices, empty_label="Any trigger", label="Trigger"
     )
@@ -527,7 +511,7 @@ class TaskFilter(ListFilterSet):
     created_after, created_before, created_to = _moments("created_at", "Created")
     ordering = SortFilter(TASKS)
 
-    page_fields = ("status", "trigger", "created_after", "created_to")
+    page_fields = "status trigger created_after created_to"
 
     class Meta:
         model = SyncTask
@@ -546,22 +530,13 @@ class TaskResultFilter(ListFilterSet):
 
     table = TASK_RESULTS
 
-    status = django_filters.MultipleChoiceFilter(
-        distinct=False,
-        choices=SyncTaskRepository.Status.choices,
-        widget=DropDownList("Any status"),
-        label="Status",
-        help_text="Repeat the parameter for several.",
-    )
-    type = django_filters.MultipleChoiceFilter(
-        distinct=False,
-        field_name="repository_type",
-        choices=RepositoryType.choices,
-        label="Repository type",
+    status = _one_or_more(SyncTaskRepository.Status.choices, "Status", "Any status")
+    type = _one_or_more(
+        RepositoryType.choices, "Repository type", "All types", field_name="repository_type"
     )
     ordering = SortFilter(TASK_RESULTS)
 
-    page_fields = ("status",)
+    page_fields = "status"
 
     class Meta:
         model = SyncTaskRepository

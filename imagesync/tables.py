@@ -54,7 +54,7 @@ class Table:
     sort. Exports use every column that has a value, in definition order."""
 
     columns: tuple[Column, ...]
-    page: tuple[str, ...]
+    page: str  # the keys of the page's columns, space-separated, in the page's order
     default_sort: str
     by_key: Mapping[str, Column] = field(init=False, repr=False)
 
@@ -114,7 +114,7 @@ class Table:
         """The page's headers, with aria-sort for the column the sort starts with."""
         first = sort.split(",")[0]
         result = []
-        for key in self.page:
+        for key in self.page.split():
             column = self.by_key[key]
             state, next_sort = "none", key
             if first == key:
@@ -235,19 +235,7 @@ IMAGES = Table(
         Column("latest", "Latest version", (), _attr("is_latest")),
         Column("id", "Id", ("id",)),
     ),
-    page=(
-        "name",
-        "tag",
-        "namespace",
-        "type",
-        "registry",
-        "digest",
-        "size",
-        "platforms",
-        "created",
-        "updated",
-        "last_synced",
-    ),
+    page="name tag namespace type registry digest size platforms created updated last_synced",
     default_sort="-updated",
 )
 
@@ -262,7 +250,7 @@ REPOSITORIES = Table(
         Column("synced", "Last synced", ("last_synced_at",), _time("last_synced_at")),
         Column("id", "Id", ("id",)),
     ),
-    page=("path", "type", "registry", "image_count"),
+    page="path type registry image_count",
     default_sort="registry,type,path",
 )
 
@@ -282,19 +270,8 @@ TASKS = Table(
         Column("created", "Created", ("created_at",), _time("created_at")),
         Column("finished", "Finished", ("finished_at",), _time("finished_at")),
     ),
-    page=(
-        "id",
-        "trigger",
-        "scope",
-        "status",
-        "progress",
-        "repositories",
-        "images",
-        "started",
-        "duration",
-        "created_by",
-        "failure_reason",
-    ),
+    page="id trigger scope status progress repositories images started duration created_by"
+    " failure_reason",
     default_sort="-created",
 )
 
@@ -310,6 +287,6 @@ TASK_RESULTS = Table(
         Column("changes", "Added / updated / removed", css="num"),
         Column("id", "Id", ("id",)),
     ),
-    page=("repository", "type", "registry", "status", "reason_code", "reason", "images", "changes"),
+    page="repository type registry status reason_code reason images changes",
     default_sort="registry,type,repository",
 )

@@ -305,3 +305,57 @@ def test_a_user_without_a_project_cannot_start_a_sync(client, django_user_model)
     client.force_login(django_user_model.objects.create_user(username="nobody", password="x"))
     assert client.post("/images/synchronize/", {"sync_type": "all"}).status_code == 403
     assert not SyncTask.objects.exists()
+
+
+# --- one FilterSet and one table for the page and the API -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"status": "running"},
+        {"status": ["running", "partially_succeeded"]},
+        {"trigger": "manual"},
+        {"active": "true"},
+        {"created_from": (NOW - dt.timedelta(days=1)).date().isoformat()},  # the console's name
+        {"created_after": (NOW - dt.timedelta(days=1)).isoformat()},  # an instant
+        {"created_to": (NOW - dt.timedelta(days=3)).date().isoformat()},  # the whole day
+        {"created_before": NOW.isoformat()},
+        {"sort": "created"},
+        {"ordering": "-status"},
+    ],
+    ids=lambda params: "&".join(params) or "no-parameters",
+)
+def test_the_task_page_and_the_api_list_the_same_tasks(
+    login, viewer, project, finished_task, running_task, params
+):
+    from tests.support.api import api_as, api_url
+
+    page = login(viewer).get(LIST, params)
+    assert page.status_code == 200 and not page.context["filters_invalid"]
+    on_page = [task.pk for task in page.context["page"].object_list]
+    answer = api_as(viewer).get(api_url("synctask-list", project_id=project.pk), params)
+    assert answer.status_code == 200, answer.content[:300]
+    assert on_page == [task["id"] for task in answer.json()["results"]]
+    assert on_page
+
+
+def test_the_task_list_sorts_by_a_header(login, viewer, finished_task, running_task):
+    client = login(viewer)
+    body = client.get(LIST, {"sort": "started"}).content.decode()
+    assert body.index(f'data-task="{finished_task.pk}"') < body.index(
+        f'data-task="{running_task.pk}"'
+    )
+    assert 'aria-sort="ascending"><a href="/tasks/?sort=-started">Started / finished' in body
+    assert 'aria-sort="none"><a href="/tasks/?sort=status">Status' in body
+    body = client.get(LIST, {"sort": "-started"}).content.decode()
+    assert body.index(f'data-task="{running_task.pk}"') < body.index(
+        f'data-task="{finished_task.pk}"'
+    )
+
+
+def test_an_unknown_task_sort_falls_back_to_the_newest_first(login, viewer, finished_task):
+    response = login(viewer).get(LIST, {"sort": "password"})
+    assert response.status_code == 200 and not response.context["filters_invalid"]
+    assert f'data-task="{finished_task.pk}"' in response.content.decode()
