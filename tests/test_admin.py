@@ -8,9 +8,10 @@ import html
 
 import pytest
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from imagesync.models import AuditEvent, Image, Registry, Repository, SyncTask, SyncTaskRepository
-from tests.support.factories import seed_project
+from tests.support.factories import PASSWORD, seed_project
 
 READ_ONLY = ["repository", "image", "synctask", "synctaskrepository", "auditevent"]
 EDITABLE = ["project", "projectmembership", "registry", "authorizationgrant"]
@@ -132,3 +133,19 @@ def test_a_registry_made_in_the_admin_gets_kind_fields_and_is_audited(
 def test_a_sync_task_cannot_be_started_from_the_admin(admin_client, project):
     assert admin_client.post(reverse("admin:imagesync_synctask_add"), {}).status_code == 403
     assert not SyncTask.objects.exists()
+
+
+@pytest.mark.browser
+def test_the_admin_registry_form_shows_only_the_chosen_kinds_settings(
+    ui, transactional_db, django_user_model
+):
+    django_user_model.objects.create_superuser("kind-root", "root@example.com", PASSWORD)
+    ui.sign_in("kind-root", PASSWORD)
+    page = ui.page
+    # the admin has no favicon; its 404 would count as a page error
+    page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+    ui.goto(reverse("admin:imagesync_registry_add"))
+    page.locator("#id_kind").select_option("harbor")
+    expect(page.get_by_label("Harbor projects")).to_be_visible()
+    expect(page.get_by_label("SWR region")).to_be_hidden()
+    expect(page.get_by_label("Repositories")).to_be_hidden()

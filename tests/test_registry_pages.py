@@ -3,11 +3,14 @@ Test connection shown inline."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import responses
+from playwright.sync_api import expect
 
-from imagesync.models import AuditEvent, Registry
-from tests.support.factories import make_image, make_repository
+from imagesync.models import AuditEvent, ProjectMembership, Registry
+from tests.support.factories import PASSWORD, make_image, make_repository
 
 LIST = "/registries/"
 NEW = "/registries/new/"
@@ -242,3 +245,26 @@ def test_test_connection_without_htmx_redirects_with_a_message(login, admin_user
     responses.get("https://registry.example.com/v2/", json={}, status=200)
     response = login(admin_user).post(f"/registries/{registry.pk}/test/", follow=True)
     assert "Connection to “local” succeeded" in response.content.decode()
+
+
+# --- kind-specific fields in a browser ------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_form_shows_only_the_settings_of_the_chosen_kind(
+    ui, transactional_db, django_user_model, project
+):
+    user = django_user_model.objects.create_user(username="kind-admin", password=PASSWORD)
+    ProjectMembership.objects.create(user=user, project=project, role="admin")
+    ui.sign_in("kind-admin", PASSWORD)
+    ui.goto(NEW)
+    page = ui.page
+    kind = page.get_by_label(re.compile(r"^Kind"))
+    kind.select_option("swr")
+    expect(page.get_by_label("SWR region")).to_be_visible()
+    expect(page.get_by_label("SWR project ID")).to_be_visible()
+    expect(page.get_by_label("Harbor projects")).to_be_hidden()
+    kind.select_option("other")
+    expect(page.get_by_label("SWR region")).to_be_hidden()
+    expect(page.get_by_label("Repositories")).to_be_visible()
+    expect(page.get_by_label("Advanced options (JSON)")).to_be_visible()
