@@ -513,10 +513,7 @@ def registry_create(request):
     project = _require_role(request, "admin")
     form = RegistryForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
-        registry = form.save()
-        AuditEvent.record(
-            "registry.create", actor=request.user, project=project, target=registry.name
-        )
+        registry = form.save(actor=request.user)
         messages.success(
             request, f"Registry “{registry.name}” connected. Test the connection, then synchronize."
         )
@@ -531,16 +528,7 @@ def registry_edit(request, pk: int):
     project = _require_role(request, "admin")
     form = RegistryForm(request.POST or None, instance=registry, project=project)
     if request.method == "POST" and form.is_valid():
-        registry = form.save()
-        AuditEvent.record(
-            "registry.update",
-            actor=request.user,
-            project=project,
-            target=registry.name,
-            detail="changed: "
-            + ", ".join(field for field in form.changed_data if field != "secret")
-            + (" (secret replaced)" if form.cleaned_data.get("secret") else ""),
-        )
+        registry = form.save(actor=request.user)
         messages.success(request, f"Registry “{registry.name}” saved.")
         return redirect("imagesync:registry-list")
     return render(request, "imagesync/registry_form.html", {"form": form, "registry": registry})
@@ -550,11 +538,10 @@ def registry_edit(request, pk: int):
 def registry_delete(request, pk: int):
     """Remove a registry connection and, with it, its repositories and images."""
     registry = _get_registry(request, pk)
-    project = _require_role(request, "admin")
+    _require_role(request, "admin")
     if request.method == "POST":
         name = registry.name
-        registry.delete()
-        AuditEvent.record("registry.delete", actor=request.user, project=project, target=name)
+        registry.remove(request.user)
         messages.success(request, f"Registry “{name}” removed with its repositories and images.")
         return redirect("imagesync:registry-list")
     counts = {
