@@ -384,6 +384,8 @@ class RegistryForm(forms.ModelForm):
         self._check_unique_name(data)
         kind = data.get("kind")
         if kind in KIND_FIELDS:
+            for name in set(OPTION_FIELDS) - set(KIND_FIELDS[kind]):
+                self._errors.pop(name, None)  # another kind's field: ignored, so never wrong
             self._check_kind_fields(kind, data)
             advanced = self._check_advanced(kind, data.get("options"))
             if advanced is not None:

@@ -163,7 +163,7 @@ def test_the_console_stores_swr_fields_under_the_keys_the_client_reads(login, ad
         "secret": "SK-456",
         "region": "cn-north-4",
         "project_id": PROJECT_ID,
-        "projects": "ignored-because-harbor",
+        "projects": "Not a Harbor project!",  # another kind's field: ignored, even when wrong
         "repositories": "also/ignored",
         "options": '{"namespaces": ["team-a"]}',
         "verify_tls": "on",
