@@ -21,7 +21,6 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from imagesync import sync
 from imagesync import exports
 from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
 from imagesync.forms import RegistryForm, SyncForm
@@ -33,6 +32,7 @@ from imagesync.models import (
     Registry,
     Repository,
     RepositoryType,
+    SyncRefused,
     SyncTask,
     SyncTaskRepository,
     has_role,
@@ -71,9 +71,7 @@ def _require_role(request: HttpRequest, needed: str) -> Project:
 
 def _is_fragment(request: HttpRequest) -> bool:
     """An htmx request that swaps a part of the page (history restores want the full page)."""
-    return request.headers.get("HX-Request") == "true" and not request.headers.get(
-        "HX-History-Restore-Request"
-    )
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _render(request, full: str, fragment: str, context: dict, status: int = 200) -> HttpResponse:
@@ -341,7 +339,7 @@ def sync_panel(request):
     refusal = None
     if form.is_valid():
         try:
-            task = sync.request_sync(
+            task = SyncTask.objects.request(
                 project,
                 trigger=SyncTask.Trigger.MANUAL,
                 scope=form.cleaned_data["sync_type"],
@@ -349,7 +347,7 @@ def sync_panel(request):
                 repositories=tuple(form.cleaned_data["repositories"] or ()),
                 user=request.user,
             )
-        except sync.SyncRefused as refused:
+        except SyncRefused as refused:
             refusal = refused
         else:
             message = format_html("Synchronization started: {}.", _task_link(task))
@@ -443,7 +441,7 @@ def task_cancel(request, pk: int):
     """Ask an active task to stop; it stops between repositories."""
     task = _get_task(request, pk)
     _require_role(request, "operator")
-    if sync.cancel_task(task, user=request.user):
+    if task.cancel(user=request.user):
         messages.success(request, f"Cancellation requested for {task}.")
     else:
         messages.info(request, f"{task} is no longer active; nothing to cancel.")
@@ -456,8 +454,8 @@ def task_retry(request, pk: int):
     task = _get_task(request, pk)
     _require_role(request, "operator")
     try:
-        new_task = sync.retry_failed(task, user=request.user)
-    except sync.SyncRefused as refused:
+        new_task = task.retry_failed(user=request.user)
+    except SyncRefused as refused:
         if refused.active_task is not None:
             messages.error(
                 request, format_html("{} See {}.", refused.message, _task_link(refused.active_task))

@@ -15,7 +15,6 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from apitokens.models import ApiToken
-from imagesync import sync
 from imagesync.api import serializers
 from imagesync.api.errors import Conflict
 from imagesync.api.filters import ProjectFilterBackend
@@ -28,6 +27,7 @@ from imagesync.models import (
     Registry,
     Repository,
     RepositoryType,
+    SyncRefused,
     SyncTask,
     SyncTaskRepository,
     has_role,
@@ -233,7 +233,7 @@ class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
         return Response(data)
 
 
-def _refused(refused: sync.SyncRefused, *, default_conflict: bool) -> Exception:
+def _refused(refused: SyncRefused, *, default_conflict: bool) -> Exception:
     """A refusal because a sync is active is a 409 naming the active task; any other is a
     409 (retry: nothing to retry) or a 400 (create: the scope is not valid)."""
     if refused.active_task is not None:
@@ -300,7 +300,7 @@ class SyncTaskViewSet(
         chosen.is_valid(raise_exception=True)
         data = chosen.validated_data
         try:
-            task = sync.request_sync(
+            task = SyncTask.objects.request(
                 self.project,
                 trigger=SyncTask.Trigger.MANUAL,
                 scope=data["scope"],
@@ -308,7 +308,7 @@ class SyncTaskViewSet(
                 repositories=tuple(data.get("repositories") or ()),
                 user=request.user,
             )
-        except sync.SyncRefused as refused:
+        except SyncRefused as refused:
             raise _refused(refused, default_conflict=False) from None
         task = self.get_queryset().get(pk=task.pk)
         return Response(
@@ -327,7 +327,7 @@ class SyncTaskViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request, project_id=None, pk=None):
         task = self.get_object()
-        if not sync.cancel_task(task, user=request.user):
+        if not task.cancel(user=request.user):
             raise Conflict(f"{task} is no longer active; nothing to cancel.")
         task = self.get_queryset().get(pk=task.pk)
         return Response(self.get_serializer(task).data)
@@ -347,8 +347,8 @@ class SyncTaskViewSet(
     def retry(self, request, project_id=None, pk=None):
         task = self.get_object()
         try:
-            new_task = sync.retry_failed(task, user=request.user)
-        except sync.SyncRefused as refused:
+            new_task = task.retry_failed(user=request.user)
+        except SyncRefused as refused:
             raise _refused(refused, default_conflict=True) from None
         new_task = self.get_queryset().get(pk=new_task.pk)
         return Response(self.get_serializer(new_task).data, status=status.HTTP_201_CREATED)
