@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -127,9 +127,13 @@ def select_project(request):
     else:
         request.session[SESSION_KEY] = project.pk
     target = request.POST.get("next") or ""
-    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        target = "imagesync:image-list"
-    return redirect(target)
+    # Only a path of this site; anything else (another host, or a bare word that redirect()
+    # would take for a URL name) goes to Image View.
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, request.is_secure()
+    ):
+        target = reverse("imagesync:image-list")
+    return HttpResponseRedirect(target)
 
 
 # --- Image View -----------------------------------------------------------------------------

@@ -108,9 +108,12 @@ def test_the_project_choice_persists_in_the_session(login, viewer, project, djan
     assert client.get(reverse("imagesync:image-list")).context["current_project"] == second
 
 
-def test_selecting_a_project_rejects_an_outside_redirect(login, viewer, project):
+@pytest.mark.parametrize("target", ["https://evil.example", "//evil.example/x", "0", "admin:index"])
+def test_selecting_a_project_rejects_an_outside_redirect(login, viewer, project, target):
+    """Another host, or a bare word that is no path of this site, lands on Image View (a word
+    once reached redirect() as a URL name and answered 500)."""
     response = login(viewer).post(
-        reverse("imagesync:project-select"), {"project": project.pk, "next": "https://evil.example"}
+        reverse("imagesync:project-select"), {"project": project.pk, "next": target}
     )
     assert response.status_code == 302
     assert response["Location"] == reverse("imagesync:image-list")
