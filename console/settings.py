@@ -202,6 +202,8 @@ LOGGING = {
     # axes logs every sign-in at INFO; its warnings (failures, lockouts) are the useful part.
     "loggers": {
         "django": {"level": "INFO"},
+# Changes and closed image intervals older than this are purged daily (imagesync.history).
+HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
         "urllib3": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
     },

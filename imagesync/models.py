@@ -327,9 +327,16 @@ class Registry(models.Model):
 
     def remove(self, user=None, *, via: str = "") -> None:
         """Delete the connection with its repositories and images, and audit it: the one way
-        the console, the API, the admin and the command remove a registry."""
+        the console, the API, the admin and the command remove a registry. Its images are
+        recorded as removed in the history, which stays readable (see imagesync.history)."""
+        from imagesync.history import Change, forget_images
+
+        now = timezone.now()
         with transaction.atomic():
             self.audit("registry.delete", user, via=via)
+            for repository in self.repositories.filter(image_count__gt=0):
+                repository.registry = self
+                forget_images(repository, now, source=Change.Source.CONNECTION_REMOVED)
             self.delete()
 
     remove.alters_data = True
@@ -352,11 +359,19 @@ class RepositoryQuerySet(models.QuerySet):
         return self.filter(type__in=list(types))
 
     def apply_listing(
-        self, registry: Registry, types: Iterable[str], infos: Iterable[RepositoryInfo]
+        self,
+        registry: Registry,
+        types: Iterable[str],
+        infos: Iterable[RepositoryInfo],
+        *,
+        task=None,
     ) -> tuple[list[Repository], int]:
         """Bring the repositories of `registry` (for `types`) in line with a COMPLETE listing:
         add new ones, un-remove returning ones, mark vanished ones removed and delete their
-        images. Returns the present repositories and the number of images removed."""
+        images (each recorded as removed, seen by `task`). Returns the present repositories
+        and the number of images removed."""
+        from imagesync.history import forget_images
+
         types = tuple(types)
         now = timezone.now()
         existing = {(r.type, r.path): r for r in Repository.objects.filter(registry=registry)}
@@ -382,15 +397,17 @@ class RepositoryQuerySet(models.QuerySet):
             changed, ["removed_at", "namespace", "name", "extra"], batch_size=BATCH_SIZE
         )
         vanished = [
-            repo.pk
+            repo
             for key, repo in existing.items()
             if repo.type in types and repo.removed_at is None and key not in seen
         ]
         removed_images = 0
-        for start in range(0, len(vanished), BATCH_SIZE):
-            chunk = vanished[start : start + BATCH_SIZE]
-            removed_images += Image.objects.filter(repository_id__in=chunk).delete()[0]
-            Repository.objects.filter(pk__in=chunk).update(removed_at=now, image_count=0)
+        for repo in vanished:
+            repo.registry = registry
+            removed_images += forget_images(repo, now, task)
+        Repository.objects.filter(pk__in=[repo.pk for repo in vanished]).update(
+            removed_at=now, image_count=0
+        )
         present = Repository.objects.filter(
             registry=registry, type__in=types, removed_at__isnull=True
         ).order_by("path")
@@ -442,14 +459,19 @@ class Repository(models.Model):
         return self.path
 
     def reconcile(
-        self, images: Iterable[ImageInfo], now: datetime | None = None
+        self, images: Iterable[ImageInfo], now: datetime | None = None, *, task=None
     ) -> ReconcileCounts:
-        """Make the stored images of this repository exactly the complete listing `images`.
+        """Make the stored images of this repository exactly the complete listing `images`, and
+        record what changed in the history (see imagesync.history), seen by `task`.
 
         Call inside a transaction. A handful of queries whatever the size: one read, bulk
         inserts, bulk updates of the changed rows, one delete of vanished tags (chunked), one
-        UPDATE that touches last_synced_at of every unchanged row, one UPDATE of the repository."""
+        UPDATE that touches last_synced_at of every unchanged row, one UPDATE of the
+        repository, and for the history only what changed (nothing for an unchanged tag)."""
+        from imagesync.history import HistoryRecorder
+
         now = now or timezone.now()
+        history = HistoryRecorder(self, now, task)
         listing = {info.tag: info for info in images}
         newest = latest_tag(listing.values())
         existing = {
@@ -463,24 +485,31 @@ class Repository(models.Model):
             is_latest = tag == newest
             row = existing.get(tag)
             if row is None:
-                to_create.append(Image.from_listing(self, info, is_latest=is_latest, now=now))
+                image = Image.from_listing(self, info, is_latest=is_latest, now=now)
+                to_create.append(image)
+                history.added(image)
                 counts.added += 1
                 continue
             content_changed = _stored_state(row) != _listing_state(info)
             if content_changed or row[9] != is_latest:
                 image = Image.from_listing(self, info, is_latest=is_latest, now=now)
-                image.pk = row[0]
+                image.pk, image.first_seen_at = row[0], row[10]
                 to_update.append(image)
+                history.restated(row[2], image)
             if content_changed:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
         vanished = [row[0] for tag, row in existing.items() if tag not in listing]
+        for tag, row in existing.items():
+            if tag not in listing:
+                history.removed(tag, row[2])
         counts.removed = len(vanished)
         for start in range(0, len(vanished), BATCH_SIZE):
             Image.objects.filter(pk__in=vanished[start : start + BATCH_SIZE]).delete()
         Image.objects.bulk_update(to_update, _IMAGE_UPDATE_FIELDS, batch_size=BATCH_SIZE)
         Image.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
+        history.write()
         if counts.unchanged:
             Image.objects.filter(repository=self, last_synced_at__lt=now).update(last_synced_at=now)
         Repository.objects.filter(pk=self.pk).update(
@@ -588,7 +617,8 @@ class Image(models.Model):
         )
 
 
-# Read to reconcile: id, tag, the content state (what a re-push changes), is_latest.
+# Read to reconcile: id, tag, the content state (what a re-push changes), is_latest, and
+# first_seen_at (kept in the history).
 _IMAGE_STATE_FIELDS = (
     "id",
     "tag",
@@ -600,6 +630,7 @@ _IMAGE_STATE_FIELDS = (
     "image_created_at",
     "registry_updated_at",
     "is_latest",
+    "first_seen_at",
 )
 _IMAGE_UPDATE_FIELDS = [
     "digest",
@@ -1097,14 +1128,16 @@ class SyncTask(models.Model):
         unchanged: int = 0,
         code: str = "",
         message: str = "",
+        at: datetime | None = None,
     ) -> None:
         """Write the result of one repository (finished with its image counts, or failed with
-        a reason) and add it to the task's counters.
+        a reason) and add it to the task's counters. `at`: the time the repository's images
+        were stored (its images' last_synced_at), which the inventory as of a moment reads.
 
         Call it inside the transaction that stored the repository's images, so that result,
         counters and inventory never disagree. Several worker threads record at once: the
         counters are `F() + n` updates, and this instance's counters are not refreshed."""
-        now = timezone.now()
+        now = at or timezone.now()
         result = SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk)
         if failed:
             result.update(
@@ -1326,7 +1359,9 @@ class AuditEvent(models.Model):
 __all__ = [
     "AuditEvent",
     "AuthorizationGrant",
+    "Change",
     "Image",
+    "ImageInterval",
     "Project",
     "ProjectMembership",
     "Registry",
@@ -1337,3 +1372,6 @@ __all__ = [
     "SyncTaskRepository",
     "has_role",
 ]
+
+# The history's models live in their own module; importing them here registers them.
+from imagesync.history import Change, ImageInterval  # noqa: E402

@@ -18,6 +18,9 @@ SCHEDULED_SYNC_NAME = "imagesync: scheduled sync of every project"
 SCHEDULED_SYNC_FUNC = "imagesync.tasks.scheduled_sync"
 WATCHDOG_NAME = "imagesync: sync watchdog"
 WATCHDOG_FUNC = "imagesync.tasks.watchdog"
+HISTORY_PURGE_NAME = "imagesync: history retention"
+HISTORY_PURGE_FUNC = "imagesync.tasks.purge_history"
+HISTORY_PURGE_CRON = "30 3 * * *"  # daily, away from the 01:00 sync
 
 CRON = "C"  # django_q.models.Schedule.CRON
 MINUTES = "I"  # django_q.models.Schedule.MINUTES
@@ -36,7 +39,7 @@ def next_cron_run(cron: str, after: datetime | None = None) -> datetime:
 
 
 def ensure_schedules(schedule_model=None) -> None:
-    """Create the two schedules if missing (by name); never overwrite an existing cron."""
+    """Create the schedules if missing (by name); never overwrite an existing cron."""
     if schedule_model is None:
         from django_q.models import Schedule as schedule_model
     cron = settings.SYNC_SCHEDULE_CRON
@@ -65,9 +68,20 @@ def ensure_schedules(schedule_model=None) -> None:
             "next_run": timezone.now(),
         },
     )
+    schedule_model.objects.get_or_create(
+        name=HISTORY_PURGE_NAME,
+        defaults={
+            "func": HISTORY_PURGE_FUNC,
+            "schedule_type": CRON,
+            "cron": HISTORY_PURGE_CRON,
+            "repeats": -1,
+            "next_run": next_cron_run(HISTORY_PURGE_CRON),
+        },
+    )
 
 
 def remove_schedules(schedule_model=None) -> None:
     if schedule_model is None:
         from django_q.models import Schedule as schedule_model
-    schedule_model.objects.filter(name__in=[SCHEDULED_SYNC_NAME, WATCHDOG_NAME]).delete()
+    names = [SCHEDULED_SYNC_NAME, WATCHDOG_NAME, HISTORY_PURGE_NAME]
+    schedule_model.objects.filter(name__in=names).delete()

@@ -1,6 +1,7 @@
 """The only module django-q2 knows: it passes ids, not objects.
 
-Schedules (see imagesync/schedules.py) call `scheduled_sync` daily and `watchdog` every minute;
+Schedules (see imagesync/schedules.py) call `scheduled_sync` and `purge_history` daily and
+`watchdog` every minute;
 `SyncTask.enqueue` (the console, the API, `manage.py sync_images` and the watchdog) queues
 `run_sync_task` through `enqueue_sync_task`.
 """
@@ -42,6 +43,13 @@ def scheduled_sync() -> dict[str, int]:
     from imagesync.sync.scheduled import scheduled_sync
 
     return scheduled_sync()
+
+
+def purge_history() -> dict[str, int]:
+    """Delete history older than HISTORY_RETENTION_DAYS (daily)."""
+    from imagesync.history import purge
+
+    return purge()
 
 
 def watchdog() -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""The django-q2 schedules: one daily scheduled sync (01:00 in TIME_ZONE by default) and one
-watchdog, created idempotently, the cron kept when an admin changed it."""
+"""The django-q2 schedules: one daily scheduled sync (01:00 in TIME_ZONE by default), one
+watchdog and one daily history purge, created idempotently, the cron kept when an admin
+changed it."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_the_migration_creates_each_schedule_exactly_once(db):
     run_migration_forwards()
     daily = Schedule.objects.get(name=schedules.SCHEDULED_SYNC_NAME)
     watchdog = Schedule.objects.get(name=schedules.WATCHDOG_NAME)
-    assert Schedule.objects.count() == 2
+    purge = Schedule.objects.get(name=schedules.HISTORY_PURGE_NAME)
+    assert Schedule.objects.count() == 3
     assert (daily.func, daily.schedule_type, daily.cron, daily.repeats) == (
         "imagesync.tasks.scheduled_sync",
         Schedule.CRON,
@@ -48,7 +50,13 @@ def test_the_migration_creates_each_schedule_exactly_once(db):
         Schedule.MINUTES,
         1,
     )
-    assert callable(import_string(daily.func)) and callable(import_string(watchdog.func))
+    assert (purge.func, purge.schedule_type, purge.cron) == (
+        "imagesync.tasks.purge_history",
+        Schedule.CRON,
+        "30 3 * * *",
+    )
+    for schedule in (daily, watchdog, purge):
+        assert callable(import_string(schedule.func))
 
 
 def test_reversing_and_reapplying_the_migration_leaves_one_of_each(db):
@@ -57,7 +65,7 @@ def test_reversing_and_reapplying_the_migration_leaves_one_of_each(db):
     migration.delete_schedules(apps, None)
     assert not Schedule.objects.filter(name__startswith="imagesync:").exists()
     run_migration_forwards()
-    assert Schedule.objects.filter(name__startswith="imagesync:").count() == 2
+    assert Schedule.objects.filter(name__startswith="imagesync:").count() == 3
 
 
 def test_a_cron_changed_in_the_admin_is_kept_when_the_migration_runs_again(db):

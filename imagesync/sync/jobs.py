@@ -121,13 +121,15 @@ class RegistryRun:
         try:
             with db_guard(), transaction.atomic():
                 _commit_without_waiting_for_disk()
-                counts = job.repository.reconcile(images)
+                now = timezone.now()
+                counts = job.repository.reconcile(images, now, task=job.task)
                 job.task.record_repository(
                     job.result_id,
                     added=counts.added,
                     updated=counts.updated,
                     removed=counts.removed,
                     unchanged=counts.unchanged,
+                    at=now,
                 )
         except Exception:
             logger.exception("Storing the images of %s failed.", job.repository.path)

@@ -202,7 +202,9 @@ class SyncRun:
                 self._fail_registry(run.registry, types, listing.code, message)
                 continue
             with db_guard(), transaction.atomic():
-                repos, removed = Repository.objects.apply_listing(run.registry, types, listing)
+                repos, removed = Repository.objects.apply_listing(
+                    run.registry, types, listing, task=self.task
+                )
             run.listed = True
             self.removed_images += removed
             for repo in repos:

@@ -1,0 +1,310 @@
+"""The inventory's history: what changed, when, and what was there at any moment.
+
+Two tables, both written by the transaction that changes the inventory, so history and
+inventory can never disagree:
+
+- `Change`: one observed change -- a tag added, re-pushed (old digest -> new digest) or
+  removed -- with the time the console saw it, the task (or, later, the registry event) that
+  saw it, and the registry's own push time where it reports one.
+- `ImageInterval`: one stretch of time during which a tag had one state (digest and details),
+  from when the console first saw that state until it saw it change or go; the current state is
+  the open interval. The inventory as of a moment is the intervals open at that moment, so
+  Image View's filters, sorts and exports work on it as on the live inventory.
+
+Each row keeps the registry's name and the repository's type and path as they were, and its
+links to the registry and repository are cleared (not cascaded) when a connection is removed:
+the history of a removed connection stays readable until retention purges it
+(`HISTORY_RETENTION_DAYS`, see `purge`). Unchanged tags write nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from imagesync.models import (
+    BATCH_SIZE,
+    Image,
+    Project,
+    Registry,
+    Repository,
+    RepositoryType,
+    SyncTask,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RepositoryIdentity(models.Model):
+    """Who a history row is about, as it was then (kept when the connection is removed)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    registry = models.ForeignKey(
+        Registry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    registry_name = models.CharField(max_length=128)
+    repository_type = models.CharField(max_length=16, choices=RepositoryType.choices)
+    repository_path = models.CharField(max_length=255)
+    namespace = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128)
+
+    class Meta:
+        abstract = True
+
+    def identify(self, repository: Repository) -> None:
+        self.project_id = repository.registry.project_id
+        self.registry_id = repository.registry_id
+        self.repository_id = repository.pk
+        self.registry_name = repository.registry.name
+        self.repository_type = repository.type
+        self.repository_path = repository.path
+        self.namespace = repository.namespace
+        self.name = repository.name
+
+
+class ChangeQuerySet(models.QuerySet):
+    def for_user(self, user) -> ChangeQuerySet:
+        return self.filter(project__in=Project.objects.for_user(user))
+
+
+class Change(RepositoryIdentity):
+    """One observed change of the inventory: a tag added, re-pushed (old digest -> new digest)
+    or removed, with when the console saw it and which task saw it."""
+
+    class Kind(models.TextChoices):
+        ADDED = "added", "Added"
+        REPUSHED = "repushed", "Re-pushed"
+        REMOVED = "removed", "Removed"
+
+    class Source(models.TextChoices):
+        SYNC = "sync", "Synchronization"
+        EVENT = "event", "Registry event"
+        CONNECTION_REMOVED = "connection_removed", "Connection removed"
+
+    time = models.DateTimeField(help_text="When the console observed the change.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    old_digest = models.CharField(max_length=100, blank=True)
+    new_digest = models.CharField(max_length=100, blank=True)
+    registry_pushed_at = models.DateTimeField(
+        null=True, blank=True, help_text="The push time the registry reports for the new state."
+    )
+    source = models.CharField(max_length=24, choices=Source.choices, default=Source.SYNC)
+    task = models.ForeignKey(
+        SyncTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+
+    objects = ChangeQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "change"
+        verbose_name_plural = "changes"
+        ordering = ["-time", "-id"]
+        indexes = [
+            models.Index(fields=["project", "time"], name="change_proj_time_idx"),
+            models.Index(fields=["project", "kind", "time"], name="change_proj_kind_time_idx"),
+            models.Index(fields=["project", "tag"], name="change_proj_tag_idx"),
+            models.Index(fields=["project", "new_digest"], name="change_proj_new_idx"),
+            models.Index(fields=["project", "old_digest"], name="change_proj_old_idx"),
+            models.Index(fields=["project", "repository_path"], name="change_proj_path_idx"),
+            models.Index(fields=["repository", "tag", "time"], name="change_repo_tag_time_idx"),
+            models.Index(fields=["task", "repository"], name="change_task_repo_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository_path}:{self.tag} {self.kind} at {self.time:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def digest(self) -> str:
+        """The digest the change is about: the new one, or the removed one."""
+        return self.new_digest or self.old_digest
+
+
+class ImageIntervalQuerySet(models.QuerySet):
+    def for_user(self, user) -> ImageIntervalQuerySet:
+        return self.filter(project__in=Project.objects.for_user(user))
+
+    def at(self, moment: datetime) -> ImageIntervalQuerySet:
+        """The states current at `moment`: the inventory as the console knew it then."""
+        return self.filter(valid_from__lte=moment).filter(
+            Q(valid_to__isnull=True) | Q(valid_to__gt=moment)
+        )
+
+    def current(self) -> ImageIntervalQuerySet:
+        return self.filter(valid_to__isnull=True)
+
+
+class ImageInterval(RepositoryIdentity):
+    """One stretch of time during which a tag had one state (digest and details): from when the
+    console first saw that state until it saw it change or go; open while still current."""
+
+    digest = models.CharField(max_length=100)
+    media_type = models.CharField(max_length=128, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    platforms = models.JSONField(default=list, blank=True)
+    multi_arch = models.BooleanField(default=False)
+    is_latest = models.BooleanField(default=False)
+    image_created_at = models.DateTimeField(null=True, blank=True)
+    registry_updated_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(help_text="When the console first saw the tag.")
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True)
+    opened_by = models.ForeignKey(
+        SyncTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_by = models.ForeignKey(
+        SyncTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ImageIntervalQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "image interval"
+        verbose_name_plural = "image intervals"
+        ordering = ["-valid_from", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "tag"],
+                condition=Q(valid_to__isnull=True),
+                name="imageinterval_one_open_per_tag",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "valid_to", "valid_from"], name="interval_proj_valid_idx"
+            ),
+            models.Index(fields=["repository", "tag", "valid_from"], name="interval_repo_tag_idx"),
+            models.Index(fields=["project", "digest"], name="interval_proj_digest_idx"),
+            models.Index(fields=["project", "tag"], name="interval_proj_tag_idx"),
+            models.Index(fields=["project", "size"], name="interval_proj_size_idx"),
+            models.Index(
+                fields=["project", "registry_updated_at"], name="interval_proj_updated_idx"
+            ),
+            models.Index(fields=["project", "image_created_at"], name="interval_proj_created_idx"),
+            models.Index(fields=["project", "registry_name"], name="interval_proj_registry_idx"),
+            models.Index(fields=["project", "repository_path"], name="interval_proj_path_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository_path}:{self.tag} {self.digest[:19]} from {self.valid_from}"
+
+    @classmethod
+    def opening(cls, repository: Repository, image: Image, now: datetime, task) -> ImageInterval:
+        interval = cls(
+            tag=image.tag,
+            digest=image.digest,
+            media_type=image.media_type,
+            size=image.size,
+            platforms=list(image.platforms or ()),
+            multi_arch=image.multi_arch,
+            is_latest=image.is_latest,
+            image_created_at=image.image_created_at,
+            registry_updated_at=image.registry_updated_at,
+            first_seen_at=image.first_seen_at or now,
+            valid_from=now,
+            opened_by=task,
+        )
+        interval.identify(repository)
+        return interval
+
+
+@dataclass
+class HistoryRecorder:
+    """Collects what one reconcile (or one removal) of a repository changed and writes it with
+    a few bulk statements: Change rows, the intervals it closes and those it opens. Use it
+    inside the transaction that changes the inventory."""
+
+    repository: Repository
+    now: datetime
+    task: SyncTask | None = None
+    source: str = Change.Source.SYNC
+    changes: list[Change] = field(default_factory=list)
+    opened: list[ImageInterval] = field(default_factory=list)
+    closed_tags: list[str] = field(default_factory=list)
+
+    def added(self, image: Image) -> None:
+        self._change(Change.Kind.ADDED, image.tag, "", image.digest, image.registry_updated_at)
+        self.opened.append(ImageInterval.opening(self.repository, image, self.now, self.task))
+
+    def restated(self, old_digest: str, image: Image) -> None:
+        """A stored tag whose state changed: re-pushed when its digest did (a Change), else a
+        new interval only (its details or its "latest" mark changed)."""
+        if old_digest != image.digest:
+            self._change(
+                Change.Kind.REPUSHED, image.tag, old_digest, image.digest, image.registry_updated_at
+            )
+        self.closed_tags.append(image.tag)
+        self.opened.append(ImageInterval.opening(self.repository, image, self.now, self.task))
+
+    def removed(self, tag: str, digest: str) -> None:
+        self._change(Change.Kind.REMOVED, tag, digest, "", None)
+        self.closed_tags.append(tag)
+
+    def _change(self, kind: str, tag: str, old: str, new: str, pushed: datetime | None) -> None:
+        change = Change(
+            time=self.now,
+            kind=kind,
+            tag=tag,
+            old_digest=old,
+            new_digest=new,
+            registry_pushed_at=pushed,
+            source=self.source,
+            task=self.task,
+        )
+        change.identify(self.repository)
+        self.changes.append(change)
+
+    def write(self) -> None:
+        tags = self.closed_tags
+        for start in range(0, len(tags), BATCH_SIZE):
+            ImageInterval.objects.filter(
+                repository=self.repository, tag__in=tags[start : start + BATCH_SIZE]
+            ).current().update(valid_to=self.now, closed_by=self.task)
+        ImageInterval.objects.bulk_create(self.opened, batch_size=BATCH_SIZE)
+        Change.objects.bulk_create(self.changes, batch_size=BATCH_SIZE)
+
+
+def forget_images(
+    repository: Repository, now: datetime, task=None, source=Change.Source.SYNC
+) -> int:
+    """Delete every stored image of `repository`, recording each as removed; their number."""
+    history = HistoryRecorder(repository, now, task, source)
+    rows = list(Image.objects.filter(repository=repository).values_list("pk", "tag", "digest"))
+    for _pk, tag, digest in rows:
+        history.removed(tag, digest)
+    history.write()
+    ids = [row[0] for row in rows]
+    for start in range(0, len(ids), BATCH_SIZE):
+        Image.objects.filter(pk__in=ids[start : start + BATCH_SIZE]).delete()
+    return len(rows)
+
+
+def purge(now: datetime | None = None, batch: int = 1000) -> dict[str, int]:
+    """Delete changes and closed intervals older than HISTORY_RETENTION_DAYS, a batch per short
+    transaction so that syncs are never held up behind one long delete."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.HISTORY_RETENTION_DAYS)
+    counts = {"changes": 0, "intervals": 0}
+    for key, model, old in (
+        ("changes", Change, Q(time__lt=cutoff)),
+        ("intervals", ImageInterval, Q(valid_to__lt=cutoff)),
+    ):
+        while True:
+            with transaction.atomic():
+                ids = list(model.objects.filter(old).values_list("pk", flat=True)[:batch])
+                if not ids:
+                    break
+                counts[key] += model.objects.filter(pk__in=ids).delete()[0]
+    if any(counts.values()):
+        logger.info(
+            "History retention purged %(changes)s changes, %(intervals)s intervals.", counts
+        )
+    return counts
