@@ -191,6 +191,8 @@ else:
 SYNC_HEARTBEAT_INTERVAL = env_int("SYNC_HEARTBEAT_INTERVAL", 10, minimum=1)
 SYNC_HEARTBEAT_TIMEOUT = env_int("SYNC_HEARTBEAT_TIMEOUT", 120, minimum=2)
 SYNC_WORKERS = env_int("SYNC_WORKERS", 8, minimum=1)
+# Changes and closed image intervals older than this are purged daily (imagesync.history).
+HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
 SYNC_SCHEDULE_CRON = os.environ.get("SYNC_SCHEDULE_CRON", "0 1 * * *")
 
 LOGGING = {
@@ -202,8 +204,6 @@ LOGGING = {
     # axes logs every sign-in at INFO; its warnings (failures, lockouts) are the useful part.
     "loggers": {
         "django": {"level": "INFO"},
-# Changes and closed image intervals older than this are purged daily (imagesync.history).
-HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
         "urllib3": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
     },
