@@ -308,3 +308,95 @@ def purge(now: datetime | None = None, batch: int = 1000) -> dict[str, int]:
             "History retention purged %(changes)s changes, %(intervals)s intervals.", counts
         )
     return counts
+
+
+# --- the diff between two moments ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One tag whose state differs between two moments: added (absent then, present now),
+    re-pushed (another digest) or removed; names as last recorded."""
+
+    kind: str
+    repository_id: int | None
+    registry_name: str
+    repository_type: str
+    repository_path: str
+    namespace: str
+    name: str
+    tag: str
+    old_digest: str
+    new_digest: str
+
+
+@dataclass
+class InventoryDiff:
+    """The net differences between the inventory at `start` and at `end`, sorted by registry,
+    repository and tag, with their number per kind."""
+
+    start: datetime
+    end: datetime
+    rows: list[DiffRow]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {kind: 0 for kind in Change.Kind.values}
+        for row in self.rows:
+            counts[row.kind] += 1
+        return counts
+
+
+def history_start(project: Project) -> datetime | None:
+    """The earliest moment the project's history knows (None: nothing recorded yet)."""
+    return (
+        ImageInterval.objects.filter(project=project)
+        .order_by("valid_from")
+        .values_list("valid_from", flat=True)
+        .first()
+    )
+
+
+_DIFF_FIELDS = (
+    "repository_id",
+    "registry_name",
+    "repository_type",
+    "repository_path",
+    "namespace",
+    "name",
+    "tag",
+    "old_digest",
+    "new_digest",
+)
+
+
+def inventory_diff(project: Project, start: datetime, end: datetime) -> InventoryDiff:
+    """What differs between `ImageInterval.objects.at(start)` and `.at(end)` for `project`.
+
+    Read from the changes in (start, end] rather than from two whole inventories: the state at
+    `end` is the state at `start` plus those changes, so the first change of a tag says what it
+    was at `start` and the last what it is at `end` (a tag added and removed in between, or
+    re-pushed back to its old digest, differs in nothing). A tag of a removed connection has
+    lost its repository link, so it is known by its registry's name and path instead."""
+    first: dict[tuple, tuple] = {}
+    last: dict[tuple, tuple] = {}
+    changes = (
+        Change.objects.filter(project=project, time__gt=start, time__lte=end)
+        .order_by("time", "id")
+        .values_list(*_DIFF_FIELDS)
+    )
+    for row in changes.iterator(chunk_size=2000):
+        key = (row[0], row[6]) if row[0] is not None else (None, *row[1:4], row[6])
+        first.setdefault(key, row)
+        last[key] = row
+    rows = []
+    for key, row in last.items():
+        before, after = first[key][7], row[8]
+        if before == after:
+            continue
+        kind = Change.Kind.ADDED if not before else Change.Kind.REMOVED
+        if before and after:
+            kind = Change.Kind.REPUSHED
+        rows.append(DiffRow(str(kind), *row[:7], before, after))
+    rows.sort(key=lambda r: (r.registry_name, r.repository_type, r.repository_path, r.tag))
+    return InventoryDiff(start, end, rows)
