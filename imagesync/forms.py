@@ -154,7 +154,6 @@ ADVANCED_OPTIONS: dict[str, dict[str, Callable[[str, object], str | None]]] = {
         "enterprise": _boolean,
         "page_size": _whole(1, 1000),
         "registry_host": _text,
-        "security_token": _text,
     },
     Registry.Kind.HARBOR: {"include_non_images": _boolean},
     Registry.Kind.JFROG: {
@@ -167,6 +166,16 @@ ADVANCED_OPTIONS: dict[str, dict[str, Callable[[str, object], str | None]]] = {
         "tags_page_size": _whole(1, 10000),
         "resolve_new_tags_with_get": _boolean,
     },
+}
+
+# Options refused with a reason: options are stored and shown in clear, and these would be
+# secrets there.
+REFUSED_OPTIONS = {
+    "security_token": (
+        "A security token belongs to temporary credentials, which expire within a day and "
+        "would be stored unencrypted here; give a permanent access key (user name) and secret "
+        "key instead."
+    ),
 }
 
 HARBOR_PROJECT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -439,7 +448,9 @@ class RegistryForm(forms.ModelForm):
         label = Registry.Kind(kind).label
         errors = []
         for key, value in options.items():
-            if key in KIND_FIELDS[kind]:
+            if key in REFUSED_OPTIONS:
+                errors.append(REFUSED_OPTIONS[key])
+            elif key in KIND_FIELDS[kind]:
                 errors.append(f"“{key}” has its own field; set it there, not here.")
             elif key not in allowed:
                 errors.append(

@@ -65,6 +65,19 @@ BAD_INPUT = [
         "max_retries, read_timeout, requests_per_second, retry_budget.",
     ),
     (
+        "a security token in the clear options",
+        {
+            "kind": "swr",
+            "endpoint": SWR_URL,
+            "region": "cn-north-4",
+            "project_id": PROJECT_ID,
+            "advanced": {"security_token": "temporary-token-value"},
+        },
+        "A security token belongs to temporary credentials, which expire within a day and "
+        "would be stored unencrypted here; give a permanent access key (user name) and secret "
+        "key instead.",
+    ),
+    (
         "a bad advanced value",
         {"kind": "jfrog", "endpoint": "https://a.example.com", "advanced": {"max_concurrency": 0}},
         "max_concurrency must be a whole number from 1 to 64.",
