@@ -18,21 +18,42 @@ from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.db.models import Count, Q, QuerySet, Sum
+from django.conf import settings
+from django.db.models import (
+    Case,
+    Count,
+    Expression,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from imagesync.history import ImageInterval, history_start
 from imagesync.models import (
     Image,
+    Project,
     Registry,
     Repository,
     RepositoryType,
     SyncTask,
     SyncTaskRepository,
 )
-from imagesync.tables import IMAGES, REPOSITORIES, TASK_RESULTS, TASKS, Table
+from imagesync.tables import (
+    IMAGES,
+    IMAGES_AS_OF,
+    REPOSITORIES,
+    TASK_RESULTS,
+    TASKS,
+    Table,
+)
 
 MIB = 1024 * 1024
 MAX_ID = 2**63 - 1
@@ -124,6 +145,114 @@ class MomentField(forms.Field):
         return moment
 
 
+class AsOfField(MomentField):
+    """The moment of a historical Image View: an ISO 8601 instant, or a day (its end, so "as of
+    2026-11-20" is the inventory at the close of that day; today's end is now). Not later than
+    now; `AsOfForm` checks that the project's history reaches back that far."""
+
+    widget = forms.DateTimeInput(
+        attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"
+    )
+
+    def to_python(self, value) -> dt.datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        now = timezone.now()
+        if not isinstance(moment, dt.datetime):
+            if _day_start(moment) > now:
+                raise forms.ValidationError("That day is in the future; choose today or earlier.")
+            moment = min(_day_start(moment + dt.timedelta(days=1)) - dt.timedelta.resolution, now)
+        elif moment > now:
+            raise forms.ValidationError("That time is in the future; choose now or earlier.")
+        return moment
+
+
+def complete_history_start(project: Project) -> dt.datetime | None:
+    """The earliest moment the project's history describes completely: its first interval,
+    or the retention cutoff once older closed intervals may have been purged. None: nothing
+    has been recorded yet."""
+    first = history_start(project)
+    if first is None:
+        return None
+    return max(first, timezone.now() - dt.timedelta(days=settings.HISTORY_RETENTION_DAYS))
+
+
+class AsOfForm(forms.Form):
+    """Image View's filter form: an `as_of` before the project's history is an error (the
+    console cannot know what was there), with the first moment it can show."""
+
+    project: Project | None = None
+
+    def clean_as_of(self) -> dt.datetime | None:
+        moment = self.cleaned_data.get("as_of")
+        if moment is None or self.project is None:
+            return moment
+        start = complete_history_start(self.project)
+        if start is None:
+            raise forms.ValidationError(
+                "This project has no inventory history yet; it starts with the first sync."
+            )
+        if moment < start:
+            first = timezone.localtime(start).strftime("%Y-%m-%d %H:%M:%S")
+            raise forms.ValidationError(
+                f"The inventory history starts at {first}; choose that time or later."
+            )
+        return moment
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AsOfFilter(django_filters.Filter):
+    """Chooses the rows (the live images or the intervals at the moment), so it filters
+    nothing itself; see `image_filter_class`."""
+
+    field_class = AsOfField
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        return qs
+
+
+def _finished_results(moment: dt.datetime) -> QuerySet:
+    return SyncTaskRepository.objects.filter(
+        status=SyncTaskRepository.Status.FINISHED, finished_at__lte=moment
+    )
+
+
+def last_synced_as_of(moment: dt.datetime) -> Expression:
+    """An interval's "Last synced" as of `moment`: the latest finished sync result of its
+    repository at or before then (a result's finished_at is when the repository's images were
+    stored). A removed connection's results lost their repository link, as its intervals did,
+    so theirs are found by the identity both kept."""
+    latest = ("-finished_at",)
+    by_repository = (
+        _finished_results(moment)
+        .filter(repository_id=OuterRef("repository_id"))
+        .order_by(*latest)
+        .values("finished_at")[:1]
+    )
+    by_identity = (
+        _finished_results(moment)
+        .filter(
+            repository__isnull=True,
+            task__project_id=OuterRef("project_id"),
+            registry_name=OuterRef("registry_name"),
+            repository_type=OuterRef("repository_type"),
+            repository_path=OuterRef("repository_path"),
+        )
+        .order_by(*latest)
+        .values("finished_at")[:1]
+    )
+    return Case(
+        When(repository__isnull=True, then=Subquery(by_identity)),
+        default=Subquery(by_repository),
+    )
+
+
+def inventory_as_of(queryset: QuerySet, moment: dt.datetime) -> QuerySet:
+    """`queryset` (intervals) as the inventory at `moment`, each with its `last_synced_at`."""
+    return queryset.at(moment).annotate(last_synced_at=last_synced_as_of(moment))
+
+
 # --- filters ------------------------------------------------------------------------------------
 
 
@@ -146,18 +275,23 @@ class MomentFilter(django_filters.Filter):
     def filter(self, qs: QuerySet, value) -> QuerySet:
         if value is None:
             return qs
+        lookup, moment = self.comparison(value)
+        return qs.filter(**{f"{self.field_name}__{lookup}": moment})
+
+    def comparison(self, value: dt.date | dt.datetime) -> tuple[str, dt.datetime]:
+        """The lookup (gte, lt, lte) and the instant that this bound compares with."""
         if isinstance(value, dt.datetime):
-            lookup = {"after": "gte", "before": "lt", "to": "lte"}[self.bound]
-        else:
-            value = _day_start(value + dt.timedelta(days=1 if self.bound == "to" else 0))
-            lookup = "gte" if self.bound == "after" else "lt"
-        return qs.filter(**{f"{self.field_name}__{lookup}": value})
+            return {"after": "gte", "before": "lt", "to": "lte"}[self.bound], value
+        moment = _day_start(value + dt.timedelta(days=1 if self.bound == "to" else 0))
+        return ("gte" if self.bound == "after" else "lt"), moment
 
 
-def _moments(field_name: str, noun: str) -> tuple[MomentFilter, MomentFilter, MomentFilter]:
+def _moments(
+    field_name: str, noun: str, kind: type[MomentFilter] = MomentFilter
+) -> tuple[MomentFilter, MomentFilter, MomentFilter]:
     """The after (label "<noun> from"), before and to filters of one time field."""
     return tuple(
-        MomentFilter(field_name=field_name, bound=bound, label=f"{noun} {word}")
+        kind(field_name=field_name, bound=bound, label=f"{noun} {word}")
         for bound, word in (("after", "from"), ("before", "before"), ("to", "to"))
     )
 
@@ -355,6 +489,13 @@ class ImageFilter(ListFilterSet):
         "updated_from": "updated_after",
         "synced_from": "synced_after",
     }
+    not_narrowing = frozenset({"ordering", "as_of"})
+
+    as_of = AsOfFilter(
+        label="As of",
+        help_text="The inventory as the console knew it at this time (ISO 8601) or at the end"
+        " of this day (YYYY-MM-DD); not in the future, not before the history starts.",
+    )
 
     q = django_filters.CharFilter(
         method="search",
@@ -396,6 +537,26 @@ class ImageFilter(ListFilterSet):
     class Meta:
         model = Image
         fields: list[str] = []
+        form = AsOfForm
+
+    @property
+    def form(self) -> AsOfForm:
+        if not hasattr(self, "_form"):
+            super().form.project = self.project  # AsOfForm checks as_of against its history
+        return self._form
+
+    @property
+    def moment(self) -> dt.datetime | None:
+        """The moment shown: None for the live inventory."""
+        return None
+
+    def with_details(self, queryset: QuerySet) -> QuerySet:
+        """`queryset` with what the page and the exports show of each row."""
+        return queryset.select_related("repository__registry")
+
+    def present(self, image: Image) -> Image:
+        """A row as Image View's table shows it."""
+        return image
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return _in_repositories(qs, type__in=value) if value else qs
@@ -457,6 +618,125 @@ class ImageFilter(ListFilterSet):
             type_ = type_of.get(repository_id)
             counts[type_] = counts.get(type_, 0) + n
         return counts
+
+
+class SyncedAsOfFilter(MomentFilter):
+    """A "Last synced" bound as of the filterset's moment. The live repositories' last syncs
+    are one GROUP BY over the sync results (no per-row subquery over 100,000 intervals); only
+    a removed connection's rows compute theirs one by one."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if value is None:
+            return qs
+        lookup, bound = self.comparison(value)
+        moment = self.parent.moment
+        results = _finished_results(moment).filter(repository__isnull=False)
+        if self.parent.project is not None:
+            results = results.filter(task__project=self.parent.project)
+        synced = (
+            results.order_by()
+            .values("repository_id")
+            .annotate(last=Max("finished_at"))
+            .filter(**{f"last__{lookup}": bound})
+            .values("repository_id")
+        )
+        return qs.alias(synced_as_of=last_synced_as_of(moment)).filter(
+            Q(repository_id__in=synced)
+            | Q(repository__isnull=True, **{f"synced_as_of__{lookup}": bound})
+        )
+
+
+class AsOfSortFilter(SortFilter):
+    """A sort of the inventory as of a moment; "Last synced" is computed only when sorted by."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        fields = self.extra["table"].order_by(value or self.extra["table"].default_sort)
+        if any(name.lstrip("-") == "synced_as_of" for name in fields):
+            qs = qs.alias(synced_as_of=last_synced_as_of(self.parent.moment))
+        return qs.order_by(*fields)
+
+
+class ImageAsOfFilter(ImageFilter):
+    """Image View as of a moment: the same parameters over the intervals open at `as_of`
+    (absent: now). The repository filters read the interval's own copy of the repository's
+    identity, so the rows of a removed connection still filter and display."""
+
+    table = IMAGES_AS_OF
+    synced_after, synced_before, synced_to = _moments("synced_as_of", "Synced", SyncedAsOfFilter)
+    ordering = AsOfSortFilter(IMAGES_AS_OF)
+
+    class Meta:
+        model = ImageInterval
+        fields: list[str] = []
+        form = AsOfForm
+
+    @property
+    def moment(self) -> dt.datetime:
+        cleaned = getattr(self.form, "cleaned_data", {})
+        return cleaned.get("as_of") or timezone.now()
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        return super().filter_queryset(queryset.at(self.moment))
+
+    def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
+        return qs.filter(repository_type__in=value) if value else qs
+
+    def filter_registry(self, qs: QuerySet, name: str, value: Registry | None) -> QuerySet:
+        return qs.filter(registry=value) if value is not None else qs
+
+    def filter_repository(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        value = value.strip()
+        return qs.filter(**{f"{name}__icontains": value}) if value else qs
+
+    def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        value = value.strip()
+        if not value:
+            return qs
+        return qs.filter(
+            Q(repository_path__icontains=value)
+            | Q(tag__icontains=value)
+            | Q(digest__icontains=value)
+        )
+
+    def type_counts(self) -> dict[str, int]:
+        """As ImageFilter.type_counts, always one GROUP BY type over the intervals at the
+        moment (the repositories' image counts are today's)."""
+        if self.invalid or self.project is None:
+            return {}
+        data = self.data.copy()
+        data.pop("type", None)
+        others = type(self)(
+            data, queryset=self.queryset, request=self.request, project=self.project
+        )
+        rows = others.qs.order_by().values_list("repository_type").annotate(n=Count("id"))
+        return dict(rows)
+
+    def with_details(self, queryset: QuerySet) -> QuerySet:
+        return queryset.annotate(last_synced_at=last_synced_as_of(self.moment))
+
+    def present(self, interval: ImageInterval) -> ImageInterval:
+        """`interval` shaped like an Image for Image View's table: its `repository` (with its
+        registry) is the identity the interval kept, not today's row (or none, once the
+        connection was removed), so the page shows what the CSV exports."""
+        repository = Repository(
+            pk=interval.repository_id,
+            registry_id=interval.registry_id,
+            type=interval.repository_type,
+            path=interval.repository_path,
+            namespace=interval.namespace,
+            name=interval.name,
+        )
+        repository.registry = Registry(pk=interval.registry_id, name=interval.registry_name)
+        interval.repository = repository
+        interval.repository_id = repository.pk
+        interval.short_digest = interval.digest.split(":", 1)[-1][:12]
+        return interval
+
+
+def image_filter_class(data) -> type[ImageFilter]:
+    """The live Image View, or the inventory as of a moment when `as_of` is given (an invalid
+    one is then the as-of FilterSet's form error)."""
+    return ImageAsOfFilter if str(data.get("as_of") or "").strip() else ImageFilter
 
 
 class RepositoryFilter(ListFilterSet):
@@ -541,3 +821,4 @@ class TaskResultFilter(ListFilterSet):
     class Meta:
         model = SyncTaskRepository
         fields: list[str] = []
+

@@ -192,6 +192,8 @@ class ImageInterval(RepositoryIdentity):
             models.Index(fields=["project", "image_created_at"], name="interval_proj_created_idx"),
             models.Index(fields=["project", "registry_name"], name="interval_proj_registry_idx"),
             models.Index(fields=["project", "repository_path"], name="interval_proj_path_idx"),
+            # Where the project's history starts (as_of before it is refused).
+            models.Index(fields=["project", "valid_from"], name="interval_proj_from_idx"),
         ]
 
     def __str__(self) -> str:

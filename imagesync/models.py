@@ -1233,7 +1233,13 @@ class SyncTaskRepository(models.Model):
                 name="synctaskrepo_unique_repo_per_task",
             )
         ]
-        indexes = [models.Index(fields=["task", "status"], name="synctaskrepo_task_status_idx")]
+        indexes = [
+            models.Index(fields=["task", "status"], name="synctaskrepo_task_status_idx"),
+            # "Last synced" as of a moment: a repository's latest finished result up to then.
+            models.Index(
+                fields=["repository", "status", "finished_at"], name="synctaskrepo_repo_done_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.repository_path} in task #{self.task_id}"

@@ -290,3 +290,64 @@ TASK_RESULTS = Table(
     page="repository type registry status reason_code reason images changes",
     default_sort="registry,type,repository",
 )
+
+
+# --- Image View as of a moment ------------------------------------------------------------------
+
+# An interval keeps the repository's identity as it was (so a removed connection's rows still
+# sort and display); its fields replace the live columns' paths through the repository. The
+# repository id that the live sorts end with (an index walk there) becomes the path here: it is
+# the same order for a live repository and still means something for a removed one.
+_AS_OF_FIELDS = {
+    "repository__registry__name": "registry_name",
+    "repository__type": "repository_type",
+    "repository__namespace": "namespace",
+    "repository__path": "repository_path",
+    "repository__name": "name",
+    "repository_id": "repository_path",
+    # "Last synced" as of the moment is computed per repository (see filters.AsOfSortFilter).
+    "last_synced_at": "synced_as_of",
+}
+_AS_OF_VALUES: dict[str, Callable[[Any], Any]] = {
+    "registry": _attr("registry_name"),
+    "type": _attr("repository_type"),
+    "repository": _attr("repository_path"),
+    "name": _attr("name"),
+}
+
+
+def _interval_namespace(interval: Any) -> str:
+    """As `_namespace`, from the interval's own copy of the repository's identity."""
+    if not interval.namespace and "/" in interval.repository_path:
+        return interval.repository_path.split("/", 1)[0]
+    return interval.namespace
+
+
+_AS_OF_VALUES["namespace"] = _interval_namespace
+
+
+def _as_of(column: Column) -> Column:
+    fields: list[str] = []
+    for name in column.order_by:
+        mapped = _AS_OF_FIELDS.get(name, name)
+        if mapped not in fields:
+            fields.append(mapped)
+    value = _AS_OF_VALUES.get(column.key, column.value)
+    return Column(
+        column.key,
+        column.label,
+        tuple(fields),
+        value,
+        aliases=column.aliases,
+        sub=column.sub,
+        css=column.css,
+    )
+
+
+# The same keys, labels, page and exported columns as IMAGES, over ImageInterval rows annotated
+# with `last_synced_at` (as of the moment): one CSV header for a live and a historical export.
+IMAGES_AS_OF = Table(
+    columns=tuple(_as_of(column) for column in IMAGES.columns),
+    page=IMAGES.page,
+    default_sort=IMAGES.default_sort,
+)

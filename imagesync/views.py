@@ -17,12 +17,19 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from imagesync import exports
-from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
+from imagesync.filters import (
+    ImageFilter,
+    RepositoryFilter,
+    TaskFilter,
+    TaskResultFilter,
+    image_filter_class,
+)
 from imagesync.forms import RegistryForm, SyncForm
 from imagesync.middleware import SESSION_KEY
 from imagesync.models import (
@@ -37,7 +44,7 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
-from imagesync.tables import IMAGES, PAGE_SIZES, TASK_RESULTS, TASKS, page_size
+from imagesync.tables import PAGE_SIZES, TASK_RESULTS, TASKS, page_size
 
 REPOSITORY_PICKER_PAGE_SIZE = 10
 TASK_RESULTS_PAGE_SIZE = 50
@@ -139,26 +146,29 @@ def select_project(request):
 # --- Image View -----------------------------------------------------------------------------
 
 
-def _image_queryset(request: HttpRequest):
-    """The current project's images, if the user may see the project.
+def _image_queryset(request: HttpRequest, model=Image):
+    """The current project's images (or their history intervals), if the user may see the
+    project.
 
     This is `Image.objects.for_user(user).filter(project=project)` with the project check
     resolved first: for_user's `project_id IN (subquery)` makes SQLite sort all 100,000 rows
     for every ORDER BY, while a known project id lets it read them in index order."""
     project = _project(request)
     if project is None:
-        return Image.objects.none()
+        return model.objects.none()
     allowed = list(
         Project.objects.for_user(request.user).filter(pk=project.pk).values_list("pk", flat=True)
     )
-    return Image.objects.filter(project_id__in=allowed)
+    return model.objects.filter(project_id__in=allowed)
 
 
 def _image_filterset(request: HttpRequest) -> ImageFilter:
-    """Image View's filters and sort, from the URL, over the images the user may see."""
-    return ImageFilter(
+    """Image View's filters and sort, from the URL, over the images the user may see, or over
+    the inventory as of a moment when the URL has `as_of`."""
+    filter_class = image_filter_class(request.GET)
+    return filter_class(
         request.GET,
-        queryset=_image_queryset(request),
+        queryset=_image_queryset(request, filter_class._meta.model),
         request=request,
         project=_project(request),
         lenient=True,
@@ -171,10 +181,11 @@ class IdsThenRows:
     every skipped row with its joins. A page in the second half is read from the other end
     with the order reversed, so the last page of 100,000 rows is as cheap as the first."""
 
-    def __init__(self, queryset, count: int | None = None):
+    def __init__(self, queryset, count: int | None = None, details=None):
         self.queryset = queryset
         self.ordered = True
         self._count = count
+        self.details = details or (lambda rows: rows.select_related("repository__registry"))
 
     def count(self) -> int:
         if self._count is None:
@@ -197,7 +208,7 @@ class IdsThenRows:
             ids.reverse()
         else:
             ids = list(self.queryset.values_list("pk", flat=True)[start:stop])
-        rows = self.queryset.model.objects.select_related("repository__registry").in_bulk(ids)
+        rows = self.details(self.queryset.model.objects.all()).in_bulk(ids)
         return [rows[pk] for pk in ids if pk in rows]
 
 
@@ -218,7 +229,7 @@ def _type_chips(request: HttpRequest, filterset: ImageFilter) -> tuple[list[dict
     total = None
     if filterset.invalid:
         total = 0
-    elif filterset.narrows(ignore=frozenset({"type"})):
+    elif filterset.narrows(ignore=frozenset({"type"})) or filterset.moment is not None:
         total = sum(n for type_, n in counts.items() if not selected or type_ in selected)
     chips = [
         {
@@ -239,14 +250,18 @@ def image_list(request):
     filterset = _image_filterset(request)
     type_counts, total = _type_chips(request, filterset) if project else ([], 0)
     page = CountedPaginator(
-        IdsThenRows(filterset.rows, total), page_size(request.GET), count=total
+        IdsThenRows(filterset.rows, total, filterset.with_details),
+        page_size(request.GET),
+        count=total,
     ).get_page(request.GET.get("page"))
-    has_registries = (
-        project is not None
-        and Registry.objects.for_user(request.user).filter(project=project).exists()
+    page.object_list = [filterset.present(row) for row in page.object_list]
+    has_registries = project is not None and (
+        filterset.moment is not None  # a removed connection's history still shows
+        or Registry.objects.for_user(request.user).filter(project=project).exists()
     )
     has_images = page.paginator.count > 0 or (
-        project is not None and _image_queryset(request).exists()
+        # As of a moment, an empty result is what was there (the page says so).
+        project is not None and (filterset.moment is not None or _image_queryset(request).exists())
     )
     context = {
         "filterset": filterset,
@@ -260,8 +275,16 @@ def image_list(request):
         "has_images": has_images,
         "filters_invalid": filterset.invalid,
         "active_task": _active_task(project, request.user),
-        "columns": IMAGES.headers(filterset.sort),
+        "columns": filterset.table.headers(filterset.sort),
         "is_fragment": _is_fragment(request),
+        "as_of": filterset.moment,
+        # A datetime-local input shows only its own format; a day given in the URL shows the
+        # moment it stands for (the end of that day).
+        "as_of_input": (
+            timezone.localtime(filterset.moment).strftime("%Y-%m-%dT%H:%M:%S")
+            if filterset.moment is not None and not filterset.invalid
+            else request.GET.get("as_of", "")
+        ),
     }
     return _render(request, "imagesync/image_list.html", "imagesync/_image_table.html", context)
 
@@ -269,9 +292,11 @@ def image_list(request):
 @require_GET
 def image_export(request):
     """CSV of exactly the rows the same filter and sort show in Image View (all pages), with
-    the columns of `manage.py export_images`."""
-    images = _image_filterset(request).rows.select_related("repository__registry")
-    return exports.csv_download(IMAGES.exported, images.iterator(chunk_size=2000), "images")
+    the columns of `manage.py export_images`; as of a moment when the URL has `as_of`."""
+    filterset = _image_filterset(request)
+    images = filterset.with_details(filterset.rows)
+    name = "images" if filterset.moment is None else "images-as-of"
+    return exports.csv_download(filterset.table.exported, images.iterator(chunk_size=2000), name)
 
 
 # --- Synchronize Images panel ---------------------------------------------------------------

@@ -83,6 +83,39 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ImageAsOfSerializer(serializers.Serializer):
+    """An image as of a moment (`as_of`): ImageSerializer's fields, read from the history
+    interval that held the tag's state then, with the repository's identity as it was.
+    `id` is the interval's; `repository_id` and `registry_id` are null once the connection
+    was removed."""
+
+    id = serializers.IntegerField(read_only=True)
+    repository_id = serializers.IntegerField(read_only=True, allow_null=True)
+    repository_path = serializers.CharField(read_only=True)
+    namespace = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    type = serializers.ChoiceField(
+        source="repository_type", choices=RepositoryType.choices, read_only=True
+    )
+    registry_id = serializers.IntegerField(read_only=True, allow_null=True)
+    registry_name = serializers.CharField(read_only=True)
+    tag = serializers.CharField(read_only=True)
+    digest = serializers.CharField(read_only=True)
+    short_digest = serializers.SerializerMethodField()
+    media_type = serializers.CharField(read_only=True)
+    size = serializers.IntegerField(read_only=True, allow_null=True)
+    platforms = serializers.ListField(child=serializers.CharField(), read_only=True)
+    multi_arch = serializers.BooleanField(read_only=True)
+    is_latest = serializers.BooleanField(read_only=True)
+    image_created_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    registry_updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    first_seen_at = serializers.DateTimeField(read_only=True)
+    last_synced_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def get_short_digest(self, interval) -> str:
+        return interval.digest.split(":", 1)[-1][:12]
+
+
 class TypeCountSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=RepositoryType.choices)
     label = serializers.CharField()

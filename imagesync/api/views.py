@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -18,7 +19,14 @@ from apitokens.models import ApiToken
 from imagesync.api import serializers
 from imagesync.api.errors import Conflict
 from imagesync.api.filters import ProjectFilterBackend
-from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
+from imagesync.filters import (
+    ImageFilter,
+    RepositoryFilter,
+    TaskFilter,
+    TaskResultFilter,
+    image_filter_class,
+)
+from imagesync.history import ImageInterval
 from imagesync.models import (
     AuditEvent,
     Image,
@@ -104,14 +112,56 @@ class ProjectScopedMixin:
     retrieve=extend_schema(summary="One image"),
 )
 class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
-    """Image View: every filter, sort and paging of the page; viewers and up."""
+    """Image View: every filter, sort and paging of the page; viewers and up. With `as_of`
+    the list and the type counts are the inventory as the console knew it then."""
 
     serializer_class = serializers.ImageSerializer
-    filterset_class = ImageFilter
+
+    @property
+    def as_of_requested(self) -> bool:
+        request = getattr(self, "request", None)
+        return (
+            self.action != "retrieve"
+            and request is not None
+            and image_filter_class(request.query_params) is not ImageFilter
+        )
+
+    @property
+    def filterset_class(self):
+        return (
+            image_filter_class(self.request.query_params) if self.as_of_requested else ImageFilter
+        )
+
+    def filter_queryset(self, queryset):
+        if not self.as_of_requested:
+            return super().filter_queryset(queryset)
+        # As the filter backend does, keeping the FilterSet: its moment gives the page's rows
+        # their "Last synced" then (computed for one page, not for every interval).
+        filterset = ProjectFilterBackend().get_filterset(self.request, queryset, self)
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        self.as_of_filterset = filterset
+        return filterset.qs
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        if page is None or not self.as_of_requested:
+            return page
+        ids = [row.pk for row in page]
+        rows = self.as_of_filterset.with_details(ImageInterval.objects.all()).in_bulk(ids)
+        return [rows[pk] for pk in ids]
+
+    def get_serializer_class(self):
+        if self.as_of_requested:
+            return serializers.ImageAsOfSerializer
+        return serializers.ImageSerializer
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Image.objects.none()
+        if self.as_of_requested:
+            # The FilterSet narrows the intervals to the moment and adds "Last synced" then.
+            return ImageInterval.objects.for_user(self.request.user).filter(project=self.project)
         return (
             Image.objects.for_user(self.request.user)
             .filter(project=self.project)
@@ -127,7 +177,7 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     def type_counts(self, request, project_id=None):
         """How many images choosing each type would show: the same filters as the list,
         except the type filter itself."""
-        filterset = ImageFilter(
+        filterset = self.filterset_class(
             request.query_params,
             queryset=self.get_queryset(),
             request=request,

@@ -10,9 +10,11 @@ from typing import IO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from imagesync import exports
+from imagesync.filters import ImageAsOfFilter
+from imagesync.history import ImageInterval
 from imagesync.management.commands.sync_images import find_project
 from imagesync.models import Image
-from imagesync.tables import IMAGES
+from imagesync.tables import IMAGES, Column
 
 FIELDS = [column.key for column in IMAGES.exported]
 
@@ -22,7 +24,13 @@ Write the image inventory of a project, one record per image (tag), with the fie
 the registry host that `docker pull` uses and `namespace` its first component. Times are
 ISO 8601 in UTC. JSON is one array of objects (platforms a list, missing values null); CSV has
 a header row, platforms joined by commas, booleans true/false and missing values empty.
-Rows are streamed, so large inventories do not load at once."""
+Rows are streamed, so large inventories do not load at once.
+
+--as-of writes the inventory as the console knew it at that moment (an ISO 8601 time, or a
+day for the end of that day), with the same fields: what Image View shows as of that moment."""
+
+
+EXPORT_ORDER = "registry,repository,tag"
 
 
 def images_of(project) -> Iterator[Image]:
@@ -30,9 +38,24 @@ def images_of(project) -> Iterator[Image]:
     rows = (
         Image.objects.filter(project=project)
         .select_related("repository__registry")
-        .order_by(*IMAGES.order_by("registry,repository,tag"))
+        .order_by(*IMAGES.order_by(EXPORT_ORDER))
     )
     return rows.iterator(chunk_size=2000)
+
+
+def images_as_of(project, as_of: str) -> tuple[list[Column], Iterator[ImageInterval]]:
+    """The columns and rows of the project's inventory as of `as_of`, in the same order; a
+    CommandError when Image View would refuse that moment."""
+    filterset = ImageAsOfFilter(
+        {"as_of": as_of, "ordering": EXPORT_ORDER},
+        queryset=ImageInterval.objects.filter(project=project),
+        project=project,
+    )
+    if not filterset.is_valid():
+        errors = "; ".join(str(error) for errors in filterset.errors.values() for error in errors)
+        raise CommandError(f"--as-of {as_of!r}: {errors}")
+    rows = filterset.with_details(filterset.qs).iterator(chunk_size=2000)
+    return filterset.table.exported, rows
 
 
 def _write(out: IO[str], chunks: Iterator[str]) -> None:
@@ -61,14 +84,22 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True, help="Project name (or id).")
         parser.add_argument("--format", choices=sorted(exports.FORMATS), default="json")
         parser.add_argument("--output", help="File to write (default: standard output).")
+        parser.add_argument(
+            "--as-of",
+            help="The inventory as of this moment: an ISO 8601 time, or a day (its end).",
+        )
 
     def handle(self, *args, **options) -> None:
         project = find_project(options["project"])
         lines = exports.FORMATS[options["format"]]
+        if options.get("as_of") is not None:
+            columns, rows = images_as_of(project, options["as_of"])
+        else:
+            columns, rows = IMAGES.exported, images_of(project)
         path = options.get("output")
         if not path or path == "-":
             try:
-                _write(_Unterminated(self.stdout), lines(IMAGES.exported, images_of(project)))
+                _write(_Unterminated(self.stdout), lines(columns, rows))
             except BrokenPipeError:
                 self._reader_left()
             return
@@ -76,13 +107,13 @@ class Command(BaseCommand):
 
         def counted() -> Iterator[Image]:
             nonlocal count
-            for image in images_of(project):
+            for image in rows:
                 count += 1
                 yield image
 
         try:
             with open(path, "w", encoding="utf-8", newline="") as out:
-                _write(out, lines(IMAGES.exported, counted()))
+                _write(out, lines(columns, counted()))
         except OSError as exc:
             raise CommandError(f"Cannot write {path}: {exc.strerror}.") from None
         self.stderr.write(f"Wrote {count} images to {path}.")
