@@ -14,6 +14,7 @@ ISO 8601 instant.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import django_filters
@@ -36,7 +37,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from imagesync.history import ImageInterval, history_start
+from imagesync.history import Change, ImageInterval, history_start
 from imagesync.models import (
     Image,
     Project,
@@ -47,6 +48,7 @@ from imagesync.models import (
     SyncTaskRepository,
 )
 from imagesync.tables import (
+    CHANGES,
     IMAGES,
     IMAGES_AS_OF,
     REPOSITORIES,
@@ -822,3 +824,84 @@ class TaskResultFilter(ListFilterSet):
         model = SyncTaskRepository
         fields: list[str] = []
 
+
+# --- history --------------------------------------------------------------------------------
+
+
+class DigestPrefixField(forms.CharField):
+    """A digest (sha256:... or sha512:...) or its leading hex characters, lower-cased; anything
+    else is an error rather than a search that silently finds nothing."""
+
+    PATTERN = re.compile(r"(?:sha256:|sha512:)?[0-9a-f]{1,128}")
+
+    def clean(self, value) -> str:
+        value = (super().clean(value) or "").strip().lower()
+        if value and not self.PATTERN.fullmatch(value):
+            raise forms.ValidationError(
+                "Give a digest (sha256:...) or its leading hex characters (0-9, a-f)."
+            )
+        return value
+
+
+def digest_prefix_q(field_name: str, value: str) -> Q:
+    """Rows whose `field_name` starts with the digest or hex prefix `value`, written as a range
+    so that a (project, digest) index serves it on SQLite as on PostgreSQL."""
+    prefixes = [value] if ":" in value else [f"sha256:{value}", f"sha512:{value}"]
+    condition = Q()
+    for prefix in prefixes:
+        condition |= Q(**{f"{field_name}__gte": prefix, f"{field_name}__lt": _prefix_end(prefix)})
+    return condition
+
+
+class DigestPrefixFilter(django_filters.CharFilter):
+    field_class = DigestPrefixField
+
+
+class ChangeFilter(ListFilterSet):
+    """Changes: time range, kind, repository type, registry, repository (path or id), tag,
+    digest (old or new) and the task that saw them."""
+
+    table = CHANGES
+
+    since = MomentFilter(
+        field_name="time",
+        bound="after",
+        label="Since",
+        help_text="A day or an ISO 8601 time: changes seen at or after it.",
+    )
+    until = MomentFilter(
+        field_name="time",
+        bound="to",
+        label="Until",
+        help_text="A day (included) or an ISO 8601 time: changes seen up to it.",
+    )
+    kind = _one_or_more(Change.Kind.choices, "Change", "Any change")
+    type = _one_or_more(
+        RepositoryType.choices, "Repository type", "All types", field_name="repository_type"
+    )
+    registry = _registry_filter(field_name="registry")
+    path = django_filters.CharFilter(
+        field_name="repository_path", lookup_expr="icontains", label="Repository path contains"
+    )
+    repository = WholeNumberFilter(field_name="repository_id", min_value=1, label="Repository id")
+    tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
+    digest = DigestPrefixFilter(
+        method="filter_digest",
+        label="Digest",
+        help_text="A digest or its leading hex characters; matches the old or the new digest.",
+    )
+    task = WholeNumberFilter(field_name="task_id", min_value=1, label="Task")
+    ordering = SortFilter(CHANGES)
+
+    page_fields = "since until kind type registry path tag digest"
+
+    class Meta:
+        model = Change
+        fields: list[str] = []
+
+    def filter_digest(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        if not value:
+            return qs
+        return qs.filter(
+            digest_prefix_q("old_digest", value) | digest_prefix_q("new_digest", value)
+        )

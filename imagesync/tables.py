@@ -292,6 +292,58 @@ TASK_RESULTS = Table(
 )
 
 
+def _change_namespace(change: Any) -> str:
+    """As `_namespace`, from the names a change keeps (its repository may be gone)."""
+    if not change.namespace and "/" in change.repository_path:
+        return change.repository_path.split("/", 1)[0]
+    return change.namespace
+
+
+CHANGES = Table(
+    columns=(
+        # Exported in this order: export_changes' ten fields, as scripts know them.
+        Column("time", "Time", ("time",), _time("time")),
+        Column("kind", "Change", ("kind", "time"), _attr("kind")),
+        Column(
+            "registry",
+            "Registry",
+            ("registry_name", "repository_path", "tag", "time"),
+            _attr("registry_name"),
+        ),
+        Column(
+            "type",
+            "Type",
+            ("repository_type", "repository_path", "tag", "time"),
+            _attr("repository_type"),
+        ),
+        Column(
+            "namespace",
+            "Namespace",
+            ("namespace", "repository_path", "tag", "time"),
+            _change_namespace,
+        ),
+        Column(
+            "repository",
+            "Repository path",
+            ("repository_path", "tag", "time"),
+            _attr("repository_path"),
+            aliases=("path",),
+        ),
+        Column("tag", "Tag", ("tag", "time"), _attr("tag")),
+        Column("old_digest", "Old digest", ("old_digest", "time"), _attr("old_digest")),
+        Column("new_digest", "New digest", ("new_digest", "time"), _attr("new_digest")),
+        Column("task", "Task", ("task_id", "time"), _attr("task_id")),
+        # Shown on the page and in the API, not in the exports (export_changes' fields).
+        Column("registry_pushed_at", "Pushed (registry's time)", ("registry_pushed_at", "time")),
+        Column("source", "Seen by", ("source", "time")),
+        Column("id", "Id", ("id",)),
+    ),
+    page="time kind registry type namespace repository tag old_digest new_digest"
+    " registry_pushed_at task source",
+    default_sort="-time",
+)
+
+
 # --- Image View as of a moment ------------------------------------------------------------------
 
 # An interval keeps the repository's identity as it was (so a removed connection's rows still

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from imagesync import views
+from imagesync import history_views, views
 
 app_name = "imagesync"
 
@@ -8,6 +8,8 @@ urlpatterns = [
     path("project/select/", views.select_project, name="project-select"),
     path("images/", views.image_list, name="image-list"),
     path("images/export.csv", views.image_export, name="image-export"),
+    path("changes/", history_views.change_list, name="change-list"),
+    path("changes/export.csv", history_views.change_export, name="change-export"),
     path("images/synchronize/", views.sync_panel, name="sync-panel"),
     path("images/synchronize/repositories/", views.sync_repositories, name="sync-repositories"),
     path("tasks/", views.task_list, name="task-list"),

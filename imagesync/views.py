@@ -459,6 +459,8 @@ def task_detail(request, pk: int):
         ],
         "polling": task.is_active,
         "retries": task.retries.order_by("-created_at")[:5],
+        # Changes the task recorded, by kind (the task page links each to the Changes tab).
+        "change_totals": dict(task.changes.order_by().values_list("kind").annotate(n=Count("id"))),
         "columns": TASK_RESULTS.headers(filterset.sort),
         "filters_invalid": filterset.invalid,
     }

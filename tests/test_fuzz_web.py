@@ -20,7 +20,13 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from imagesync.filters import ImageFilter, RepositoryFilter, TaskFilter, TaskResultFilter
+from imagesync.filters import (
+    ChangeFilter,
+    ImageFilter,
+    RepositoryFilter,
+    TaskFilter,
+    TaskResultFilter,
+)
 from tests.support.factories import seed_project
 from tests.support.web import body_of
 
@@ -34,7 +40,7 @@ OK_STATUSES = {200, 302, 400, 403, 404, 405, 429}
 
 def _filter_names() -> list[str]:
     names = {"sort", "page", "per_page", "repo_page", "repositories", "next", "format"}
-    for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter):
+    for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter, ChangeFilter):
         for name in filterset.base_filters:
             names |= {name, f"{name}_min", f"{name}_max", f"{name}_after", f"{name}_before"}
     return sorted(names)
@@ -45,7 +51,7 @@ REAL_NAMES = sorted(
     {"sort", "page", "per_page", "repo_page", "repositories"}
     | {
         name
-        for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter)
+        for filterset in (ImageFilter, TaskFilter, TaskResultFilter, RepositoryFilter, ChangeFilter)
         for name in filterset.base_filters
     }
 )
@@ -123,11 +129,14 @@ def list_urls(seeded) -> list[str]:
         f"/api/v1/projects/{seeded.project.pk}/images/",
         f"/api/v1/projects/{seeded.project.pk}/sync-tasks/",
         f"/api/v1/projects/{seeded.project.pk}/repositories/",
+        reverse("imagesync:change-list"),
+        reverse("imagesync:change-export"),
+        f"/api/v1/projects/{seeded.project.pk}/changes/",
     ]
 
 
 @FUZZ
-@given(pairs=query_pairs, fragment=st.booleans(), which=st.integers(min_value=0, max_value=9))
+@given(pairs=query_pairs, fragment=st.booleans(), which=st.integers(min_value=0, max_value=12))
 def test_any_query_string_on_any_list_gets_a_clear_answer(world, pairs, fragment, which):
     seeded, client = world
     url = list_urls(seeded)[which]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path, register_converter
 
-from imagesync.api import docs, views
+from imagesync.api import docs, history, views
 
 
 class ApiIdConverter:
@@ -70,6 +70,11 @@ v1 = [
     ),
     *_routes(f"{project}/images", views.ImageViewSet, "image"),
     *_routes(f"{project}/repositories", views.RepositoryViewSet, "repository"),
+    path(
+        f"{project}/changes/",
+        api(history.ChangeViewSet.as_view({"get": "list"})),
+        name="change-list",
+    ),
     *_routes(
         f"{project}/registries",
         views.RegistryViewSet,
