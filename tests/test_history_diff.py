@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imagesync.history import ImageInterval, inventory_diff
 from imagesync.models import Registry
@@ -232,3 +234,38 @@ def test_the_api_hides_another_projects_history(project, outsider, world):
         api_diff_url(project), {"from_task": first.pk, "to_task": second.pk}
     )
     assert_error(response, 404, "not_found")
+
+
+# --- whatever is typed -------------------------------------------------------------------------
+
+anything = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["", "\x00", "2024-13-45", "0000-00-00", "9999-12-31", "-1", "9" * 40]),
+    st.sampled_from(["2026-11-01T10:00Z", "2026-11-01", "1", "sha256:", "beef", "csv"]),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["from", "to", "from_task", "to_task", "digest", "page", "format"]),
+        anything,
+        max_size=5,
+    )
+)
+def test_any_parameters_get_a_page_or_a_clear_refusal_never_a_server_error(
+    client, viewer, project, world, params
+):
+    client.force_login(viewer)
+    pages = [reverse("imagesync:history-diff"), reverse("imagesync:digest-history")]
+    apis = [api_diff_url(project), reverse("api:digest-history", args=[project.pk])]
+    for url in pages:
+        response = client.get(url, params)
+        assert response.status_code == 200, (url, params)
+    for url in apis:
+        response = api_as(viewer).get(url, params)
+        assert response.status_code in (200, 400, 404), (url, params, response.content[:300])
