@@ -8,15 +8,27 @@ request gets the full page, an htmx request the `_fragment` it includes.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from imagesync import exports
-from imagesync.filters import ChangeFilter
-from imagesync.history import Change
-from imagesync.models import Project
-from imagesync.tables import CHANGES, PAGE_SIZES, page_size
+from imagesync.filters import MAX_ID, ChangeFilter, MomentField, _day_start, _prefix_end
+from imagesync.history import Change, ImageInterval, history_start, inventory_diff
+from imagesync.models import Project, Repository, SyncTask
+from imagesync.tables import CHANGES, PAGE_SIZES, Column, page_size
 from imagesync.views import _is_fragment, _project, _render
 
 # --- Changes --------------------------------------------------------------------------------
@@ -88,3 +100,329 @@ def change_export(request: HttpRequest) -> HttpResponse:
     with the fields of `manage.py export_changes`."""
     rows = _change_filterset(request).rows
     return exports.csv_download(CHANGES.exported, rows.iterator(chunk_size=2000), "changes")
+
+
+# --- a tag's timeline, digest lookup, diff between two moments -------------------------------
+
+
+TIMELINE_PAGE_SIZE = 50
+DIGESTS_PAGE_SIZE = 10
+DIFF_PAGE_SIZE = 50
+# Digest algorithms the registries use, with the length of their hex part.
+DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
+MIN_DIGEST_HEX = 4
+MAX_TAG_LENGTH = 128  # the OCI limit; anything longer cannot be a stored tag
+
+
+class DigestPrefixField(forms.CharField):
+    """A digest (`sha256:<hex>`) or its leading hex characters, at least MIN_DIGEST_HEX of
+    them; returned lower-case. Anything else is an error that says what to type."""
+
+    def to_python(self, value) -> str:
+        text = super().to_python(value).strip().lower()
+        if not text:
+            return ""
+        algorithm, colon, hex_part = text.rpartition(":")
+        if colon and algorithm not in DIGEST_ALGORITHMS:
+            raise forms.ValidationError(
+                "A digest starts with sha256: or sha512: (or give only its hex characters)."
+            )
+        if not re.fullmatch(r"[0-9a-f]*", hex_part):
+            raise forms.ValidationError(
+                "A digest is made of hex characters (0-9, a-f) after sha256: or sha512:."
+            )
+        if len(hex_part) < MIN_DIGEST_HEX:
+            raise forms.ValidationError(f"Give at least {MIN_DIGEST_HEX} hex characters.")
+        if len(hex_part) > DIGEST_ALGORITHMS.get(algorithm, max(DIGEST_ALGORITHMS.values())):
+            raise forms.ValidationError("That is longer than a digest.")
+        return text
+
+
+class DigestLookupForm(forms.Form):
+    digest = DigestPrefixField(
+        label="Digest",
+        max_length=160,
+        help_text="A digest (sha256:…) or at least its first 4 hex characters.",
+        widget=forms.TextInput(attrs={"placeholder": "sha256:3f4a… or 3f4a9c", "size": 40}),
+    )
+
+
+def digest_condition(value: str) -> Q:
+    """Digests starting with `value` (a valid DigestPrefixField value), as ranges that the
+    (project, digest) index serves, like Image View's digest filter."""
+    prefixes = [value] if ":" in value else [f"{a}:{value}" for a in DIGEST_ALGORITHMS]
+    condition = Q()
+    for prefix in prefixes:
+        condition |= Q(digest__gte=prefix, digest__lt=_prefix_end(prefix))
+    return condition
+
+
+@dataclass
+class Span:
+    """A stretch of time during which one tag pointed to one digest: consecutive states with
+    the same digest (only details or the "latest" mark changed) are one span."""
+
+    digest: str
+    repository_id: int | None
+    registry_id: int | None
+    registry_name: str
+    repository_type: str
+    repository_path: str
+    tag: str
+    valid_from: datetime
+    valid_to: datetime | None
+
+    @property
+    def current(self) -> bool:
+        return self.valid_to is None
+
+    @property
+    def connection_removed(self) -> bool:
+        return self.registry_id is None
+
+
+def digest_spans(intervals: Iterable[ImageInterval]) -> list[Span]:
+    """Spans of `intervals` ordered by digest, registry, repository, tag and valid_from."""
+    spans: list[Span] = []
+    for row in intervals:
+        last = spans[-1] if spans else None
+        same_tag = last is not None and (
+            last.digest,
+            last.repository_id,
+            last.registry_name,
+            last.repository_path,
+            last.tag,
+        ) == (row.digest, row.repository_id, row.registry_name, row.repository_path, row.tag)
+        if same_tag and last.valid_to == row.valid_from:
+            last.valid_to = row.valid_to
+            continue
+        spans.append(
+            Span(
+                row.digest,
+                row.repository_id,
+                row.registry_id,
+                row.registry_name,
+                row.repository_type,
+                row.repository_path,
+                row.tag,
+                row.valid_from,
+                row.valid_to,
+            )
+        )
+    return spans
+
+
+def digests_matching(intervals, value: str):
+    """The distinct digests among `intervals` that start with `value`, in order."""
+    return (
+        intervals.filter(digest_condition(value))
+        .order_by("digest")
+        .values_list("digest", flat=True)
+        .distinct()
+    )
+
+
+def spans_of(intervals, digests: list[str]) -> list[tuple[str, list[Span]]]:
+    """(digest, its spans) for each of `digests`."""
+    rows = intervals.filter(digest__in=digests).order_by(
+        "digest", "registry_name", "repository_path", "tag", "valid_from", "id"
+    )
+    grouped: dict[str, list[Span]] = {digest: [] for digest in digests}
+    for span in digest_spans(rows.iterator(chunk_size=2000)):
+        grouped[span.digest].append(span)
+    return list(grouped.items())
+
+
+class HistoryDiffForm(forms.Form):
+    """Two moments of the project's history: each a day, an ISO instant or a finished task
+    (the moment it finished). A day starts at its midnight as `from` and ends at its last
+    instant as `to`, clipped to the history; `to` left out means now. Moments must lie between
+    the start of the project's history and now, `from` no later than `to`."""
+
+    def __init__(self, data=None, *, project: Project | None, now: datetime | None = None):
+        super().__init__(data)
+        self.project = project
+        self.now = now or timezone.now()
+        placeholder = {"placeholder": "YYYY-MM-DD or 2026-11-01T08:00"}
+        for end, word in (("from", "From"), ("to", "To")):
+            self.fields[end] = MomentField(
+                required=False,
+                label=f"{word} (day or time)",
+                widget=forms.TextInput(attrs=placeholder),
+            )
+        for end, word in (("from", "From"), ("to", "To")):
+            self.fields[f"{end}_task"] = forms.IntegerField(
+                required=False, min_value=1, max_value=MAX_ID, label=f"{word} task (id)"
+            )
+
+    def _task_moment(self, end: str, task_id: int) -> datetime | None:
+        task = SyncTask.objects.filter(project=self.project, pk=task_id).first()
+        if task is None:
+            self.add_error(f"{end}_task", f"There is no task #{task_id} in this project.")
+        elif task.finished_at is None:
+            self.add_error(f"{end}_task", f"Task #{task_id} has not finished yet.")
+        else:
+            return task.finished_at
+        return None
+
+    def _moment(self, end: str, start_of_history: datetime) -> datetime | None:
+        """The moment `end` names, clipped (days only) or checked against the history."""
+        value, task_id = self.cleaned_data.get(end), self.cleaned_data.get(f"{end}_task")
+        if value is not None and task_id is not None:
+            self.add_error(f"{end}_task", f"Give {end} or {end}_task, not both.")
+            return None
+        if task_id is not None:
+            moment = self._task_moment(end, task_id)
+        elif isinstance(value, dt.datetime):
+            moment = value
+        elif isinstance(value, dt.date):
+            if end == "from":
+                moment = max(_day_start(value), start_of_history)
+            else:
+                moment = min(_day_start(value + dt.timedelta(days=1)), self.now)
+                moment -= dt.timedelta(microseconds=1) if moment != self.now else dt.timedelta()
+        else:
+            return self.now if end == "to" else None
+        if moment is None:
+            return None
+        if moment > self.now:
+            self.add_error(end if task_id is None else f"{end}_task", "That is in the future.")
+            return None
+        if moment < start_of_history:
+            when = timezone.localtime(start_of_history).strftime("%Y-%m-%d %H:%M:%S")
+            self.add_error(
+                end if task_id is None else f"{end}_task",
+                f"The history of this project starts at {when}; give a later moment.",
+            )
+            return None
+        return moment
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        if self.project is None:
+            raise forms.ValidationError("Choose a project first.")
+        start_of_history = history_start(self.project)
+        if start_of_history is None:
+            raise forms.ValidationError("No history has been recorded in this project yet.")
+        start = self._moment("from", start_of_history)
+        end = self._moment("to", start_of_history)
+        if self.errors:
+            return data
+        if start is None:
+            self.add_error("from", "Give a start: a day, a time, or a task (from_task).")
+        elif start > end:
+            raise forms.ValidationError("“From” is after “to”; swap them.")
+        data["start"], data["end"] = start, end
+        return data
+
+
+def form_errors(form: forms.Form) -> dict[str, list[str]]:
+    """Field -> messages, non-field errors under non_field_errors (the API's details)."""
+    return {
+        ("non_field_errors" if name == NON_FIELD_ERRORS else name): [str(e) for e in errors]
+        for name, errors in form.errors.items()
+    }
+
+
+DIFF_COLUMNS = [
+    Column("kind", "Change", value=attrgetter("kind")),
+    Column("registry", "Registry", value=attrgetter("registry_name")),
+    Column("type", "Type", value=attrgetter("repository_type")),
+    Column("namespace", "Namespace", value=attrgetter("namespace")),
+    Column("repository", "Repository path", value=attrgetter("repository_path")),
+    Column("tag", "Tag", value=attrgetter("tag")),
+    Column("old_digest", "Old digest", value=attrgetter("old_digest")),
+    Column("new_digest", "New digest", value=attrgetter("new_digest")),
+]
+
+
+def _history_repositories(request: HttpRequest):
+    project = _project(request)
+    if project is None:
+        return Repository.objects.none()
+    return Repository.objects.for_user(request.user).of_project(project)
+
+
+def _history_intervals(request: HttpRequest):
+    project = _project(request)
+    if project is None:
+        return ImageInterval.objects.none()
+    return ImageInterval.objects.for_user(request.user).filter(project=project)
+
+
+def _digest_since(states, current: ImageInterval) -> datetime:
+    """Since when the tag has had the current digest: the start of the run of unbroken states
+    with that digest (a new state also begins when only details or the latest mark change)."""
+    since = current.valid_from
+    older = states.filter(valid_from__lt=since).only("digest", "valid_from", "valid_to")
+    for state in older.iterator(chunk_size=100):
+        if state.digest != current.digest or state.valid_to != since:
+            break
+        since = state.valid_from
+    return since
+
+
+@require_GET
+def tag_history(request, repository_id: int, tag: str):
+    """A tag's timeline: every state it has had (newest first) and the changes between them."""
+    repository = get_object_or_404(
+        _history_repositories(request).select_related("registry"), pk=repository_id
+    )
+    if len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
+        raise Http404("No such tag.")
+    states = ImageInterval.objects.filter(repository=repository, tag=tag).order_by(
+        "-valid_from", "-id"
+    )
+    changes = Change.objects.filter(repository=repository, tag=tag).order_by("-time", "-id")
+    state_page = Paginator(states, TIMELINE_PAGE_SIZE).get_page(request.GET.get("page"))
+    change_page = Paginator(changes, TIMELINE_PAGE_SIZE).get_page(request.GET.get("changes_page"))
+    current = states.filter(valid_to__isnull=True).first()
+    context = {
+        "repository": repository,
+        "tag": tag,
+        "page": state_page,
+        "change_page": change_page,
+        "current": current,
+        "current_since": _digest_since(states, current) if current else None,
+    }
+    return render(request, "imagesync/tag_history.html", context)
+
+
+@require_GET
+def digest_history(request):
+    """Where has this digest been: every repository and tag of the project that ever pointed to
+    a digest starting with what the user typed, with the intervals, grouped by digest."""
+    form = DigestLookupForm(request.GET if "digest" in request.GET else None)
+    context: dict = {"form": form, "groups": [], "page": None, "searched": False}
+    if form.is_valid() and _project(request) is not None:
+        context["searched"] = True
+        intervals = _history_intervals(request)
+        digests = digests_matching(intervals, form.cleaned_data["digest"])
+        page = Paginator(digests, DIGESTS_PAGE_SIZE).get_page(request.GET.get("page"))
+        context["page"] = page
+        context["groups"] = spans_of(intervals, list(page.object_list))
+    return render(request, "imagesync/digest_history.html", context)
+
+
+def _diff_form(request: HttpRequest) -> HistoryDiffForm:
+    names = ("from", "to", "from_task", "to_task")
+    data = request.GET if any(name in request.GET for name in names) else None
+    return HistoryDiffForm(data, project=_project(request))
+
+
+@require_GET
+def history_diff(request):
+    """The net differences between the inventory at two moments (or two tasks); with
+    format=csv, the same rows as a CSV download."""
+    form = _diff_form(request)
+    context: dict = {"form": form, "diff": None, "page": None}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        diff = inventory_diff(_project(request), data["start"], data["end"])
+        if request.GET.get("format") == "csv":
+            return exports.csv_download(DIFF_COLUMNS, diff.rows, "history-diff")
+        context["diff"] = diff
+        context["page"] = Paginator(diff.rows, DIFF_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "imagesync/history_diff.html", context)

@@ -10,6 +10,13 @@ urlpatterns = [
     path("images/export.csv", views.image_export, name="image-export"),
     path("changes/", history_views.change_list, name="change-list"),
     path("changes/export.csv", history_views.change_export, name="change-export"),
+    path(
+        "images/<int:repository_id>/tags/<str:tag>/history/",
+        history_views.tag_history,
+        name="tag-history",
+    ),
+    path("history/digests/", history_views.digest_history, name="digest-history"),
+    path("history/diff/", history_views.history_diff, name="history-diff"),
     path("images/synchronize/", views.sync_panel, name="sync-panel"),
     path("images/synchronize/repositories/", views.sync_repositories, name="sync-repositories"),
     path("tasks/", views.task_list, name="task-list"),

@@ -75,6 +75,21 @@ v1 = [
         api(history.ChangeViewSet.as_view({"get": "list"})),
         name="change-list",
     ),
+    path(
+        f"{project}/repositories/<api_id:repository_id>/tags/<str:tag>/history/",
+        api(history.HistoryReadViewSet.as_view({"get": "timeline"}, pagination_class=None)),
+        name="tag-history",
+    ),
+    path(
+        f"{project}/digests/",
+        api(history.HistoryReadViewSet.as_view({"get": "digests"})),
+        name="digest-history",
+    ),
+    path(
+        f"{project}/history/diff/",
+        api(history.HistoryReadViewSet.as_view({"get": "diff"})),
+        name="history-diff",
+    ),
     *_routes(
         f"{project}/registries",
         views.RegistryViewSet,

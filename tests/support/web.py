@@ -10,6 +10,11 @@ from tests.support.factories import Seeded
 
 # Which model fills the <pk> of each URL name prefix.
 PK_MODELS = {"task": SyncTask, "registry": Registry}
+# Path parameters other than <pk>, filled from the seeded project (a tag's timeline).
+SEEDED_PARAMS = {
+    "repository_id": lambda seeded: seeded.repository.pk,
+    "tag": lambda seeded: seeded.image.tag,
+}
 # Console URLs that only accept POST (state changes); everything else is a page or fragment.
 POST_ONLY = {"project-select", "task-cancel", "task-retry", "registry-test"}
 
@@ -31,6 +36,9 @@ def console_urls(seeded: Seeded, *, include_post_only: bool = False) -> dict[str
             continue
         kwargs = {}
         for param in params:
+            if param in SEEDED_PARAMS:
+                kwargs[param] = SEEDED_PARAMS[param](seeded)
+                continue
             assert param == "pk", f"teach console_urls about <{param}> in {name}"
             prefix = name.split("-", 1)[0]
             assert prefix in PK_MODELS, f"teach console_urls which model {name} shows"
