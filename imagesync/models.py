@@ -1245,6 +1245,113 @@ class SyncTaskRepository(models.Model):
         return f"{self.repository_path} in task #{self.task_id}"
 
 
+class SyncJob(models.Model):
+    """A piece of one sync task that any worker process may claim: the repository listing of
+    one registry, or a batch of that registry's repositories to synchronize.
+
+    The task row stays the truth about progress and status; a job row says who works on which
+    piece and whether that worker is alive. A claim is the pair (job, attempt): a worker whose
+    job was re-queued after its heartbeat stopped has lost its claim and stops at its next
+    heartbeat, and a repository is recorded only while its result is still unfinished, so a
+    late worker never counts it twice."""
+
+    class Kind(models.TextChoices):
+        LISTING = "listing", "Repository listing"
+        BATCH = "batch", "Batch of repositories"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    task = models.ForeignKey(SyncTask, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    registry = models.ForeignKey(Registry, null=True, on_delete=models.SET_NULL, related_name="+")
+    repository_types = models.JSONField(
+        default=list, blank=True, help_text="Listing: the repository types to list."
+    )
+    result_ids = models.JSONField(
+        default=list, blank=True, help_text="Batch: the task results (repositories) it syncs."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="Claims so far; a worker's claim is valid for its attempt only."
+    )
+    worker = models.CharField(max_length=128, blank=True, help_text="Host and process.")
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "sync job"
+        verbose_name_plural = "sync jobs"
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["task", "status"], name="syncjob_task_status_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="syncjob_status_hb_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} job #{self.pk} of task #{self.task_id}"
+
+    def _mine(self):
+        return SyncJob.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempt=self.attempt)
+
+    def claim(self, worker: str) -> bool:
+        """queued -> running for the one caller that wins it."""
+        now = timezone.now()
+        won = SyncJob.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.RUNNING,
+            attempt=F("attempt") + 1,
+            worker=worker[:128],
+            started_at=now,
+            heartbeat_at=now,
+        )
+        if won:
+            self.refresh_from_db()
+        return bool(won)
+
+    claim.alters_data = True
+
+    def beat(self) -> bool:
+        """Write the heartbeat; False when this claim is no longer valid (stop working on it)."""
+        return bool(self._mine().update(heartbeat_at=timezone.now()))
+
+    beat.alters_data = True
+
+    def finish(self) -> bool:
+        now = timezone.now()
+        return bool(self._mine().update(status=self.Status.DONE, finished_at=now, heartbeat_at=now))
+
+    finish.alters_data = True
+
+    def requeue(self) -> bool:
+        """running -> queued for a job whose worker stopped beating; only if the heartbeat is
+        still the one this instance read (a worker that beat meanwhile keeps its job)."""
+        return bool(
+            self._mine()
+            .filter(heartbeat_at=self.heartbeat_at)
+            .update(status=self.Status.QUEUED, worker="", queued_at=timezone.now())
+        )
+
+    requeue.alters_data = True
+
+    def give_up(self) -> list[int]:
+        """End a job whose workers kept dying (only if this instance's claim is still the
+        current one); the ids of its results still unfinished, for the caller to record as
+        failed."""
+        if not self._mine().filter(heartbeat_at=self.heartbeat_at).update(
+            status=self.Status.DONE, finished_at=timezone.now()
+        ):
+            return []
+        unfinished = [SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING]
+        results = SyncTaskRepository.objects.filter(pk__in=self.result_ids, status__in=unfinished)
+        return list(results.values_list("pk", flat=True))
+
+    give_up.alters_data = True
+
+
 # --- authorization grants -------------------------------------------------------------------
 
 

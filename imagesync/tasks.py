@@ -22,6 +22,7 @@ def enqueue_sync_task(task_id: int) -> None:
         async_task(
             "imagesync.tasks.run_sync_task",
             task_id,
+            distribute=True,
             task_name=f"sync-task-{task_id}",
             group="imagesync-sync",
         )
@@ -29,13 +30,45 @@ def enqueue_sync_task(task_id: int) -> None:
         logger.exception("Could not enqueue sync task #%s; the watchdog will retry.", task_id)
 
 
-def run_sync_task(task_id: int) -> None:
-    """Claim and run one sync task; a no-op when another worker already claimed it."""
+def enqueue_sync_jobs(job_ids: list[int]) -> None:
+    """Offer the jobs of a running task to every worker process. A message whose job was
+    already taken is a no-op; a lost one costs nothing, since the processes taking part in
+    the task claim queued jobs from the database too."""
+    try:
+        from django_q.tasks import async_task
+
+        for job_id in job_ids:
+            async_task(
+                "imagesync.tasks.run_sync_job",
+                job_id,
+                task_name=f"sync-job-{job_id}",
+                group="imagesync-sync",
+            )
+    except Exception:
+        logger.exception("Could not enqueue sync jobs %s; this worker runs them.", job_ids)
+
+
+def run_sync_task(task_id: int, distribute: bool = False) -> None:
+    """Claim and run one sync task; a no-op when another worker already claimed it. From the
+    queue (`distribute`), its jobs are offered to the other worker processes too; called
+    directly (tests, `sync_images --wait`) this process runs them all."""
+    from django_q.conf import Conf
+
     from imagesync.sync.run import SyncRun
 
-    run = SyncRun.claim(task_id)
+    # django-q2's sync mode (tests) would run each offered job inline, inside this call.
+    announce = enqueue_sync_jobs if distribute and not Conf.SYNC else None
+    run = SyncRun.claim(task_id, announce=announce)
     if run is not None:
         run.execute()
+
+
+def run_sync_job(job_id: int) -> None:
+    """Claim one job of a running task and help with the task until all its jobs are done;
+    a no-op when the job was already taken."""
+    from imagesync.sync.run import join_job
+
+    join_job(job_id, announce=enqueue_sync_jobs)
 
 
 def scheduled_sync() -> dict[str, int]:
@@ -56,4 +89,4 @@ def watchdog() -> dict[str, int]:
     """Finish tasks whose worker stopped responding; re-enqueue lost queued tasks."""
     from imagesync.sync.watchdog import watchdog
 
-    return watchdog()
+    return watchdog(announce=enqueue_sync_jobs)

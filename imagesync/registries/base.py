@@ -329,6 +329,13 @@ class Transport:
         self._count_lock = threading.Lock()
         self._sleep = time.sleep
 
+    def share_limits(self, slots: Any, limiter: Any) -> None:
+        """Hold `slots` (a context manager) around each request and call `limiter.wait()`
+        before each, instead of this connection's own cap and rate limit: the sync engine
+        passes limits shared by every worker process (imagesync/sync/limits.py)."""
+        self._slots = slots
+        self._limiter = limiter
+
     def close(self) -> None:
         self.session.close()
         if self._ca_file is not None:

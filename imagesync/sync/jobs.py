@@ -15,6 +15,7 @@ from imagesync import reasons
 from imagesync.models import ReconcileCounts, Registry, Repository, SyncTask, SyncTaskRepository
 from imagesync.registries.base import ImageInfo, RegistryError
 from imagesync.sync.known import KnownDigests
+from imagesync.sync.limits import shared_limits
 from imagesync.sync.pool import db_guard
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,22 @@ class RegistryRun:
     synced_any: bool = False
 
     def open(self) -> None:
-        """Build the client; raises RegistryError for a configuration it cannot use."""
+        """Build the client; raises RegistryError for a configuration it cannot use. Its
+        concurrency cap and requests-per-second limit are shared with every other worker
+        process syncing this registry."""
         self.client = self.registry.build_client()
         try:
             self.cap = max(1, int(self.client.max_concurrency))
         except (TypeError, ValueError, AttributeError):
             self.cap = 1
+        transport = getattr(self.client, "transport", None)
+        if transport is not None and hasattr(transport, "share_limits"):
+            rps = (self.registry.options or {}).get("requests_per_second")
+            try:
+                rps = float(rps) if rps else None
+            except (TypeError, ValueError):
+                rps = None
+            transport.share_limits(*shared_limits(self.registry.pk, self.cap, rps))
 
     def close(self) -> None:
         if self.client is None:
@@ -102,9 +113,9 @@ class RegistryRun:
 
     def _start(self, job: Job) -> None:
         with db_guard():
-            SyncTaskRepository.objects.filter(pk=job.result_id).update(
-                status=SyncTaskRepository.Status.RUNNING, started_at=timezone.now()
-            )
+            SyncTaskRepository.objects.filter(
+                pk=job.result_id, status=SyncTaskRepository.Status.PENDING
+            ).update(status=SyncTaskRepository.Status.RUNNING, started_at=timezone.now())
             with self.known_lock:
                 if self.known is None:
                     self.known = KnownDigests.for_registry(self.registry.pk)
@@ -120,6 +131,8 @@ class RegistryRun:
     def _store(self, job: Job, images: list[ImageInfo]) -> Outcome:
         try:
             with db_guard(), transaction.atomic():
+                if not _still_unfinished(job.result_id):
+                    return _recorded_elsewhere(job)
                 _commit_without_waiting_for_disk()
                 now = timezone.now()
                 counts = job.repository.reconcile(images, now, task=job.task)
@@ -140,8 +153,25 @@ class RegistryRun:
     @staticmethod
     def _fail(job: Job, code: str, message: str) -> Outcome:
         with db_guard(), transaction.atomic():
+            if not _still_unfinished(job.result_id):
+                return _recorded_elsewhere(job)
             job.task.record_repository(job.result_id, failed=True, code=code, message=message)
         return Outcome(job, SyncTaskRepository.Status.FAILED, code=code, message=message)
+
+
+def _still_unfinished(result_id: int) -> bool:
+    """Whether the repository's result is still to be recorded, locking its row until the
+    transaction ends: a job re-queued while its first worker was only slow may see both
+    workers reach the same repository, and only the first may count it."""
+    unfinished = [SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING]
+    rows = SyncTaskRepository.objects.filter(pk=result_id, status__in=unfinished)
+    return rows.select_for_update().exists()
+
+
+def _recorded_elsewhere(job: Job) -> Outcome:
+    logger.info("%s was already recorded by another worker.", job.repository.path)
+    status = SyncTaskRepository.objects.filter(pk=job.result_id).values_list("status", flat=True)
+    return Outcome(job, status.first() or SyncTaskRepository.Status.SKIPPED)
 
 
 def _commit_without_waiting_for_disk() -> None:

@@ -10,14 +10,22 @@ from django.db.models import Q
 from django.utils import timezone
 
 from imagesync import reasons
-from imagesync.models import SyncTask
+from imagesync.models import SyncJob, SyncTask
+from imagesync.sync.run import end_jobs
+from imagesync.sync.work import Announce, requeue_stale_jobs
 
 logger = logging.getLogger(__name__)
 
 
-def watchdog(now: datetime | None = None) -> dict[str, int]:
-    """Finish running tasks whose heartbeat stopped as interrupted, and look after queued tasks
-    whose queue entry was lost.
+def watchdog(now: datetime | None = None, announce: Announce | None = None) -> dict[str, int]:
+    """Re-queue the jobs of running tasks whose worker died while other workers go on (and
+    offer them through `announce`), finish running tasks whose heartbeat stopped as
+    interrupted (every worker on them died), and look after queued tasks whose queue entry
+    was lost.
+
+    A job is re-queued when its own heartbeat is older than SYNC_HEARTBEAT_TIMEOUT while its
+    task's is not; it is given up (its repositories recorded as failed) after
+    SYNC_JOB_ATTEMPTS runs, and the task ends when its last job is done.
 
     Queued tasks: after 5 x SYNC_HEARTBEAT_TIMEOUT unclaimed, the task is enqueued again once
     (a duplicate entry is harmless: the claim is conditional) and `requeued_at` notes it. If it
@@ -25,9 +33,33 @@ def watchdog(now: datetime | None = None) -> dict[str, int]:
     -- the workers are idle, since this watchdog itself runs on one -- it is finished as
     interrupted so that the project can be synchronized again."""
     now = now or timezone.now()
+    jobs_requeued = _look_after_jobs(now, announce)
     interrupted = _interrupt_silent(now)
     requeued, abandoned = _look_after_queued(now)
-    return {"interrupted": interrupted, "requeued": requeued, "abandoned": abandoned}
+    return {
+        "interrupted": interrupted,
+        "requeued": requeued,
+        "abandoned": abandoned,
+        "jobs_requeued": jobs_requeued,
+    }
+
+
+def _look_after_jobs(now: datetime, announce: Announce | None) -> int:
+    cutoff = now - timedelta(seconds=settings.SYNC_HEARTBEAT_TIMEOUT)
+    alive = SyncTask.objects.filter(status=SyncTask.Status.RUNNING, heartbeat_at__gte=cutoff)
+    with_stale_jobs = alive.filter(
+        jobs__status=SyncJob.Status.RUNNING, jobs__heartbeat_at__lt=cutoff
+    ).distinct()
+    requeued = 0
+    for task in with_stale_jobs:
+        count = requeue_stale_jobs(task)
+        requeued += count
+        if count and announce is not None:
+            queued = task.jobs.filter(status=SyncJob.Status.QUEUED)
+            announce(list(queued.values_list("pk", flat=True)))
+        if not task.jobs.exclude(status=SyncJob.Status.DONE).exists():
+            task.conclude()  # its last job was given up: the task ends now
+    return requeued
 
 
 def _interrupt_silent(now: datetime) -> int:
@@ -50,6 +82,7 @@ def _interrupt_silent(now: datetime) -> int:
             task.skip_unfinished(
                 reasons.INTERRUPTED, "Not synchronized: the worker stopped responding."
             )
+            end_jobs(task)
             logger.warning("Sync task #%s interrupted: no heartbeat for %s s.", task.pk, silent)
     return interrupted
 

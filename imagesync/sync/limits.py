@@ -1,0 +1,158 @@
+"""Per-registry limits that hold across every worker process: at most `max_concurrency`
+requests at once and at most `requests_per_second`, however many processes sync.
+
+With REDIS_URL set (several processes, possibly on several machines, share one Redis) the
+limits live in Redis; without it (the embedded default: every process on one machine) they are
+lock files under var/locks, whose locks the kernel releases when a process dies. Either way a
+slot held by a process that was killed is given back: a Redis slot is a lease that expires, a
+file lock ends with its process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+POLL_SECONDS = 0.005  # between attempts to take a slot while all are taken
+LEASE_SECONDS = 300  # a Redis slot is given back after this long, should its holder be killed
+
+
+def shared_limits(registry_id: int, max_concurrency: int, requests_per_second: float | None):
+    """(slots, limiter) for one registry: `slots` is a context manager held around each
+    request, `limiter.wait()` is called before each request."""
+    if settings.REDIS_URL:
+        client = _redis()
+        return (
+            RedisSlots(client, f"imagesync:registry:{registry_id}:slots", max_concurrency),
+            RedisRateLimiter(client, f"imagesync:registry:{registry_id}:next", requests_per_second),
+        )
+    directory = Path(settings.VAR_DIR) / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    return (
+        FileSlots(directory / f"registry-{registry_id}-slot", max_concurrency),
+        FileRateLimiter(directory / f"registry-{registry_id}-rate", requests_per_second),
+    )
+
+
+_redis_client = None
+_redis_lock = threading.Lock()
+
+
+def _redis():
+    global _redis_client
+    with _redis_lock:
+        if _redis_client is None:
+            import redis
+
+            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+        return _redis_client
+
+
+# Take a slot: drop expired leases, then add ours if fewer than the limit are held. Redis runs
+# a script atomically, and TIME is Redis's clock, the same for every machine.
+_ACQUIRE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return 1
+end
+return 0
+"""
+
+# The start time of the caller's request: requests are spaced `interval` apart (token spacing).
+_NEXT_START = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local start = math.max(t, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], tostring(start + tonumber(ARGV[1])), 'EX', 3600)
+return tostring(start - t)
+"""
+
+
+class RedisSlots:
+    def __init__(self, client, key: str, limit: int) -> None:
+        self.client, self.key, self.limit = client, key, max(1, limit)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._held = threading.local()
+
+    def __enter__(self) -> RedisSlots:
+        token = uuid.uuid4().hex
+        while not self._acquire(keys=[self.key], args=[self.limit, LEASE_SECONDS, token]):
+            time.sleep(POLL_SECONDS)
+        self._held.token = token
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.client.zrem(self.key, self._held.token)
+
+
+class RedisRateLimiter:
+    def __init__(self, client, key: str, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.key = key
+        self._next_start = client.register_script(_NEXT_START) if self.interval else None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        delay = float(self._next_start(keys=[self.key], args=[self.interval]))
+        if delay > 0:
+            time.sleep(delay)
+
+
+class FileSlots:
+    """`limit` lock files; holding a request slot is holding an exclusive lock on one."""
+
+    def __init__(self, prefix: Path, limit: int) -> None:
+        self.paths = [f"{prefix}-{i}" for i in range(max(1, limit))]
+        self._held = threading.local()
+
+    def __enter__(self) -> FileSlots:
+        while True:
+            for path in self.paths:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held.fd = fd
+                return self
+            time.sleep(POLL_SECONDS)
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self._held.fd)  # closing the descriptor releases its lock
+
+
+class FileRateLimiter:
+    """The next permitted start time in a file, read and written under an exclusive lock."""
+
+    def __init__(self, path: Path, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.path = path
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 64, 0).decode().strip()
+            now = time.time()
+            start = max(now, float(raw) if raw else 0.0)
+            payload = f"{start + self.interval:.6f}".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+        finally:
+            os.close(fd)
+        if start > now:
+            time.sleep(start - now)
