@@ -1341,9 +1341,8 @@ class SyncJob(models.Model):
         """End a job whose workers kept dying (only if this instance's claim is still the
         current one); the ids of its results still unfinished, for the caller to record as
         failed."""
-        if not self._mine().filter(heartbeat_at=self.heartbeat_at).update(
-            status=self.Status.DONE, finished_at=timezone.now()
-        ):
+        mine = self._mine().filter(heartbeat_at=self.heartbeat_at)
+        if not mine.update(status=self.Status.DONE, finished_at=timezone.now()):
             return []
         unfinished = [SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING]
         results = SyncTaskRepository.objects.filter(pk__in=self.result_ids, status__in=unfinished)
