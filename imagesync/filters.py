@@ -586,13 +586,7 @@ class ImageFilter(ListFilterSet):
         a range, so the (project, digest) index serves it on SQLite (whose LIKE ignores case
         and so cannot use the index) as on PostgreSQL."""
         value = value.strip().lower()
-        if not value:
-            return qs
-        prefixes = [value] if ":" in value else [f"sha256:{value}", f"sha512:{value}"]
-        condition = Q()
-        for prefix in prefixes:
-            condition |= Q(digest__gte=prefix, digest__lt=_prefix_end(prefix))
-        return qs.filter(condition)
+        return qs.filter(digest_prefix_q("digest", value)) if value else qs
 
     def type_counts(self) -> dict[str, int]:
         """Images per repository type under every filter except the type filter itself, so
@@ -828,25 +822,44 @@ class TaskResultFilter(ListFilterSet):
 # --- history --------------------------------------------------------------------------------
 
 
+# Digest algorithms the registries use, with the length of their hex part.
+DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
+
+
 class DigestPrefixField(forms.CharField):
-    """A digest (sha256:... or sha512:...) or its leading hex characters, lower-cased; anything
-    else is an error rather than a search that silently finds nothing."""
+    """A digest (`sha256:<hex>`) or its leading hex characters, at least `min_hex` of them;
+    returned lower-case. Anything else is an error that says what to type, rather than a
+    search that silently finds nothing."""
 
-    PATTERN = re.compile(r"(?:sha256:|sha512:)?[0-9a-f]{1,128}")
+    def __init__(self, *args, min_hex: int = 1, **kwargs):
+        self.min_hex = min_hex
+        super().__init__(*args, **kwargs)
 
-    def clean(self, value) -> str:
-        value = (super().clean(value) or "").strip().lower()
-        if value and not self.PATTERN.fullmatch(value):
+    def to_python(self, value) -> str:
+        text = super().to_python(value).strip().lower()
+        if not text:
+            return ""
+        algorithm, colon, hex_part = text.rpartition(":")
+        if colon and algorithm not in DIGEST_ALGORITHMS:
             raise forms.ValidationError(
-                "Give a digest (sha256:...) or its leading hex characters (0-9, a-f)."
+                "A digest starts with sha256: or sha512: (or give only its hex characters)."
             )
-        return value
+        if not re.fullmatch(r"[0-9a-f]*", hex_part):
+            raise forms.ValidationError(
+                "A digest is made of hex characters (0-9, a-f) after sha256: or sha512:."
+            )
+        if len(hex_part) < self.min_hex:
+            raise forms.ValidationError(f"Give at least {self.min_hex} hex characters.")
+        if len(hex_part) > DIGEST_ALGORITHMS.get(algorithm, max(DIGEST_ALGORITHMS.values())):
+            raise forms.ValidationError("That is longer than a digest.")
+        return text
 
 
 def digest_prefix_q(field_name: str, value: str) -> Q:
     """Rows whose `field_name` starts with the digest or hex prefix `value`, written as a range
-    so that a (project, digest) index serves it on SQLite as on PostgreSQL."""
-    prefixes = [value] if ":" in value else [f"sha256:{value}", f"sha512:{value}"]
+    so that a (project, digest) index serves it on SQLite (whose LIKE ignores case and so
+    cannot use the index) as on PostgreSQL."""
+    prefixes = [value] if ":" in value else [f"{name}:{value}" for name in DIGEST_ALGORITHMS]
     condition = Q()
     for prefix in prefixes:
         condition |= Q(**{f"{field_name}__gte": prefix, f"{field_name}__lt": _prefix_end(prefix)})

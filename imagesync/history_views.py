@@ -9,7 +9,6 @@ request gets the full page, an htmx request the `_fragment` it includes.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,14 +17,20 @@ from operator import attrgetter
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from imagesync import exports
-from imagesync.filters import MAX_ID, ChangeFilter, MomentField, _day_start, _prefix_end
+from imagesync.filters import (
+    MAX_ID,
+    ChangeFilter,
+    DigestPrefixField,
+    MomentField,
+    _day_start,
+    digest_prefix_q,
+)
 from imagesync.history import Change, ImageInterval, history_start, inventory_diff
 from imagesync.models import Project, Repository, SyncTask
 from imagesync.tables import CHANGES, PAGE_SIZES, Column, page_size
@@ -108,53 +113,18 @@ def change_export(request: HttpRequest) -> HttpResponse:
 TIMELINE_PAGE_SIZE = 50
 DIGESTS_PAGE_SIZE = 10
 DIFF_PAGE_SIZE = 50
-# Digest algorithms the registries use, with the length of their hex part.
-DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
 MIN_DIGEST_HEX = 4
 MAX_TAG_LENGTH = 128  # the OCI limit; anything longer cannot be a stored tag
 
 
-class DigestPrefixField(forms.CharField):
-    """A digest (`sha256:<hex>`) or its leading hex characters, at least MIN_DIGEST_HEX of
-    them; returned lower-case. Anything else is an error that says what to type."""
-
-    def to_python(self, value) -> str:
-        text = super().to_python(value).strip().lower()
-        if not text:
-            return ""
-        algorithm, colon, hex_part = text.rpartition(":")
-        if colon and algorithm not in DIGEST_ALGORITHMS:
-            raise forms.ValidationError(
-                "A digest starts with sha256: or sha512: (or give only its hex characters)."
-            )
-        if not re.fullmatch(r"[0-9a-f]*", hex_part):
-            raise forms.ValidationError(
-                "A digest is made of hex characters (0-9, a-f) after sha256: or sha512:."
-            )
-        if len(hex_part) < MIN_DIGEST_HEX:
-            raise forms.ValidationError(f"Give at least {MIN_DIGEST_HEX} hex characters.")
-        if len(hex_part) > DIGEST_ALGORITHMS.get(algorithm, max(DIGEST_ALGORITHMS.values())):
-            raise forms.ValidationError("That is longer than a digest.")
-        return text
-
-
 class DigestLookupForm(forms.Form):
     digest = DigestPrefixField(
+        min_hex=MIN_DIGEST_HEX,
         label="Digest",
         max_length=160,
         help_text="A digest (sha256:…) or at least its first 4 hex characters.",
         widget=forms.TextInput(attrs={"placeholder": "sha256:3f4a… or 3f4a9c", "size": 40}),
     )
-
-
-def digest_condition(value: str) -> Q:
-    """Digests starting with `value` (a valid DigestPrefixField value), as ranges that the
-    (project, digest) index serves, like Image View's digest filter."""
-    prefixes = [value] if ":" in value else [f"{a}:{value}" for a in DIGEST_ALGORITHMS]
-    condition = Q()
-    for prefix in prefixes:
-        condition |= Q(digest__gte=prefix, digest__lt=_prefix_end(prefix))
-    return condition
 
 
 @dataclass
@@ -215,7 +185,7 @@ def digest_spans(intervals: Iterable[ImageInterval]) -> list[Span]:
 def digests_matching(intervals, value: str):
     """The distinct digests among `intervals` that start with `value`, in order."""
     return (
-        intervals.filter(digest_condition(value))
+        intervals.filter(digest_prefix_q("digest", value))
         .order_by("digest")
         .values_list("digest", flat=True)
         .distinct()

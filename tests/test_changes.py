@@ -210,9 +210,9 @@ def test_an_htmx_request_gets_the_table_fragment(login, viewer, history):
     [
         ({"since": "2026-13-45"}, "Give a day (YYYY-MM-DD) or an ISO 8601 time."),
         ({"until": "yesterday"}, "Give a day (YYYY-MM-DD) or an ISO 8601 time."),
-        ({"digest": "xyz"}, "Give a digest (sha256:...) or its leading hex characters"),
-        ({"digest": "sha256:12g4"}, "Give a digest (sha256:...) or its leading hex characters"),
-        ({"digest": "md5:abcd"}, "Give a digest (sha256:...) or its leading hex characters"),
+        ({"digest": "xyz"}, "A digest is made of hex characters (0-9, a-f)"),
+        ({"digest": "sha256:12g4"}, "A digest is made of hex characters (0-9, a-f)"),
+        ({"digest": "md5:abcd"}, "A digest starts with sha256: or sha512:"),
         ({"task": "9" * 40}, "Task"),
         ({"kind": "renamed"}, "Select a valid choice"),
     ],
