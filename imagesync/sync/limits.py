@@ -4,8 +4,9 @@ requests at once and at most `requests_per_second`, however many processes sync.
 With REDIS_URL set (several processes, possibly on several machines, share one Redis) the
 limits live in Redis; without it (the embedded default: every process on one machine) they are
 lock files under var/locks, whose locks the kernel releases when a process dies. Either way a
-slot held by a process that was killed is given back: a Redis slot is a lease that expires, a
-file lock ends with its process.
+slot held by a process that was killed is given back: a Redis slot names its process, which
+keeps a short-lived "alive" key fresh while it runs, and a slot whose process's key expired is
+taken back within ALIVE_SECONDS; a file lock ends with its process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 from django.conf import settings
 
 POLL_SECONDS = 0.005  # between attempts to take a slot while all are taken
-LEASE_SECONDS = 300  # a Redis slot is given back after this long, should its holder be killed
+LEASE_SECONDS = 3600  # a Redis slot is given back after this long in any case
+ALIVE_SECONDS = 6  # a process that stopped refreshing its "alive" key this long is dead
 
 
 def shared_limits(registry_id: int, max_concurrency: int, requests_per_second: float | None):
@@ -42,24 +44,51 @@ def shared_limits(registry_id: int, max_concurrency: int, requests_per_second: f
 
 _redis_client = None
 _redis_lock = threading.Lock()
+_process_id = ""  # this process's name in the slots it holds, with the pid it was made for
 
 
 def _redis():
-    global _redis_client
+    global _redis_client, _process_id
     with _redis_lock:
-        if _redis_client is None:
+        if _redis_client is None or not _process_id.endswith(f":{os.getpid()}"):
             import redis
 
             _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+            _process_id = f"{uuid.uuid4().hex}:{os.getpid()}"
+            # Alive before its first slot, or another process could take that slot back.
+            _redis_client.set(f"imagesync:alive:{_process_id}", 1, ex=ALIVE_SECONDS)
+            threading.Thread(
+                target=_keep_alive, args=(_redis_client, _process_id), daemon=True
+            ).start()
         return _redis_client
 
 
-# Take a slot: drop expired leases, then add ours if fewer than the limit are held. Redis runs
-# a script atomically, and TIME is Redis's clock, the same for every machine.
+def _keep_alive(client, process_id: str) -> None:
+    """Refresh this process's "alive" key until the process ends."""
+    while True:
+        try:
+            client.set(f"imagesync:alive:{process_id}", 1, ex=ALIVE_SECONDS)
+        except Exception:  # Redis away for a moment: the requests fail on their own
+            pass
+        time.sleep(ALIVE_SECONDS / 3)
+
+
+# Take a slot: drop expired leases and slots of processes that are no longer alive, then add
+# ours if fewer than the limit are held. Redis runs a script atomically, and TIME is Redis's
+# clock, the same for every machine.
 _ACQUIRE = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+local held = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #held >= tonumber(ARGV[1]) then
+  for _, member in ipairs(held) do
+    local owner = string.match(member, '^([^/]+)/')
+    if owner and redis.call('EXISTS', 'imagesync:alive:' .. owner) == 0 then
+      redis.call('ZREM', KEYS[1], member)
+    end
+  end
+end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[3])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
@@ -85,7 +114,8 @@ class RedisSlots:
         self._held = threading.local()
 
     def __enter__(self) -> RedisSlots:
-        token = uuid.uuid4().hex
+        _redis()  # (re)starts the keep-alive of this process, e.g. after a fork
+        token = f"{_process_id}/{uuid.uuid4().hex}"
         while not self._acquire(keys=[self.key], args=[self.limit, LEASE_SECONDS, token]):
             time.sleep(POLL_SECONDS)
         self._held.token = token
