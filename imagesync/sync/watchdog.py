@@ -52,7 +52,7 @@ def _look_after_jobs(now: datetime, announce: Announce | None) -> int:
     ).distinct()
     requeued = 0
     for task in with_stale_jobs:
-        count = requeue_stale_jobs(task)
+        count = requeue_stale_jobs(task, now)
         requeued += count
         if count and announce is not None:
             queued = task.jobs.filter(status=SyncJob.Status.QUEUED)

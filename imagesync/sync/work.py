@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -325,10 +325,10 @@ class Participation:
         refresh_statistics(self.task)
 
 
-def requeue_stale_jobs(task: SyncTask) -> int:
+def requeue_stale_jobs(task: SyncTask, now: datetime | None = None) -> int:
     """Re-queue the running jobs of `task` whose heartbeat is older than SYNC_HEARTBEAT_TIMEOUT;
     give up a job that already ran SYNC_JOB_ATTEMPTS times. The number re-queued."""
-    cutoff = timezone.now() - timedelta(seconds=settings.SYNC_HEARTBEAT_TIMEOUT)
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.SYNC_HEARTBEAT_TIMEOUT)
     requeued = 0
     with db_guard():
         stale = SyncJob.objects.filter(

@@ -1,0 +1,121 @@
+"""The jobs of one sync task as the watchdog and late workers see them: a job whose worker
+died is re-queued while the task lives, given up after SYNC_JOB_ATTEMPTS, and a repository
+reached by two workers is counted once. (The real thing, with qcluster processes killed
+mid-sync, is tests/test_scaleout.py.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from imagesync.models import Repository, SyncJob, SyncTask, SyncTaskRepository
+from imagesync.sync.jobs import Job, RegistryRun
+from imagesync.sync.limits import FileSlots
+from imagesync.sync.run import SyncRun
+from imagesync.sync.watchdog import watchdog
+from tests.support.fakes import image
+
+
+@pytest.fixture
+def running(db, project, registry, settings):
+    """A claimed task with one batch job of two repositories, run by a worker on attempt 1."""
+    settings.SYNC_HEARTBEAT_TIMEOUT = 120
+    settings.SYNC_JOB_ATTEMPTS = 3
+    task = SyncTask.objects.request(project)
+    assert SyncRun.claim(task.pk) is not None
+    results = []
+    for path in ("a", "b"):
+        repo = Repository.objects.create(registry=registry, type="other", path=path, name=path)
+        results.append(
+            SyncTaskRepository.objects.create(
+                task=task, repository=repo, repository_type="other", repository_path=path
+            )
+        )
+    SyncTask.objects.filter(pk=task.pk).update(repositories_total=2)
+    job = SyncJob.objects.create(
+        task=task, kind=SyncJob.Kind.BATCH, registry=registry, result_ids=[r.pk for r in results]
+    )
+    assert job.claim("host:1")
+    return task, job, results
+
+
+def silence(job: SyncJob, seconds: int) -> None:
+    SyncJob.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_the_watchdog_requeues_the_job_of_a_dead_worker_while_others_keep_the_task(running):
+    task, job, _ = running
+    silence(job, 300)  # its worker died; the task's heartbeat is fresh (others work on it)
+    offered = []
+    found = watchdog(announce=offered.extend)
+    assert (found["jobs_requeued"], found["interrupted"]) == (1, 0)
+    job.refresh_from_db()
+    assert job.status == SyncJob.Status.QUEUED and job.worker == ""
+    assert offered == [job.pk]
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.RUNNING
+
+    # The dead worker's claim is gone: were it only slow, its next heartbeat tells it to stop.
+    assert SyncJob(pk=job.pk, attempt=1, status=SyncJob.Status.RUNNING).beat() is False
+
+
+def test_a_job_whose_workers_keep_dying_is_given_up_and_the_task_ends(running):
+    task, job, results = running
+    SyncJob.objects.filter(pk=job.pk).update(attempt=3)
+    silence(job, 300)
+    assert watchdog()["jobs_requeued"] == 0
+    job.refresh_from_db()
+    assert job.status == SyncJob.Status.DONE
+    assert set(task.results.values_list("status", "reason_code")) == {("failed", "interrupted")}
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.FAILED
+    assert task.repositories_failed == 2
+    assert "stopped responding 3 times" in task.failure_reason
+
+
+def test_a_task_whose_every_worker_died_is_interrupted_not_requeued(running):
+    task, job, _ = running
+    silence(job, 300)
+    SyncTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    found = watchdog()
+    assert (found["interrupted"], found["jobs_requeued"]) == (1, 0)
+    job.refresh_from_db()
+    assert job.status == SyncJob.Status.DONE
+
+
+def test_a_repository_reached_by_two_workers_is_counted_once(running):
+    task, job, results = running
+    run = RegistryRun(registry=job.registry)
+    repo = results[0].repository
+    first = run._store(Job(task, results[0].pk, repo, repo.registry_id), [image("1.0")])
+    late = run._store(Job(task, results[0].pk, repo, repo.registry_id), [image("1.0")])
+    assert first.finished and late.finished
+    task.refresh_from_db()
+    assert (task.repositories_done, task.images_added) == (1, 1)
+
+
+def test_file_slots_never_let_more_than_the_limit_in_at_once(tmp_path):
+    slots = FileSlots(tmp_path / "slot", 2)
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def request():
+        with slots:
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.02)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2
