@@ -679,7 +679,7 @@ class ImageAsOfFilter(ImageFilter):
         fields: list[str] = []
         form = AsOfForm
 
-    def __init__(self, *args, branch: Q | None = None, **kwargs):
+    def __init__(self, *args, branch: str | None = None, **kwargs):
         self.branch = branch  # only part of the intervals at the moment (see type_counts)
         super().__init__(*args, **kwargs)
 
@@ -689,11 +689,20 @@ class ImageAsOfFilter(ImageFilter):
         return cleaned.get("as_of") or timezone.now()
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        moment = self.moment
+        started = _not_indexed("valid_from", DateTimeField())
+        still_open = queryset.filter(valid_to__isnull=True, valid_from__lte=moment)
+        closed_since = queryset.filter(valid_to__gt=moment).alias(started=started)
+        closed_since = closed_since.filter(started__lte=moment)
         if self.branch is None:
-            queryset = queryset.at(self.moment)
+            # ImageInterval.objects.at(moment), written as the ids of its two parts: each is
+            # one range of the covering (project, valid_to, valid_from, ...) index, where the
+            # OR of at() walks the sort's index and reads every interval to test it.
+            queryset = queryset.filter(
+                Q(pk__in=still_open.values("pk")) | Q(pk__in=closed_since.values("pk"))
+            )
         else:
-            started = _not_indexed("valid_from", DateTimeField())
-            queryset = queryset.alias(started=started).filter(self.branch, started__lte=self.moment)
+            queryset = still_open if self.branch == "open" else closed_since
         return super().filter_queryset(queryset)
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
@@ -729,7 +738,7 @@ class ImageAsOfFilter(ImageFilter):
         # The intervals still open and those closed after the moment, apart: each is one range
         # of the (project, valid_to, valid_from, repository_type) index, counted from the index
         # alone, where the two together are a scan of every interval of the project.
-        for branch in (Q(valid_to__isnull=True), Q(valid_to__gt=moment)):
+        for branch in ("open", "closed_since"):
             others = type(self)(
                 data,
                 queryset=self.queryset,
