@@ -193,18 +193,21 @@ class ImageInterval(RepositoryIdentity):
             )
         ]
         indexes = [
-            # The inventory as of a moment, counted per type from the index alone: the open
-            # intervals (valid_to NULL) and those closed after the moment, each one range.
+            # The inventory as of a moment, counted per type and listed by id from the index
+            # alone (id too: PostgreSQL's indexes do not hold it): the open intervals
+            # (valid_to NULL) and those closed after the moment, each one range.
             models.Index(
-                fields=["project", "valid_to", "valid_from", "repository_type"],
-                name="interval_proj_valid_type_idx",
+                fields=["project", "valid_to", "valid_from", "repository_type", "id"],
+                name="interval_proj_valid_ids_idx",
             ),
             models.Index(fields=["repository", "tag", "valid_from"], name="interval_repo_tag_idx"),
             models.Index(fields=["project", "digest"], name="interval_proj_digest_idx"),
             models.Index(fields=["project", "tag"], name="interval_proj_tag_idx"),
             models.Index(fields=["project", "size"], name="interval_proj_size_idx"),
+            # With id, Image View's default sort ("-updated") as of a moment walks this index
+            # alone on PostgreSQL, testing each id against the moment's (no table reads).
             models.Index(
-                fields=["project", "registry_updated_at"], name="interval_proj_updated_idx"
+                fields=["project", "registry_updated_at", "id"], name="interval_proj_updated_id_idx"
             ),
             models.Index(fields=["project", "image_created_at"], name="interval_proj_created_idx"),
             models.Index(fields=["project", "registry_name"], name="interval_proj_registry_idx"),
