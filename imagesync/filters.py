@@ -22,6 +22,7 @@ from django import forms
 from django.conf import settings
 from django.db import connection
 from django.db.models import (
+    BigIntegerField,
     Case,
     Count,
     DateTimeField,
@@ -696,10 +697,13 @@ class ImageAsOfFilter(ImageFilter):
         closed_since = closed_since.filter(started__lte=moment)
         if self.branch is None:
             # ImageInterval.objects.at(moment), written as the ids of its two parts: each is
-            # one range of the covering (project, valid_to, valid_from, ...) index, where the
-            # OR of at() walks the sort's index and reads every interval to test it.
-            queryset = queryset.filter(
-                Q(pk__in=still_open.values("pk")) | Q(pk__in=closed_since.values("pk"))
+            # one range of the covering (project, valid_to, valid_from, ..., id) index, where
+            # the OR of at() reads every interval the sort's index walks past to test it. The
+            # ids only test rows: the sort's or a filter's index still leads (SQLite would
+            # otherwise read all of them first).
+            member = _not_indexed("id", BigIntegerField())
+            queryset = queryset.alias(member=member).filter(
+                Q(member__in=still_open.values("pk")) | Q(member__in=closed_since.values("pk"))
             )
         else:
             queryset = still_open if self.branch == "open" else closed_since
