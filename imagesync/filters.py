@@ -690,24 +690,33 @@ class ImageAsOfFilter(ImageFilter):
         return cleaned.get("as_of") or timezone.now()
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        moment = self.moment
-        started = _not_indexed("valid_from", DateTimeField())
-        still_open = queryset.filter(valid_to__isnull=True, valid_from__lte=moment)
-        closed_since = queryset.filter(valid_to__gt=moment).alias(started=started)
-        closed_since = closed_since.filter(started__lte=moment)
-        if self.branch is None:
-            # ImageInterval.objects.at(moment), written as the ids of its two parts: each is
-            # one range of the covering (project, valid_to, valid_from, ..., id) index, where
-            # the OR of at() reads every interval the sort's index walks past to test it. The
-            # ids only test rows: the sort's or a filter's index still leads (SQLite would
-            # otherwise read all of them first).
-            member = _not_indexed("id", BigIntegerField())
-            queryset = queryset.alias(member=member).filter(
-                Q(member__in=still_open.values("pk")) | Q(member__in=closed_since.values("pk"))
+        """ImageInterval.objects.at(moment) and the filters, written as the ids of the two
+        parts of the moment's intervals -- still open, closed since -- each filtered apart and
+        read from one range of the covering (project, valid_to, valid_from, repository_type,
+        id) index where it can. The OR of at() instead reads every interval the sort's index
+        walks past (for a moment long ago, most of a million) to test it. The sort's index
+        leads and only tests ids (SQLite would otherwise read every id's row first)."""
+        if self.branch is not None:
+            return super().filter_queryset(self._part(queryset, self.branch))
+        member = _not_indexed("id", BigIntegerField())
+        data = self.data.copy()
+        data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
+        parts = Q()
+        for branch in ("open", "closed_since"):
+            part = type(self)(
+                data, queryset=queryset, request=self.request, project=self.project, branch=branch
             )
-        else:
-            queryset = still_open if self.branch == "open" else closed_since
-        return super().filter_queryset(queryset)
+            parts |= Q(member__in=part.qs.order_by().values("pk"))
+        queryset = queryset.alias(member=member).filter(parts)
+        return self.filters["ordering"].filter(queryset, self.form.cleaned_data.get("ordering"))
+
+    def _part(self, queryset: QuerySet, branch: str) -> QuerySet:
+        moment = self.moment
+        if branch == "open":
+            return queryset.filter(valid_to__isnull=True, valid_from__lte=moment)
+        started = _not_indexed("valid_from", DateTimeField())
+        queryset = queryset.filter(valid_to__gt=moment).alias(started=started)
+        return queryset.filter(started__lte=moment)
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return qs.filter(repository_type__in=value) if value else qs
