@@ -32,107 +32,56 @@ def api(view):
     return login_not_required(view)
 
 
-def _routes(prefix: str, viewset, name: str, *, writable: bool = False, detail_extra=()) -> list:
-    collection = {"get": "list", **({"post": "create"} if writable else {})}
-    item = {"get": "retrieve"}
-    if writable:
-        item.update({"put": "update", "patch": "partial_update", "delete": "destroy"})
-    routes = [
-        path(f"{prefix}/", api(viewset.as_view(collection)), name=f"{name}-list"),
-        path(f"{prefix}/<api_id:pk>/", api(viewset.as_view(item)), name=f"{name}-detail"),
-    ]
-    for action, method in detail_extra:
-        routes.append(
-            path(
-                f"{prefix}/<api_id:pk>/{action}/",
-                api(viewset.as_view({method: action})),
-                name=f"{name}-{action}",
-            )
-        )
-    return routes
+def _route(route: str, viewset, actions: dict, name: str, **initkwargs):
+    """One URL of a viewset: `actions` maps HTTP methods to the viewset's actions."""
+    return path(route, api(viewset.as_view(actions, **initkwargs)), name=name)
 
+
+LIST, READ = {"get": "list"}, {"get": "retrieve"}
+LIST_CREATE = {"get": "list", "post": "create"}
+READ_WRITE = {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
 
 project = "projects/<api_id:project_id>"
+task = f"{project}/sync-tasks/<api_id:pk>"
+Registries, SyncTasks, History = (
+    views.RegistryViewSet,
+    views.SyncTaskViewSet,
+    history.HistoryReadViewSet,
+)
 
+# fmt: off
 v1 = [
     path("schema/", api(docs.SchemaView.as_view()), name="schema"),
     path("docs/", api(docs.DocsView.as_view()), name="docs"),
-    path("projects/", api(views.ProjectViewSet.as_view({"get": "list"})), name="project-list"),
-    path(
-        "projects/<api_id:pk>/",
-        api(views.ProjectViewSet.as_view({"get": "retrieve"})),
-        name="project-detail",
-    ),
-    path(
-        f"{project}/images/type-counts/",
-        api(views.ImageViewSet.as_view({"get": "type_counts"}, pagination_class=None)),
-        name="image-type-counts",
-    ),
-    *_routes(f"{project}/images", views.ImageViewSet, "image"),
-    *_routes(f"{project}/repositories", views.RepositoryViewSet, "repository"),
-    path(
-        f"{project}/changes/",
-        api(history.ChangeViewSet.as_view({"get": "list"})),
-        name="change-list",
-    ),
-    path(
-        f"{project}/repositories/<api_id:repository_id>/tags/<str:tag>/history/",
-        api(history.HistoryReadViewSet.as_view({"get": "timeline"}, pagination_class=None)),
-        name="tag-history",
-    ),
-    path(
-        f"{project}/digests/",
-        api(history.HistoryReadViewSet.as_view({"get": "digests"})),
-        name="digest-history",
-    ),
-    path(
-        f"{project}/history/diff/",
-        api(history.HistoryReadViewSet.as_view({"get": "diff"})),
-        name="history-diff",
-    ),
-    *_routes(
-        f"{project}/registries",
-        views.RegistryViewSet,
-        "registry",
-        writable=True,
-        detail_extra=[("test", "post")],
-    ),
-    path(
-        f"{project}/sync-tasks/",
-        api(views.SyncTaskViewSet.as_view({"get": "list", "post": "create"})),
-        name="synctask-list",
-    ),
-    path(
-        f"{project}/sync-tasks/<api_id:pk>/",
-        api(views.SyncTaskViewSet.as_view({"get": "retrieve"})),
-        name="synctask-detail",
-    ),
-    path(
-        f"{project}/sync-tasks/<api_id:task_id>/results/",
-        api(views.SyncResultViewSet.as_view({"get": "list"})),
-        name="synctask-results",
-    ),
-    path(
-        f"{project}/sync-tasks/<api_id:pk>/cancel/",
-        api(views.SyncTaskViewSet.as_view({"post": "cancel"})),
-        name="synctask-cancel",
-    ),
-    path(
-        f"{project}/sync-tasks/<api_id:pk>/retry/",
-        api(views.SyncTaskViewSet.as_view({"post": "retry"})),
-        name="synctask-retry",
-    ),
-    path(
-        "tokens/",
-        api(views.ApiTokenViewSet.as_view({"get": "list", "post": "create"})),
-        name="token-list",
-    ),
-    path(
-        "tokens/<api_id:pk>/",
-        api(views.ApiTokenViewSet.as_view({"get": "retrieve", "delete": "destroy"})),
-        name="token-detail",
-    ),
+    _route("projects/", views.ProjectViewSet, LIST, "project-list"),
+    _route("projects/<api_id:pk>/", views.ProjectViewSet, READ, "project-detail"),
+    _route(f"{project}/images/type-counts/", views.ImageViewSet, {"get": "type_counts"},
+           "image-type-counts", pagination_class=None),
+    _route(f"{project}/images/", views.ImageViewSet, LIST, "image-list"),
+    _route(f"{project}/images/<api_id:pk>/", views.ImageViewSet, READ, "image-detail"),
+    _route(f"{project}/repositories/", views.RepositoryViewSet, LIST, "repository-list"),
+    _route(f"{project}/repositories/<api_id:pk>/", views.RepositoryViewSet, READ,
+           "repository-detail"),
+    _route(f"{project}/changes/", history.ChangeViewSet, LIST, "change-list"),
+    _route(f"{project}/repositories/<api_id:repository_id>/tags/<str:tag>/history/", History,
+           {"get": "timeline"}, "tag-history", pagination_class=None),
+    _route(f"{project}/digests/", History, {"get": "digests"}, "digest-history"),
+    _route(f"{project}/history/diff/", History, {"get": "diff"}, "history-diff"),
+    _route(f"{project}/registries/", Registries, LIST_CREATE, "registry-list"),
+    _route(f"{project}/registries/<api_id:pk>/", Registries, READ_WRITE, "registry-detail"),
+    _route(f"{project}/registries/<api_id:pk>/test/", Registries, {"post": "test"},
+           "registry-test"),
+    _route(f"{project}/sync-tasks/", SyncTasks, LIST_CREATE, "synctask-list"),
+    _route(f"{task}/", SyncTasks, READ, "synctask-detail"),
+    _route(f"{project}/sync-tasks/<api_id:task_id>/results/", views.SyncResultViewSet, LIST,
+           "synctask-results"),
+    _route(f"{task}/cancel/", SyncTasks, {"post": "cancel"}, "synctask-cancel"),
+    _route(f"{task}/retry/", SyncTasks, {"post": "retry"}, "synctask-retry"),
+    _route("tokens/", views.ApiTokenViewSet, LIST_CREATE, "token-list"),
+    _route("tokens/<api_id:pk>/", views.ApiTokenViewSet, {"get": "retrieve", "delete": "destroy"},
+           "token-detail"),
 ]
+# fmt: on
 
 urlpatterns = [
     path("v1/", api(docs.index), name="index"),
