@@ -31,6 +31,7 @@ from django.utils import timezone
 from imagesync.models import (
     BATCH_SIZE,
     Image,
+    ImageState,
     Project,
     Registry,
     Repository,
@@ -63,7 +64,6 @@ class RepositoryIdentity(models.Model):
     repository_path = models.CharField(max_length=255)
     namespace = models.CharField(max_length=255, blank=True)
     name = models.CharField(max_length=255)
-    tag = models.CharField(max_length=128)
 
     class Meta:
         abstract = True
@@ -98,6 +98,7 @@ class Change(RepositoryIdentity):
         EVENT = "event", "Registry event"
         CONNECTION_REMOVED = "connection_removed", "Connection removed"
 
+    tag = models.CharField(max_length=128)
     time = models.DateTimeField(help_text="When the console observed the change.")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     old_digest = models.CharField(max_length=100, blank=True)
@@ -155,19 +156,10 @@ class ImageIntervalQuerySet(models.QuerySet):
         return self.filter(valid_to__isnull=True)
 
 
-class ImageInterval(RepositoryIdentity):
+class ImageInterval(RepositoryIdentity, ImageState):
     """One stretch of time during which a tag had one state (digest and details): from when the
     console first saw that state until it saw it change or go; open while still current."""
 
-    digest = models.CharField(max_length=100)
-    media_type = models.CharField(max_length=128, blank=True)
-    size = models.BigIntegerField(null=True, blank=True)
-    platforms = models.JSONField(default=list, blank=True)
-    multi_arch = models.BooleanField(default=False)
-    is_latest = models.BooleanField(default=False)
-    image_created_at = models.DateTimeField(null=True, blank=True)
-    registry_updated_at = models.DateTimeField(null=True, blank=True)
-    first_seen_at = models.DateTimeField(help_text="When the console first saw the tag.")
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
     # Not indexed: read with their interval, never looked up (a deleted task's rows are found
@@ -221,20 +213,8 @@ class ImageInterval(RepositoryIdentity):
 
     @classmethod
     def opening(cls, repository: Repository, image: Image, now: datetime, task) -> ImageInterval:
-        interval = cls(
-            tag=image.tag,
-            digest=image.digest,
-            media_type=image.media_type,
-            size=image.size,
-            platforms=list(image.platforms or ()),
-            multi_arch=image.multi_arch,
-            is_latest=image.is_latest,
-            image_created_at=image.image_created_at,
-            registry_updated_at=image.registry_updated_at,
-            first_seen_at=image.first_seen_at or now,
-            valid_from=now,
-            opened_by=task,
-        )
+        interval = cls(**image.state(), valid_from=now, opened_by=task)
+        interval.first_seen_at = image.first_seen_at or now
         interval.identify(repository)
         return interval
 

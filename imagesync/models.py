@@ -543,13 +543,23 @@ class ImageQuerySet(models.QuerySet):
         return self.filter(project__in=Project.objects.for_user(user))
 
 
-class Image(models.Model):
-    """One tag of a repository (HSS calls it an image version): digest, size, platforms, times."""
+class ImageState(models.Model):
+    """What a tag points to and what is known of it: the fields an image and each state in its
+    history (imagesync.history.ImageInterval) share."""
 
-    # Denormalized from repository.registry.project so every Image View query is scoped and
-    # sorted by one indexed column instead of a three-table join.
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
-    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="images")
+    STATE_FIELDS = (
+        "tag",
+        "digest",
+        "media_type",
+        "size",
+        "platforms",
+        "multi_arch",
+        "is_latest",
+        "image_created_at",
+        "registry_updated_at",
+        "first_seen_at",
+    )
+
     tag = models.CharField(max_length=128)
     digest = models.CharField(max_length=100, help_text="Manifest digest, e.g. sha256:<64 hex>.")
     media_type = models.CharField(max_length=128, blank=True)
@@ -566,6 +576,22 @@ class Image(models.Model):
         null=True, blank=True, help_text="Push or update time reported by the registry."
     )
     first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+    def state(self) -> dict:
+        """The state fields by name, to copy into another ImageState."""
+        return {name: getattr(self, name) for name in self.STATE_FIELDS}
+
+
+class Image(ImageState):
+    """One tag of a repository (HSS calls it an image version): digest, size, platforms, times."""
+
+    # Denormalized from repository.registry.project so every Image View query is scoped and
+    # sorted by one indexed column instead of a three-table join.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="images")
     last_synced_at = models.DateTimeField(default=timezone.now)
 
     objects = ImageQuerySet.as_manager()
