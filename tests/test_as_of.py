@@ -174,7 +174,7 @@ def test_a_removed_connection_stays_in_the_inventory_of_before(history, login, a
     assert "<code>2.0</code>" in body
     # The row shows the registry and repository the history kept (the connection is gone).
     assert '<td class="nowrap">local</td>' in body and 'title="team/api">api</td>' in body
-    assert f"<code title=\"{digest('2.0')}\">{digest('2.0')[7:19]}</code>" in body
+    assert f'<code title="{digest("2.0")}">{digest("2.0")[7:19]}</code>' in body
     rows = csv_rows(exported_csv(client, as_of=BETWEEN.isoformat(), ordering="tag", type="other"))
     assert [(row["tag"], row["registry"], row["last_synced"]) for row in rows] == [
         ("1.0", "local", FIRST.isoformat()),
