@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 from django.core.management.base import CommandError, CommandParser
 
-from imagesync import exports
 from imagesync.filters import ChangeFilter
 from imagesync.history import Change
-from imagesync.management.commands import export_images
+from imagesync.management.commands._export import ExportCommand
 from imagesync.management.commands.sync_images import find_project
 from imagesync.tables import CHANGES
 
@@ -43,43 +42,15 @@ def changes_of(project, data: dict[str, str]) -> Iterator[Change]:
     return filterset.qs.iterator(chunk_size=2000)
 
 
-class Command(export_images.Command):
-    """export_images' sibling: the same output handling (a file, or standard output that a
-    reader such as `head` may close early), over the change history."""
-
+class Command(ExportCommand):
     help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--project", required=True, help="Project name (or id).")
+        super().add_arguments(parser)
         parser.add_argument("--since", help="Changes at or after this day or ISO 8601 time.")
         parser.add_argument("--until", help="Changes up to this day (included) or time.")
-        parser.add_argument("--format", choices=sorted(exports.FORMATS), default="json")
-        parser.add_argument("--output", help="File to write (default: standard output).")
 
     def handle(self, *args, **options) -> None:
         data = period(options.get("since"), options.get("until"))
         rows = changes_of(find_project(options["project"]), data)
-        lines = exports.FORMATS[options["format"]]
-        path = options.get("output")
-        if not path or path == "-":
-            try:
-                export_images._write(
-                    export_images._Unterminated(self.stdout), lines(CHANGES.exported, rows)
-                )
-            except BrokenPipeError:
-                self._reader_left()
-            return
-        count = 0
-
-        def counted() -> Iterator[Change]:
-            nonlocal count
-            for change in rows:
-                count += 1
-                yield change
-
-        try:
-            with open(path, "w", encoding="utf-8", newline="") as out:
-                export_images._write(out, lines(CHANGES.exported, counted()))
-        except OSError as exc:
-            raise CommandError(f"Cannot write {path}: {exc.strerror}.") from None
-        self.stderr.write(f"Wrote {count} changes to {path}.")
+        self.export(options, CHANGES.exported, rows, "changes")
