@@ -21,6 +21,7 @@ WATCHDOG_FUNC = "imagesync.tasks.watchdog"
 HISTORY_PURGE_NAME = "imagesync: history retention"
 HISTORY_PURGE_FUNC = "imagesync.tasks.purge_history"
 HISTORY_PURGE_CRON = "30 3 * * *"  # daily, away from the 01:00 sync
+SCHEDULE_NAMES = (SCHEDULED_SYNC_NAME, WATCHDOG_NAME, HISTORY_PURGE_NAME)
 
 CRON = "C"  # django_q.models.Schedule.CRON
 MINUTES = "I"  # django_q.models.Schedule.MINUTES
@@ -38,50 +39,36 @@ def next_cron_run(cron: str, after: datetime | None = None) -> datetime:
     return croniter(cron, local).get_next(datetime)
 
 
+def _cron(cron: str) -> dict:
+    # The historical model has no save() hook computing next_run: without it the first run
+    # would fire at once after `migrate`.
+    return {"schedule_type": CRON, "cron": cron, "next_run": next_cron_run(cron)}
+
+
 def ensure_schedules(schedule_model=None) -> None:
     """Create the schedules if missing (by name); never overwrite an existing cron."""
     if schedule_model is None:
         from django_q.models import Schedule as schedule_model
-    cron = settings.SYNC_SCHEDULE_CRON
-    daily, created = schedule_model.objects.get_or_create(
-        name=SCHEDULED_SYNC_NAME,
-        defaults={
-            "func": SCHEDULED_SYNC_FUNC,
-            "schedule_type": CRON,
-            "cron": cron,
-            "repeats": -1,
-            # The historical model has no save() hook computing this: without it the first
-            # run would fire at once after `migrate`.
-            "next_run": next_cron_run(cron),
-        },
-    )
-    if not created and daily.func != SCHEDULED_SYNC_FUNC:
-        daily.func = SCHEDULED_SYNC_FUNC
-        daily.save(update_fields=["func"])
-    schedule_model.objects.get_or_create(
-        name=WATCHDOG_NAME,
-        defaults={
+    wanted = {
+        SCHEDULED_SYNC_NAME: {"func": SCHEDULED_SYNC_FUNC, **_cron(settings.SYNC_SCHEDULE_CRON)},
+        WATCHDOG_NAME: {
             "func": WATCHDOG_FUNC,
             "schedule_type": MINUTES,
             "minutes": 1,
-            "repeats": -1,
             "next_run": timezone.now(),
         },
-    )
-    schedule_model.objects.get_or_create(
-        name=HISTORY_PURGE_NAME,
-        defaults={
-            "func": HISTORY_PURGE_FUNC,
-            "schedule_type": CRON,
-            "cron": HISTORY_PURGE_CRON,
-            "repeats": -1,
-            "next_run": next_cron_run(HISTORY_PURGE_CRON),
-        },
-    )
+        HISTORY_PURGE_NAME: {"func": HISTORY_PURGE_FUNC, **_cron(HISTORY_PURGE_CRON)},
+    }
+    for name, defaults in wanted.items():
+        schedule, created = schedule_model.objects.get_or_create(
+            name=name, defaults={**defaults, "repeats": -1}
+        )
+        if not created and schedule.func != defaults["func"]:
+            schedule.func = defaults["func"]
+            schedule.save(update_fields=["func"])
 
 
 def remove_schedules(schedule_model=None) -> None:
     if schedule_model is None:
         from django_q.models import Schedule as schedule_model
-    names = [SCHEDULED_SYNC_NAME, WATCHDOG_NAME, HISTORY_PURGE_NAME]
-    schedule_model.objects.filter(name__in=names).delete()
+    schedule_model.objects.filter(name__in=SCHEDULE_NAMES).delete()
