@@ -237,6 +237,14 @@ def option_field(field: forms.Field, kind: str) -> forms.Field:
     return field
 
 
+def name_list(kind: str, label: str, pattern, what: str, example: str, help_text: str, strip=""):
+    """One kind's list option (Harbor projects, JFrog keys, OCI repositories)."""
+    field = NameListField(
+        label=label, pattern=pattern, what=what, example=example, strip=strip, help_text=help_text
+    )
+    return option_field(field, kind)
+
+
 class RegistryForm(forms.ModelForm):
     """Connect or edit a registry. The secret is write-only: it is never rendered back, and a
     blank field keeps the stored one. Kind-specific options have their own fields; fields of
@@ -278,38 +286,20 @@ class RegistryForm(forms.ModelForm):
         ),
         Registry.Kind.SWR,
     )
-    projects = option_field(
-        NameListField(
-            label="Harbor projects",
-            pattern=HARBOR_PROJECT,
-            what="Harbor project name",
-            example="library",
-            help_text="Only these projects, one a line. Empty: every project the account sees.",
-        ),
-        Registry.Kind.HARBOR,
-    )
-    repo_keys = option_field(
-        NameListField(
-            label="JFrog repository keys",
-            pattern=JFROG_REPO_KEY,
-            what="JFrog repository key",
-            example="docker-local",
-            help_text="Only these Docker repositories, one key a line. Empty: every one.",
-        ),
-        Registry.Kind.JFROG,
-    )
-    repositories = option_field(
-        NameListField(
-            label="Repositories",
-            pattern=REPOSITORY_PATH,
-            what="repository path",
-            example="team/api",
-            strip="/",
-            help_text="For a registry without a catalog: the repositories to list, one a line. "
-            "Empty: read the catalog.",
-        ),
-        Registry.Kind.OTHER,
-    )
+    projects = name_list(
+        Registry.Kind.HARBOR, "Harbor projects", HARBOR_PROJECT, "Harbor project name", "library",
+        "Only these projects, one a line. Empty: every project the account sees.",
+    )  # fmt: skip
+    repo_keys = name_list(
+        Registry.Kind.JFROG, "JFrog repository keys", JFROG_REPO_KEY, "JFrog repository key",
+        "docker-local", "Only these Docker repositories, one key a line. Empty: every one.",
+    )  # fmt: skip
+    repositories = name_list(
+        Registry.Kind.OTHER, "Repositories", REPOSITORY_PATH, "repository path", "team/api",
+        "For a registry without a catalog: the repositories to list, one a line. "
+        "Empty: read the catalog.",
+        strip="/",
+    )  # fmt: skip
     options = forms.JSONField(
         label="Advanced options (JSON)",
         required=False,
