@@ -33,7 +33,16 @@ from imagesync.filters import (
 )
 from imagesync.history import Change, ImageInterval, history_start, inventory_diff
 from imagesync.models import Project, Repository, SyncTask
-from imagesync.tables import CHANGES, PAGE_SIZES, Column, page_size
+from imagesync.tables import (
+    CHANGES,
+    DIGEST_SPANS,
+    HISTORY_DIFF,
+    PAGE_SIZES,
+    TAG_CHANGES,
+    TAG_STATES,
+    Column,
+    page_size,
+)
 from imagesync.views import _is_fragment, _project, _render
 
 # --- Changes --------------------------------------------------------------------------------
@@ -354,6 +363,8 @@ def tag_history(request, repository_id: int, tag: str):
         "tag": tag,
         "page": state_page,
         "change_page": change_page,
+        "state_columns": TAG_STATES.headers(""),
+        "change_columns": TAG_CHANGES.headers(""),
         "current": current,
         "current_since": _digest_since(states, current) if current else None,
     }
@@ -365,7 +376,13 @@ def digest_history(request):
     """Where has this digest been: every repository and tag of the project that ever pointed to
     a digest starting with what the user typed, with the intervals, grouped by digest."""
     form = DigestLookupForm(request.GET if "digest" in request.GET else None)
-    context: dict = {"form": form, "groups": [], "page": None, "searched": False}
+    context: dict = {
+        "form": form,
+        "groups": [],
+        "page": None,
+        "searched": False,
+        "columns": DIGEST_SPANS.headers(""),
+    }
     if form.is_valid() and _project(request) is not None:
         context["searched"] = True
         intervals = _history_intervals(request)
@@ -387,7 +404,7 @@ def history_diff(request):
     """The net differences between the inventory at two moments (or two tasks); with
     format=csv, the same rows as a CSV download."""
     form = _diff_form(request)
-    context: dict = {"form": form, "diff": None, "page": None}
+    context: dict = {"form": form, "diff": None, "page": None, "columns": HISTORY_DIFF.headers("")}
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         diff = inventory_diff(_project(request), data["start"], data["end"])

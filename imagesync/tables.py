@@ -30,6 +30,8 @@ class Column:
     aliases: tuple[str, ...] = ()  # older sort names that still work (bookmarks, API v1)
     sub: str = ""  # a second header line, e.g. "added / updated / removed"
     css: str = ""
+    # Read by screen readers only: a column whose cells say what they are (row actions).
+    label_hidden: bool = False
 
     def __deepcopy__(self, memo) -> Column:
         return self  # immutable; FilterSets deep-copy their filters for every request
@@ -46,6 +48,7 @@ class Header:
     sortable: bool
     state: str  # aria-sort: ascending, descending or none
     next: str  # the sort a click on it switches to
+    label_hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Table:
                     bool(column.order_by),
                     state,
                     next_sort,
+                    column.label_hidden,
                 )
             )
         return result
@@ -343,6 +347,87 @@ CHANGES = Table(
     default_sort="-time",
 )
 
+
+# --- lists the page does not sort (headers only) ----------------------------------------------
+
+AUDIT_EVENTS = Table(
+    columns=(
+        Column("when", "When"),
+        Column("who", "Who"),
+        Column("action", "Action"),
+        Column("target", "Target"),
+        Column("detail", "Detail"),
+    ),
+    page="when who action target detail",
+    default_sort="",
+)
+
+REGISTRIES = Table(
+    columns=(
+        Column("name", "Name"),
+        Column("kind", "Kind"),
+        Column("endpoint", "Endpoint"),
+        Column("connection", "Connection"),
+        Column("last_sync", "Last sync"),
+        Column("repositories", "Repositories", css="num"),
+        Column("images", "Images", css="num"),
+        Column("actions", "Actions", label_hidden=True),  # admins only (the view drops it)
+    ),
+    page="name kind endpoint connection last_sync repositories images actions",
+    default_sort="",
+)
+
+TAG_STATES = Table(
+    columns=(
+        Column("digest", "Digest"),
+        Column("from", "From"),
+        Column("to", "To"),
+        Column("seen_by", "Seen by"),
+        Column("registry_pushed_at", "Pushed (registry's time)"),
+        Column("size", "Size"),
+        Column("platforms", "Platforms"),
+    ),
+    page="digest from to seen_by registry_pushed_at size platforms",
+    default_sort="",
+)
+
+TAG_CHANGES = Table(
+    columns=(
+        Column("time", "Seen at"),
+        Column("kind", "Change"),
+        Column("digest", "Digest"),
+        Column("seen_by", "Seen by"),
+        Column("registry_pushed_at", "Pushed (registry's time)"),
+    ),
+    page="time kind digest seen_by registry_pushed_at",
+    default_sort="",
+)
+
+DIGEST_SPANS = Table(
+    columns=(
+        Column("registry", "Registry"),
+        Column("repository", "Repository"),
+        Column("tag", "Tag"),
+        Column("from", "From"),
+        Column("to", "To"),
+    ),
+    page="registry repository tag from to",
+    default_sort="",
+)
+
+# The page's columns of a diff between two moments (its CSV has its own, wider columns).
+HISTORY_DIFF = Table(
+    columns=(
+        Column("kind", "Change"),
+        Column("registry", "Registry"),
+        Column("repository", "Repository"),
+        Column("tag", "Tag"),
+        Column("then", "Then"),
+        Column("now", "Now"),
+    ),
+    page="kind registry repository tag then now",
+    default_sort="",
+)
 
 # --- Image View as of a moment ------------------------------------------------------------------
 

@@ -44,7 +44,14 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
-from imagesync.tables import PAGE_SIZES, TASK_RESULTS, TASKS, page_size
+from imagesync.tables import (
+    AUDIT_EVENTS,
+    PAGE_SIZES,
+    REGISTRIES,
+    TASK_RESULTS,
+    TASKS,
+    page_size,
+)
 
 REPOSITORY_PICKER_PAGE_SIZE = 10
 TASK_RESULTS_PAGE_SIZE = 50
@@ -529,7 +536,12 @@ def registry_list(request):
         ),
         image_total=_count_subquery(Image, {"repository__registry": OuterRef("pk")}),
     )
-    return render(request, "imagesync/registry_list.html", {"registries": registries})
+    # The row actions are an admin's; the column goes with them.
+    can_admin = has_role(_role(request), "admin")
+    columns = [h for h in REGISTRIES.headers("") if h.key != "actions" or can_admin]
+    return render(
+        request, "imagesync/registry_list.html", {"registries": registries, "columns": columns}
+    )
 
 
 def _get_registry(request: HttpRequest, pk: int) -> Registry:
@@ -622,5 +634,11 @@ def audit_list(request):
     return render(
         request,
         "imagesync/audit_list.html",
-        {"page": page, "events": page.object_list, "actions": actions, "action": action},
+        {
+            "page": page,
+            "events": page.object_list,
+            "actions": actions,
+            "action": action,
+            "columns": AUDIT_EVENTS.headers(""),
+        },
     )
