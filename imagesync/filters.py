@@ -37,6 +37,7 @@ from django.db.models import (
     Sum,
     When,
 )
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -691,16 +692,18 @@ class ImageAsOfFilter(ImageFilter):
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         """ImageInterval.objects.at(moment) and the filters, written as the ids of the two
-        parts of the moment's intervals -- still open, closed since -- each filtered apart and
-        read from one range of the covering (project, valid_to, valid_from, repository_type,
-        id) index where it can. The OR of at() instead reads every interval the sort's index
-        walks past (for a moment long ago, most of a million) to test it. The sort's index
-        leads and only tests ids (SQLite would otherwise read every id's row first)."""
+        parts of the moment's intervals -- still open, closed since -- each read from one range
+        of the covering (project, valid_to, valid_from, repository_type, id) index, with the
+        type filter, which that index answers too. The OR of at() instead reads every interval
+        the sort's index walks past (for a moment long ago, most of a million) to test it.
+        The sort's index (or another filter's) leads and only tests ids against those parts:
+        SQLite would otherwise read every id's row first."""
         if self.branch is not None:
             return super().filter_queryset(self._part(queryset, self.branch))
         member = _not_indexed("id", BigIntegerField())
-        data = self.data.copy()
+        data = QueryDict(mutable=True)
         data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
+        data.setlist("type", self.form.cleaned_data.get("type") or [])
         parts = Q()
         for branch in ("open", "closed_since"):
             part = type(self)(
@@ -708,7 +711,10 @@ class ImageAsOfFilter(ImageFilter):
             )
             parts |= Q(member__in=part.qs.order_by().values("pk"))
         queryset = queryset.alias(member=member).filter(parts)
-        return self.filters["ordering"].filter(queryset, self.form.cleaned_data.get("ordering"))
+        for name, value in self.form.cleaned_data.items():
+            if name != "type":  # in the parts
+                queryset = self.filters[name].filter(queryset, value)
+        return queryset
 
     def _part(self, queryset: QuerySet, branch: str) -> QuerySet:
         moment = self.moment
