@@ -65,6 +65,9 @@ class RepositoryIdentity(models.Model):
     namespace = models.CharField(max_length=255, blank=True)
     name = models.CharField(max_length=255)
 
+    # The repository as it was, kept when its connection is removed.
+    NAME_FIELDS = ("registry_name", "repository_type", "repository_path", "namespace", "name")
+
     class Meta:
         abstract = True
 
@@ -332,20 +335,7 @@ _IDENTITY_COPY = {
 }
 _INTERVAL_COPY = {
     **_IDENTITY_COPY,
-    **{
-        column: column
-        for column in (
-            "digest",
-            "media_type",
-            "size",
-            "platforms",
-            "multi_arch",
-            "is_latest",
-            "image_created_at",
-            "registry_updated_at",
-            "first_seen_at",
-        )
-    },
+    **{column: column for column in ImageState.STATE_FIELDS if column != "tag"},
     "valid_from": "%now",
     "valid_to": "NULL",
     "opened_by_id": "%task_id",
@@ -437,17 +427,7 @@ def history_start(project: Project) -> datetime | None:
     )
 
 
-_DIFF_FIELDS = (
-    "repository_id",
-    "registry_name",
-    "repository_type",
-    "repository_path",
-    "namespace",
-    "name",
-    "tag",
-    "old_digest",
-    "new_digest",
-)
+_DIFF_FIELDS = ("repository_id", *RepositoryIdentity.NAME_FIELDS, "tag", "old_digest", "new_digest")
 
 
 def inventory_diff(project: Project, start: datetime, end: datetime) -> InventoryDiff:

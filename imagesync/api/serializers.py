@@ -12,6 +12,7 @@ from apitokens.models import ApiToken
 from imagesync.forms import OPTION_FIELDS, RegistryForm
 from imagesync.models import (
     Image,
+    ImageState,
     Project,
     Registry,
     Repository,
@@ -67,17 +68,8 @@ class ImageSerializer(serializers.ModelSerializer):
             "type",
             "registry_id",
             "registry_name",
-            "tag",
-            "digest",
+            *ImageState.STATE_FIELDS,
             "short_digest",
-            "media_type",
-            "size",
-            "platforms",
-            "multi_arch",
-            "is_latest",
-            "image_created_at",
-            "registry_updated_at",
-            "first_seen_at",
             "last_synced_at",
         ]
         read_only_fields = fields
