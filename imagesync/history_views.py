@@ -43,28 +43,16 @@ from imagesync.tables import (
     Column,
     page_size,
 )
-from imagesync.views import _is_fragment, _project, _render
+from imagesync.views import _is_fragment, _project, _project_rows, _render
 
 # --- Changes --------------------------------------------------------------------------------
-
-
-def _change_queryset(request: HttpRequest):
-    """The current project's changes, if the user may see the project (the project check
-    resolved first, as for Image View, so the database walks the (project, time) index)."""
-    project = _project(request)
-    if project is None:
-        return Change.objects.none()
-    allowed = list(
-        Project.objects.for_user(request.user).filter(pk=project.pk).values_list("pk", flat=True)
-    )
-    return Change.objects.filter(project_id__in=allowed)
 
 
 def _change_filterset(request: HttpRequest) -> ChangeFilter:
     """The Changes tab's filters and sort, from the URL, over the changes the user may see."""
     return ChangeFilter(
         request.GET,
-        queryset=_change_queryset(request),
+        queryset=_project_rows(request, Change),
         request=request,
         project=_project(request),
         lenient=True,
@@ -92,7 +80,7 @@ def change_list(request: HttpRequest) -> HttpResponse:
     from the URL."""
     filterset = _change_filterset(request)
     page = Paginator(filterset.rows, page_size(request.GET)).get_page(request.GET.get("page"))
-    has_changes = page.paginator.count > 0 or _change_queryset(request).exists()
+    has_changes = page.paginator.count > 0 or _project_rows(request, Change).exists()
     context = {
         "filterset": filterset,
         "page": page,

@@ -153,11 +153,11 @@ def select_project(request):
 # --- Image View -----------------------------------------------------------------------------
 
 
-def _image_queryset(request: HttpRequest, model=Image):
-    """The current project's images (or their history intervals), if the user may see the
-    project.
+def _project_rows(request: HttpRequest, model=Image):
+    """The current project's rows of `model` (images, their history intervals, changes), if
+    the user may see the project.
 
-    This is `Image.objects.for_user(user).filter(project=project)` with the project check
+    This is `model.objects.for_user(user).filter(project=project)` with the project check
     resolved first: for_user's `project_id IN (subquery)` makes SQLite sort all 100,000 rows
     for every ORDER BY, while a known project id lets it read them in index order."""
     project = _project(request)
@@ -175,7 +175,7 @@ def _image_filterset(request: HttpRequest) -> ImageFilter:
     filter_class = image_filter_class(request.GET)
     return filter_class(
         request.GET,
-        queryset=_image_queryset(request, filter_class._meta.model),
+        queryset=_project_rows(request, filter_class._meta.model),
         request=request,
         project=_project(request),
         lenient=True,
@@ -268,7 +268,7 @@ def image_list(request):
     )
     has_images = page.paginator.count > 0 or (
         # As of a moment, an empty result is what was there (the page says so).
-        project is not None and (filterset.moment is not None or _image_queryset(request).exists())
+        project is not None and (filterset.moment is not None or _project_rows(request).exists())
     )
     context = {
         "filterset": filterset,

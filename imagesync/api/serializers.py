@@ -12,7 +12,6 @@ from apitokens.models import ApiToken
 from imagesync.forms import OPTION_FIELDS, RegistryForm
 from imagesync.models import (
     Image,
-    ImageState,
     Project,
     Registry,
     Repository,
@@ -68,7 +67,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "type",
             "registry_id",
             "registry_name",
-            *ImageState.STATE_FIELDS,
+            *Image.STATE_FIELDS,
             "short_digest",
             "last_synced_at",
         ]
