@@ -1,22 +1,28 @@
-"""Load benchmark: concurrent Image View and Manage Task requests while a large sync writes.
+"""Load benchmark: bin/run's production server (gunicorn, deploy/gunicorn.conf.py) against
+Django's development server (`manage.py runserver`), on the same data in one run, with and
+without a large sync rewriting every image meanwhile.
 
-Runs the scale-out stack on loopback: PostgreSQL (a dedicated database, `imagesync_load` by
-default, dropped and re-created) and Redis (cache), the console served by `manage.py
-runserver` (threaded WSGI) in a subprocess, and a sync writer process that keeps running full
-syncs of a large inventory. The writer's registry client is a fake fast client (no HTTP), so
-the database writes are as heavy as they get: every sync changes every digest, i.e. updates
-every image row, and the sync engine's batched reconcile and counters run for real.
+The console runs on loopback against PostgreSQL (a dedicated database, `imagesync_load` by
+default, dropped and re-created) and Redis (cache), or with `--database sqlite` on a SQLite
+file (the embedded default: several gunicorn processes and the sync writer share it, which
+shows that WAL mode and the busy timeout keep "database is locked" away). The inventory is
+seeded by a first sync of a fake fast registry client (no HTTP), and the writer process keeps
+running full syncs in which every digest changes, i.e. every image row is updated.
 
-Meanwhile a thread pool of signed-in `requests` sessions drives a mix of Image View pages
-(unfiltered, deep page, text search, sort + type filter, namespace filter with 100 rows),
-the Manage Task list (page and the htmx live-polling fragment) and a task's detail, for a
-bounded time, and the script reports throughput, p50/p95 latency per case and overall, and
-the error count (must be 0; the exit status is 1 otherwise).
+Each server gets the same phases, in alternating slices (`--rounds`) so that both see the
+same background load: signed-in `requests` sessions drive a mix of Image View
+pages (unfiltered, deep page, text search, sort + type filter, namespace filter with 100
+rows, htmx fragment), Manage Task (page, live-polling fragment, a task's detail) and the API
+(image list, type counts, tasks) for a bounded time, first with no sync running, then while
+the writer rewrites every image. The script prints per-case p50/p95 and errors, the
+throughput of each phase and the ratio gunicorn / runserver; the exit status is 1 on any
+error.
 
 Usage (from the repository root; PostgreSQL and Redis on loopback):
 
-    .venv/bin/python bench/bench_load.py [--duration 30] [--clients 6] [--repos 300]
-        [--tags 100] [--database-url postgres://postgres@127.0.0.1:5432/imagesync_load]
+    .venv/bin/python bench/bench_load.py [--duration 30] [--clients 8] [--repos 1000]
+        [--tags 100] [--database postgres|sqlite] [--servers runserver,gunicorn]
+        [--database-url postgres://postgres@127.0.0.1:5432/postgres]
         [--redis-url redis://127.0.0.1:6379/14]
 
 DATABASE_URL / REDIS_URL from the environment choose the server; the database name is always
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,7 +71,7 @@ FAKE_CLIENT = textwrap.dedent(
             for i in range(self.repos):
                 yield RepositoryInfo.from_path("other", f"team-{i % 20}/app-{i:04d}")
 
-        def list_images(self, repository, known=None):
+        def list_images(self, repository, known=None, previous=None):
             images = []
             for t in range(self.tags):
                 seed = f"{repository.path}:{t}:{self.generation}".encode()
@@ -171,14 +178,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
+def start_server(kind: str, env: dict, port: int, log: Path) -> subprocess.Popen:
+    """`runserver` (threaded, no reload) or gunicorn as bin/run starts it."""
+    if kind == "runserver":
+        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    else:
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        command = [gunicorn, "--config", str(ROOT / "deploy" / "gunicorn.conf.py")]
     out = open(log, "wb")  # noqa: SIM115 - closed with the process
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        command,
         cwd=ROOT,
-        env=env,
+        env={**env, "BIND": f"127.0.0.1:{port}"},
         stdout=out,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -188,8 +202,19 @@ def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    server.terminate()
+    stop_server(server)
     raise SystemExit(f"the console did not start; see {log}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+    except ProcessLookupError:
+        pass
 
 
 def signed_in_session(base: str, username: str) -> requests.Session:
@@ -211,10 +236,15 @@ def signed_in_session(base: str, username: str) -> requests.Session:
     return session
 
 
-def cases(task_id: int) -> list[tuple[str, str, dict]]:
+def cases(task_id: int, project_id: int) -> list[tuple[str, str, dict]]:
     """(case name, path, headers) of the request mix."""
     fragment = {"HX-Request": "true"}
+    api = f"/api/v1/projects/{project_id}"
     return [
+        ("api images", f"{api}/images/?page_size=50", {}),
+        ("api images filtered", f"{api}/images/?namespace=team-3&ordering=-size", {}),
+        ("api type counts", f"{api}/images/type-counts/", {}),
+        ("api tasks", f"{api}/sync-tasks/", {}),
         ("image view", "/images/", {}),
         ("image view page 50", "/images/?page=50", {}),
         ("image view search", "/images/?q=app-01", {}),
@@ -270,18 +300,15 @@ def drive(base: str, sessions: list[requests.Session], mix, duration: float):
     return latencies, errors, time.monotonic() - started
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--clients", type=int, default=6)
-    parser.add_argument("--repos", type=int, default=300)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--tags", type=int, default=100)
-    parser.add_argument(
-        "--baseline",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="first measure the same load with no sync running",
-    )
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--servers", default="runserver,gunicorn")
+    parser.add_argument("--rounds", type=int, default=6, help="slices per server and phase")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres",
@@ -290,29 +317,44 @@ def main() -> int:
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
     )
-    args = parser.parse_args()
-    if not args.database_url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("bench_load needs PostgreSQL: set DATABASE_URL=postgres://...")
+    return parser.parse_args()
 
-    db_url, admin_url = database_url(args.database_url, args.database_name)
-    work = Path(tempfile.mkdtemp(prefix="imagesync-load-"))
+
+def environment(args: argparse.Namespace, work: Path) -> dict:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
         "DJANGO_SETTINGS_MODULE": "console.settings",
         "PYTHONPATH": str(ROOT),
         "IMAGESYNC_VAR_DIR": str(work / "var"),
-        "DATABASE_URL": db_url,
-        "REDIS_URL": args.redis_url,
         "SECRET_KEY": "load-bench-" + "x" * 40,
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
         "SYNC_WORKERS": "4",
         "SYNC_HEARTBEAT_INTERVAL": "5",
+        "API_THROTTLE_RATE": "1000000/minute",  # the clients are the load, not abusers
     }
+    if args.database == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{work / 'db.sqlite3'}"
+        print(f"database: SQLite file {work / 'db.sqlite3'} (WAL), cache in the database")
+        return env
+    if not args.database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("--database postgres needs DATABASE_URL=postgres://...")
+    db_url, admin_url = database_url(args.database_url, args.database_name)
+    env.update(DATABASE_URL=db_url, REDIS_URL=args.redis_url)
     print(f"database {args.database_name} (re-created), cache {args.redis_url}")
     recreate_database(admin_url, args.database_name)
+    return env
+
+
+def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=ROOT,
         env=env,
         check=True,
@@ -322,9 +364,8 @@ def main() -> int:
         f"""
         import time
         from django.contrib.auth.models import User
-        from imagesync.models import SyncTask
-    from imagesync.tasks import run_sync_task
-        from imagesync.models import Image, Project, ProjectMembership, Registry
+        from imagesync.models import Image, Project, ProjectMembership, Registry, SyncTask
+        from imagesync.tasks import run_sync_task
         project = Project.objects.create(name="load", region="bench-1")
         for i in range({args.clients}):
             user = User.objects.create_user(f"loader{{i}}", password={PASSWORD!r})
@@ -336,8 +377,8 @@ def main() -> int:
         started = time.monotonic()
         run_sync_task(task.pk)
         task.refresh_from_db()
-        result = {{"task": task.pk, "status": task.status, "images": Image.objects.count(),
-                  "seconds": time.monotonic() - started}}
+        result = {{"task": task.pk, "project": project.pk, "status": task.status,
+                  "images": Image.objects.count(), "seconds": time.monotonic() - started}}
         """,
     )
     print(
@@ -345,65 +386,118 @@ def main() -> int:
         f"({seeded['images'] / seeded['seconds']:,.0f} images/s), task {seeded['status']}"
     )
     assert seeded["status"] == "succeeded", seeded
-    # Planner statistics as autovacuum would have them in steady state; right after a bulk
-    # load of a fresh database they are missing and the type filter's join is planned badly
-    # (~300 ms instead of ~15 ms per query).
-    import psycopg
+    if args.database == "postgres":
+        # Planner statistics as autovacuum would have them in steady state.
+        import psycopg
 
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("ANALYZE")
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("ANALYZE")
+    return seeded
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = start_server(env, port, work / "runserver.log")
+
+def main() -> int:
+    args = parse_args()
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    work = Path(tempfile.mkdtemp(prefix="imagesync-load-"))
+    env = environment(args, work)
+    seeded = seed_inventory(env, args)
+    mix = cases(seeded["task"], seeded["project"])
+    running: dict[str, tuple[subprocess.Popen, str, list]] = {}
     stop_file = work / "stop-writer"
     writer = None
+    phases: list[tuple[str, str, tuple]] = []
     try:
-        sessions = [signed_in_session(base, f"loader{i}") for i in range(args.clients)]
-        mix = cases(seeded["task"])
-        # Warm-up: one pass of every case (templates, connections), not measured.
-        for _name, path, headers in mix:
-            sessions[0].get(base + path, headers=headers, timeout=60)
-        quiet = drive(base, sessions, mix, args.duration) if args.baseline else None
+        for kind in servers:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            server = start_server(kind, env, port, work / f"{kind}.log")
+            sessions = [signed_in_session(base, f"loader{i}") for i in range(args.clients)]
+            for _name, path, headers in mix:  # warm-up, not measured
+                for session in sessions:
+                    session.get(base + path, headers=headers, timeout=60)
+            running[kind] = (server, base, sessions)
+        phases += interleaved(running, mix, "no sync", args)
         writer = start_writer(env, args.repos, args.tags, stop_file)
-        time.sleep(1.0)  # let the writer get going
-        latencies, errors, elapsed = drive(base, sessions, mix, args.duration)
-        stop_file.touch()
-        out, err = writer.communicate(timeout=600)
+        time.sleep(3.0)  # let the writer's sync get past its start
+        phases += interleaved(running, mix, "sync", args)
     finally:
         stop_file.touch()
-        if writer is not None and writer.poll() is None:
-            writer.kill()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if writer is not None:
+            cancel_running_syncs(env)
+        for server, _base, _sessions in running.values():
+            stop_server(server)
+    out, err = writer.communicate(timeout=900) if writer is not None else ("", "")
     syncs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    if writer.returncode != 0:
+    if writer is not None and writer.returncode != 0:
         print(err[-3000:])
+    return summarize(args, seeded, mix, phases, syncs, writer)
 
-    if quiet is not None:
-        report(mix, *quiet, f"{args.clients} clients, no sync running (baseline)")
-    total_errors = report(
-        mix,
-        latencies,
-        errors,
-        elapsed,
-        f"{args.clients} signed-in clients for {elapsed:.1f} s against runserver on PostgreSQL "
-        f"+ Redis, {seeded['images']:,} images, while a sync rewrote every image",
+
+def interleaved(running: dict, mix, phase: str, args) -> list[tuple[str, str, tuple]]:
+    """Drive each server in turn, `--rounds` slices each, so that both see the same load from
+    whatever else runs on the machine (and the same stage of the writer's sync); the slices
+    of one server are merged."""
+    merged: dict[str, list] = {}
+    for _ in range(args.rounds):
+        for kind, (_server, base, sessions) in running.items():
+            latencies, errors, elapsed = drive(base, sessions, mix, args.duration / args.rounds)
+            total = merged.setdefault(kind, [defaultdict(list), defaultdict(list), 0.0])
+            for name, values in latencies.items():
+                total[0][name] += values
+            for name, values in errors.items():
+                total[1][name] += values
+            total[2] += elapsed
+    return [(kind, phase, tuple(total)) for kind, total in merged.items()]
+
+
+def cancel_running_syncs(env: dict) -> None:
+    """End the writer's sync in progress (cancel is honoured between repositories)."""
+    run_django(
+        env,
+        """
+        from imagesync.models import SyncTask
+        result = [t.cancel() for t in SyncTask.objects.filter(status="running")]
+        """,
     )
-    if quiet is not None:
-        total_errors += sum(len(v) for v in quiet[1].values())
+
+
+def summarize(args, seeded, mix, phases, syncs, writer) -> int:
+    errors = 0
+    throughput: dict[tuple[str, str], float] = {}
+    for kind, phase, (latencies, failed, elapsed) in phases:
+        label = "no sync running" if phase == "no sync" else "while a sync rewrote every image"
+        errors += report(
+            mix,
+            latencies,
+            failed,
+            elapsed,
+            f"{kind}: {args.clients} signed-in clients for {elapsed:.1f} s, {args.database}, "
+            f"{seeded['images']:,} images, {label}",
+        )
+        done = sum(len(v) for v in latencies.values())
+        every = [x for v in latencies.values() for x in v]
+        throughput[kind, phase] = done / elapsed
+        throughput[kind, phase, "p95"] = percentile(every, 0.95) * 1000
+    print("\nsummary (requests/s, p95 ms):")
+    for phase in ("no sync", "sync"):
+        row = {kind: throughput.get((kind, phase)) for kind in ("runserver", "gunicorn")}
+        parts = [
+            f"{kind} {row[kind]:.1f} req/s p95 {throughput[kind, phase, 'p95']:.0f} ms"
+            for kind in row
+            if row[kind] is not None
+        ]
+        ratio = ""
+        if row["runserver"] and row["gunicorn"]:
+            ratio = f"  -> gunicorn / runserver = {row['gunicorn'] / row['runserver']:.2f}x"
+        print(f"  {phase:8} " + "; ".join(parts) + ratio)
     for s in syncs:
         rate = (s["updated"] + s["added"]) / s["seconds"] if s["seconds"] else 0
         print(
             f"concurrent sync task #{s['task']}: {s['status']}, {s['updated']:,} images updated, "
             f"{s['added']:,} added in {s['seconds']:.1f} s ({rate:,.0f} images/s)"
         )
-    if not syncs:
-        print("warning: no sync finished during the run")
-    return 1 if total_errors or writer.returncode != 0 or not syncs else 0
+    print(f"errors in all phases: {errors}")
+    return 1 if errors or (writer is not None and writer.returncode != 0) else 0
 
 
 def report(mix, latencies, errors, elapsed: float, title: str) -> int:
