@@ -99,7 +99,8 @@ class SyncRun:
         swr_authorized = AuthorizationGrant.objects.swr_authorized(self.task.project)
         job_ids = plan_task(self.task, swr_authorized)
         if self.announce is not None and job_ids:
-            self.announce(job_ids)
+            with db_guard():  # the ORM broker writes to the database too
+                self.announce(job_ids)
         Participation(self.task, worker_name(), self.on_progress, self.announce).run()
 
     def _preconditions_met(self) -> bool:

@@ -166,7 +166,8 @@ class Participation:
 
     def _registry_run(self, registry_id: int | None) -> RegistryRun | RegistryError:
         if registry_id not in self.runs:
-            registry = Registry.objects.filter(pk=registry_id).first()
+            with db_guard():
+                registry = Registry.objects.filter(pk=registry_id).first()
             if registry is None:
                 error = RegistryError(reasons.NOT_FOUND, "The registry connection was removed.")
                 self.runs[registry_id] = error
@@ -265,7 +266,8 @@ class Participation:
             return
         self._complete(active)
         if value:
-            self.announce(value)
+            with db_guard():  # the ORM broker writes to the database too
+                self.announce(value)
 
     def _complete(self, active: ActiveJob) -> None:
         self.active.pop(active.job.pk, None)
