@@ -44,6 +44,21 @@ class Failure:
     code: str
     message: str
 
+    def result(self, task: SyncTask, now) -> SyncTaskRepository:
+        """Its result row: finished as failed, with the reason."""
+        return SyncTaskRepository(
+            task=task,
+            repository=self.repository,
+            registry_name=self.registry.name,
+            repository_type=self.type,
+            repository_path=self.path,
+            status=SyncTaskRepository.Status.FAILED,
+            reason_code=self.code[:32],
+            reason_message=self.message,
+            started_at=now,
+            finished_at=now,
+        )
+
 
 def plan_task(task: SyncTask, swr_authorized: bool) -> list[int]:
     """Create the first jobs of a claimed task (and the results of what failed already);
@@ -126,21 +141,7 @@ def add_results(
     task's counters, and batch jobs of SYNC_JOB_SIZE pending repositories; the new jobs' ids.
     Call inside a transaction."""
     now = timezone.now()
-    rows = [
-        SyncTaskRepository(
-            task=task,
-            repository=f.repository,
-            registry_name=f.registry.name,
-            repository_type=f.type,
-            repository_path=f.path,
-            status=SyncTaskRepository.Status.FAILED,
-            reason_code=f.code[:32],
-            reason_message=f.message,
-            started_at=now,
-            finished_at=now,
-        )
-        for f in failures
-    ]
+    rows = [failure.result(task, now) for failure in failures]
     rows += [
         SyncTaskRepository(
             task=task,
