@@ -205,7 +205,7 @@ SYNC_WORKERS = env_int("SYNC_WORKERS", 8, minimum=1)
 # A sync is split into jobs that any worker process may claim: one per registry listing, and
 # one per SYNC_JOB_SIZE repositories. A job whose worker died is re-run by another, at most
 # SYNC_JOB_ATTEMPTS times in all.
-SYNC_JOB_SIZE = env_int("SYNC_JOB_SIZE", 20, minimum=1)
+SYNC_JOB_SIZE = env_int("SYNC_JOB_SIZE", 10, minimum=1)
 SYNC_JOB_ATTEMPTS = env_int("SYNC_JOB_ATTEMPTS", 3, minimum=1)
 # Changes and closed image intervals older than this are purged daily (imagesync.history).
 HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
