@@ -14,7 +14,13 @@ import time
 
 import pytest
 
-from tests.support.processes import ConsoleProcess, alive, descendants, http_get
+from tests.support.processes import (
+    ConsoleProcess,
+    alive,
+    descendants,
+    http_get,
+    session_members,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +124,11 @@ def test_sigterm_stops_every_process_it_started(tmp_path):
 
         started = wait_for(all_started, 60, "fewer than 8 processes running", running)
 
+        session = running.process.pid  # bin/run runs in a session of its own
         assert running.stop(timeout=60) == 0
         wait_for(lambda: not alive(started), 10, "processes were left behind", running)
+        # Nor any orphan started after the count (an orphan is no descendant any more).
+        assert session_members(session) == []
         with pytest.raises(OSError):
             http_get(running.url("/login/"), timeout=2)
     finally:

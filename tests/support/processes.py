@@ -154,11 +154,33 @@ class ConsoleProcess:
             self._out.close()
 
     def kill_everything(self) -> None:
-        """Last resort after a failed test: SIGKILL bin/run's session (it has its own)."""
-        for proc in [*self.processes(), Proc(self.process.pid, 0, "bin/run")]:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Last resort after a failed test: SIGKILL every process of bin/run's session (it has
+        its own), again until none is left: a process started meanwhile (qcluster spawns its
+        workers a moment after its start) would otherwise outlive the test as an orphan."""
+        for _ in range(50):
+            members = session_members(self.process.pid)
+            if not members:
+                break
+            for pid in members:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
         self.process.wait(timeout=10)
         self._out.close()
+
+
+def session_members(session: int) -> list[int]:
+    """Live processes of a session (orphans included, unlike a walk down from its leader)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:
+            found.append(int(entry.name))
+    return found
