@@ -127,6 +127,7 @@ AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
 AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
 AXES_LOCKOUT_CALLABLE = "imagesync.auth.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "imagesync.auth.client_ip"
+AXES_USERNAME_CALLABLE = "imagesync.auth.client_username"
 # Attempts made while locked out do not push the end of the lockout further away.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # A success clears that username's failures only (SignInLockoutHandler): axes' own reset

@@ -1,7 +1,7 @@
 """Sign-in lockout, done by django-axes (settings: the AXES_* block in console/settings.py).
 
 What is here is what axes leaves to the project: the client address behind a proxy, the
-lockout page (the sign-in page with a message, HTTP 429) and the reset on success.
+username as it is counted, the lockout page (the sign-in page with a message, HTTP 429) and the reset on success.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
@@ -29,6 +30,17 @@ def client_ip(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(remote or ""))
     except ValueError:  # not an address: stored as unknown rather than failing the sign-in
         return None
+
+
+def client_username(request: HttpRequest, credentials: dict | None) -> str:
+    """The username a sign-in tried, as axes records and counts it: at most 150 characters (the
+    longest a Django username can be; axes' column holds 255) and without NUL (PostgreSQL refuses
+    it in text), so an odd input is counted like any other failure, never a server error."""
+    if credentials:
+        value = credentials.get(get_user_model().USERNAME_FIELD, "")
+    else:
+        value = request.POST.get("username", "")
+    return str(value or "").replace("\x00", "")[:150]
 
 
 def lockout_response(

@@ -130,3 +130,19 @@ def test_an_administrator_sees_the_lockout_in_the_admin_and_clears_it(client, su
     delete_url = reverse("admin:axes_accessattempt_delete", args=[attempt.pk])
     assert client.post(delete_url, {"post": "yes"}).status_code == 302
     assert sign_in(Client(), viewer.username, PASSWORD).status_code == 302
+
+
+def test_a_too_long_username_is_a_failed_sign_in_that_counts_not_a_server_error(client):
+    """Axes records the tried username in a 255-character column (PostgreSQL refuses longer
+    values): the console counts it cut to the 150 characters a username can have."""
+    username = "u" * 300
+    statuses = fail(client, [username] * LIMIT, address="192.0.2.77")
+    assert statuses == [200] * (LIMIT - 1) + [429]
+    assert AccessAttempt.objects.get(ip_address="192.0.2.77").username == "u" * 150
+
+
+def test_a_username_with_a_nul_is_refused_by_the_form_and_never_reaches_the_database(client):
+    responses = [sign_in(client, "nul\x00name", "wrong") for _ in range(LIMIT)]
+    assert [r.status_code for r in responses] == [200] * LIMIT
+    assert 'name="username"' in responses[-1].content.decode()  # the sign-in form again
+    assert not AccessAttempt.objects.exists()
