@@ -14,20 +14,21 @@ from imagesync.models import Repository, SyncTask, SyncTaskRepository
 from imagesync.registries.base import ImageInfo
 
 
-def sync_at(
-    repository: Repository, listing: list[ImageInfo], now: datetime, task: SyncTask | None = None
-) -> SyncTask:
-    """Synchronize `repository` to exactly `listing` as a task finishing at `now` would."""
-    if task is None:
-        task = SyncTask.objects.create(
-            project=repository.registry.project,
-            status=SyncTask.Status.SUCCEEDED,
-            created_at=now,
-            started_at=now,
-            finished_at=now,
-            repositories_total=1,
-        )
-    result = SyncTaskRepository.objects.create(
+def _task_at(repository: Repository, now: datetime, status: str) -> SyncTask:
+    """A task of the repository's project that started and finished at `now`."""
+    return SyncTask.objects.create(
+        project=repository.registry.project,
+        status=status,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        repositories_total=1,
+    )
+
+
+def _result_at(task: SyncTask, repository: Repository, now: datetime) -> SyncTaskRepository:
+    """The repository's result row in `task`, running since `now`."""
+    return SyncTaskRepository.objects.create(
         task=task,
         repository=repository,
         registry_name=repository.registry.name,
@@ -36,6 +37,14 @@ def sync_at(
         status=SyncTaskRepository.Status.RUNNING,
         started_at=now,
     )
+
+
+def sync_at(
+    repository: Repository, listing: list[ImageInfo], now: datetime, task: SyncTask | None = None
+) -> SyncTask:
+    """Synchronize `repository` to exactly `listing` as a task finishing at `now` would."""
+    task = task or _task_at(repository, now, SyncTask.Status.SUCCEEDED)
+    result = _result_at(task, repository, now)
     with transaction.atomic():
         counts = repository.reconcile(listing, now, task=task)
         task.record_repository(
@@ -51,23 +60,8 @@ def sync_at(
 
 def fail_at(repository: Repository, now: datetime) -> SyncTask:
     """A task whose listing of `repository` failed at `now`: nothing was learned."""
-    task = SyncTask.objects.create(
-        project=repository.registry.project,
-        status=SyncTask.Status.FAILED,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        repositories_total=1,
-    )
-    result = SyncTaskRepository.objects.create(
-        task=task,
-        repository=repository,
-        registry_name=repository.registry.name,
-        repository_type=repository.type,
-        repository_path=repository.path,
-        status=SyncTaskRepository.Status.RUNNING,
-        started_at=now,
-    )
+    task = _task_at(repository, now, SyncTask.Status.FAILED)
+    result = _result_at(task, repository, now)
     task.record_repository(result.pk, failed=True, code="unreachable", message="down", at=now)
     return task
 
