@@ -60,10 +60,14 @@ MIDDLEWARE = [
     # Static files before anything that needs a session or a database (whitenoise's advice).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After the session, before CommonMiddleware (Django's order): the language cookie, then
+    # Accept-Language; UserPreferenceMiddleware then applies a signed-in user's stored choice.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "imagesync.preferences.UserPreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "imagesync.middleware.ProjectScopeMiddleware",
@@ -136,7 +140,11 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
 
-LANGUAGE_CODE = "en-us"
+# Languages of the console (README "Languages"). LANGUAGE_CODE is also the language of the
+# management commands, whose output scripts parse: it stays English.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = check_time_zone(os.environ.get("TIME_ZONE", "UTC"))
 USE_I18N = True
 USE_TZ = True

@@ -1513,3 +1513,4 @@ __all__ = [
 
 # The history's models live in their own module; importing them here registers them.
 from imagesync.history import Change, ImageInterval  # noqa: E402
+from imagesync.preferences import UserPreference  # noqa: E402, F401
