@@ -220,6 +220,16 @@ SYNC_JOB_ATTEMPTS = env_int("SYNC_JOB_ATTEMPTS", 3, minimum=1)
 HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
 SYNC_SCHEDULE_CRON = os.environ.get("SYNC_SCHEDULE_CRON", "0 1 * * *")
 
+# Registry events (imagesync.events): a refresh waits REGISTRY_EVENTS_COALESCE_MS after the
+# first event of a burst, then takes every repository marked meanwhile; a connection's receiver
+# answers 429 beyond REGISTRY_EVENTS_PER_MINUTE requests and 413 to a body over
+# REGISTRY_EVENTS_MAX_BYTES. CONSOLE_URL: the console's address as registries reach it (the
+# receiver URLs that `manage.py registry webhook` and the API print).
+REGISTRY_EVENTS_COALESCE_MS = env_int("REGISTRY_EVENTS_COALESCE_MS", 1000)
+REGISTRY_EVENTS_PER_MINUTE = env_int("REGISTRY_EVENTS_PER_MINUTE", 60000, minimum=1)
+REGISTRY_EVENTS_MAX_BYTES = env_int("REGISTRY_EVENTS_MAX_BYTES", 1048576, minimum=1024)
+CONSOLE_URL = os.environ.get("CONSOLE_URL", "http://127.0.0.1:8000").rstrip("/")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -365,11 +365,15 @@ class RepositoryQuerySet(models.QuerySet):
         infos: Iterable[RepositoryInfo],
         *,
         task=None,
+        listed_at: datetime | None = None,
     ) -> tuple[list[Repository], int]:
         """Bring the repositories of `registry` (for `types`) in line with a COMPLETE listing:
         add new ones, un-remove returning ones, mark vanished ones removed and delete their
         images (each recorded as removed, seen by `task`). Returns the present repositories
-        and the number of images removed."""
+        and the number of images removed.
+
+        `listed_at`: when the listing started; a repository whose images come from a later
+        listing of its own (an event refresh stored meanwhile) is not removed."""
         from imagesync.history import forget_images
 
         types = tuple(types)
@@ -399,7 +403,10 @@ class RepositoryQuerySet(models.QuerySet):
         vanished = [
             repo
             for key, repo in existing.items()
-            if repo.type in types and repo.removed_at is None and key not in seen
+            if repo.type in types
+            and repo.removed_at is None
+            and key not in seen
+            and not (listed_at and repo.listing_started_at and repo.listing_started_at > listed_at)
         ]
         removed_images = 0
         for repo in vanished:
@@ -438,6 +445,12 @@ class Repository(models.Model):
     removed_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a complete listing no longer showed it."
     )
+    listing_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the listing its stored images come from started; an older listing "
+        "never overwrites a newer one (see take_listing).",
+    )
 
     objects = RepositoryQuerySet.as_manager()
 
@@ -471,7 +484,7 @@ class Repository(models.Model):
         from imagesync.history import HistoryRecorder
 
         now = now or timezone.now()
-        history = HistoryRecorder(self, now, task)
+        history = HistoryRecorder(self, now, task, _history_source(task))
         listing = {info.tag: info for info in images}
         newest = latest_tag(listing.values())
         existing = {
@@ -518,6 +531,26 @@ class Repository(models.Model):
         return counts
 
     reconcile.alters_data = True
+
+    def take_listing(self, started: datetime) -> bool:
+        """Whether a listing of this repository that started at `started` may be stored: False
+        when the stored images already come from a listing that started later (a full sync and
+        an event refresh listed it at the same time, and the newer one was stored first).
+
+        Call inside the transaction that reconciles: it locks the repository row until the end
+        of that transaction, so two reconciles of one repository never run at once."""
+        stored = (
+            Repository.objects.select_for_update()
+            .filter(pk=self.pk)
+            .values_list("listing_started_at", flat=True)
+            .first()
+        )
+        if stored is not None and stored > started:
+            return False
+        Repository.objects.filter(pk=self.pk).update(listing_started_at=started)
+        return True
+
+    take_listing.alters_data = True
 
     def stored_tags(self) -> dict[str, str]:
         """tag -> digest of the images stored for this repository (what the last sync found)."""
@@ -671,6 +704,15 @@ _IMAGE_UPDATE_FIELDS = [
 ]
 
 
+def _history_source(task) -> str:
+    """Changes seen by an event refresh say so; every other task's are a sync's."""
+    from imagesync.history import Change
+
+    if task is not None and task.trigger == SyncTask.Trigger.EVENT:
+        return Change.Source.EVENT
+    return Change.Source.SYNC
+
+
 def _stored_state(row: tuple) -> tuple:
     """The content state of a row read with _IMAGE_STATE_FIELDS."""
     return (row[2], row[3], row[4], list(row[5] or ()), row[6], row[7], row[8])
@@ -746,8 +788,15 @@ class SyncTaskQuerySet(models.QuerySet):
         return self.filter(status__in=SyncTask.ACTIVE_STATUSES)
 
     def refuse_if_active(self, project) -> None:
-        """Raise SyncRefused naming the project's active task, if it has one."""
-        active = self.active().filter(project=project).order_by("created_at").first()
+        """Raise SyncRefused naming the project's active task, if it has one (an event refresh
+        does not count: it runs beside a full sync, see imagesync.events)."""
+        active = (
+            self.active()
+            .filter(project=project)
+            .exclude(trigger=SyncTask.Trigger.EVENT)
+            .order_by("created_at")
+            .first()
+        )
         if active is not None:
             raise SyncRefused(
                 f"A synchronization is already in progress: task #{active.pk} ({active.status}).",
@@ -811,6 +860,7 @@ class SyncTask(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
         SCHEDULED = "scheduled", "Scheduled"
+        EVENT = "event", "Event"  # a refresh of repositories named by registry events
 
     class Scope(models.TextChoices):
         ALL = "all", "All image repositories"
@@ -878,9 +928,10 @@ class SyncTask(models.Model):
         verbose_name_plural = "sync tasks"
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Event refreshes are left out: they run beside a full sync (imagesync.events).
             models.UniqueConstraint(
                 fields=["project"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=["queued", "running"]) & ~Q(trigger="event"),
                 name="synctask_one_active_per_project",
             )
         ]
@@ -1513,4 +1564,7 @@ __all__ = [
 
 # The history's models live in their own module; importing them here registers them.
 from imagesync.history import Change, ImageInterval  # noqa: E402
+
+# Registry events (receiver, refresh) likewise.
+from imagesync.events import EventReceiver, RefreshPending, RegistryEvent  # noqa: E402
 from imagesync.preferences import UserPreference  # noqa: E402, F401

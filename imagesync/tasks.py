@@ -85,6 +85,30 @@ def purge_history() -> dict[str, int]:
     return purge()
 
 
+def enqueue_event_refresh(registry_id: int) -> None:
+    """Queue a refresh of the repositories that registry events marked on a connection (see
+    imagesync/events.py). A failure is logged: the marks stay, and the next event enqueues."""
+    try:
+        from django_q.tasks import async_task
+
+        async_task(
+            "imagesync.tasks.refresh_registry_events",
+            registry_id,
+            task_name=f"event-refresh-{registry_id}",
+            group="imagesync-events",
+        )
+    except Exception:
+        logger.exception("Could not enqueue the event refresh of registry %s.", registry_id)
+
+
+def refresh_registry_events(registry_id: int, wait: bool = True) -> int | None:
+    """Refresh the repositories registry events marked on a connection, after the burst's
+    coalescing window, as one SyncTask with the trigger "event"; its id (None: nothing to do)."""
+    from imagesync.events import refresh_registry
+
+    return refresh_registry(registry_id, wait=wait)
+
+
 def watchdog() -> dict[str, int]:
     """Finish tasks whose worker stopped responding; re-enqueue lost queued tasks."""
     from imagesync.sync.watchdog import watchdog

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from imagesync import history_views, views
+from imagesync import history_views, receiver, views
 
 app_name = "imagesync"
 
@@ -29,4 +29,9 @@ urlpatterns = [
     path("registries/<int:pk>/delete/", views.registry_delete, name="registry-delete"),
     path("registries/<int:pk>/test/", views.registry_test, name="registry-test"),
     path("audit/", views.audit_list, name="audit-list"),
+    re_path(
+        r"^hooks/registry/(?P<token>[A-Za-z0-9_-]{16,64})/$",
+        receiver.receive,
+        name="registry-events-receiver",
+    ),
 ]

@@ -93,6 +93,7 @@ class RegistryRun:
         repo = job.repository
         try:
             self._start(job)
+            started = timezone.now()
             try:
                 images = self._list(repo)
             except RegistryError as exc:
@@ -101,7 +102,7 @@ class RegistryRun:
                 logger.exception("Listing images of %s failed unexpectedly.", repo.path)
                 message = "The registry client failed unexpectedly; see the worker log."
                 return self._fail(job, reasons.INTERNAL_ERROR, message)
-            return self._store(job, images)
+            return self._store(job, images, started)
         except Exception:  # never let a worker thread die silently
             logger.exception("Synchronizing %s failed unexpectedly.", repo.path)
             message = "The synchronization of this repository failed unexpectedly; see the log."
@@ -128,13 +129,21 @@ class RegistryRun:
             self.known.learn(images)
         return images
 
-    def _store(self, job: Job, images: list[ImageInfo]) -> Outcome:
+    def _store(self, job: Job, images: list[ImageInfo], started=None) -> Outcome:
+        """Reconcile a listing that started at `started`, unless a newer listing of the
+        repository was stored meanwhile (a full sync and an event refresh listed it at once:
+        Repository.take_listing), in which case the newer inventory stays and this repository
+        counts as finished with no change."""
         try:
             with db_guard(), transaction.atomic():
                 if not _still_unfinished(job.result_id):
                     return _recorded_elsewhere(job)
                 _commit_without_waiting_for_disk()
                 now = timezone.now()
+                if started is not None and not job.repository.take_listing(started):
+                    logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
+                    job.task.record_repository(job.result_id, at=now)
+                    return Outcome(job, SyncTaskRepository.Status.FINISHED)
                 counts = job.repository.reconcile(images, now, task=job.task)
                 job.task.record_repository(
                     job.result_id,

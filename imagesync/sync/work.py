@@ -226,9 +226,10 @@ class Participation:
         if isinstance(run, RegistryError):
             code, message = run.code, run.message
         else:
+            started = timezone.now()
             listing = _list_one(run, types)
             if not isinstance(listing, RegistryError):
-                return self._add_listing(run, types, listing)
+                return self._add_listing(run, types, listing, started)
             code, message = listing.code, f"Listing the repositories failed: {listing.message}"
         with db_guard(), transaction.atomic():
             registry = Registry.objects.get(pk=job.registry_id)
@@ -236,11 +237,15 @@ class Participation:
         return []
 
     def _add_listing(
-        self, run: RegistryRun, types: tuple[str, ...], listing: list[RepositoryInfo]
+        self,
+        run: RegistryRun,
+        types: tuple[str, ...],
+        listing: list[RepositoryInfo],
+        started=None,
     ) -> list[int]:
         with db_guard(), transaction.atomic():
             repos, removed = Repository.objects.apply_listing(
-                run.registry, types, listing, task=self.task
+                run.registry, types, listing, task=self.task, listed_at=started
             )
             for repo in repos:
                 repo.registry = run.registry

@@ -1,0 +1,946 @@
+"""Registry events: a registry tells the console that a repository changed, and the console
+re-lists that repository within seconds instead of waiting for the next full sync.
+
+Three tables:
+
+- `EventReceiver`: the events setting of one registry connection -- on/off, the random token
+  in its receiver URL (the URL names no project or registry), its secret (Fernet-encrypted like
+  the connection's own secret: JFrog's HMAC signature needs the plain secret to check), and the
+  counters of the health panel (refused, ignored, duplicates).
+- `RegistryEvent`: one accepted notification, unique per receiver by its event id(s), else by
+  the SHA-256 of its body, so a registry's retry of the same delivery is stored once.
+- `RefreshPending`: one row per repository that an event named and that still waits for its
+  refresh (upserted: 500 pushes to one repository are one row).
+
+Receiving (`receive`, called by imagesync/receiver.py) never calls a registry: it checks the
+rate limit, the size, the secret, parses the payload only to learn WHICH repositories were
+touched, stores the event, marks those repositories pending and enqueues at most one refresh
+per connection per coalescing window (REGISTRY_EVENTS_COALESCE_MS).
+
+The refresh (`refresh_registry`, run by the worker through imagesync.tasks) waits until the
+window after the burst's first mark has passed, claims every pending repository of the
+connection, and runs them as a SyncTask with the trigger "event" through the sync engine's
+`RegistryRun` -- the connection's normal client and the same reconcile as a full sync. Nothing
+from a payload is written into the inventory. A repository whose listing says "not found" and
+that a successful listing of the registry's repositories no longer shows is emptied, as a full
+sync empties a vanished repository.
+
+Concurrency with a full sync of the project (they run side by side: neither refuses the
+other, since the "one active sync per project" rule leaves event refreshes out):
+
+1. One writer per repository at a time. Every reconcile -- full sync or refresh -- runs in a
+   transaction that first calls `Repository.take_listing(started)`, which locks the
+   repository row (SELECT ... FOR UPDATE; SQLite's IMMEDIATE transactions and db_guard
+   serialize writers anyway). A second reconcile of the same repository waits for the first
+   to commit.
+2. No older result overwrites a newer one. `take_listing` compares the start time of the
+   listing about to be stored with `Repository.listing_started_at`, the start of the listing
+   the stored images came from. A listing that started earlier than the stored one is
+   dropped (its result is "finished, no change"): the registry state it saw is older than what
+   is stored. So whichever order the two commits come in, the inventory ends as the newest
+   listing saw the registry. A full sync's repository listing likewise does not remove a
+   repository whose images come from a listing that started after the catalog was read.
+3. Nothing is lost. An event that arrives while a refresh of its repository runs marks the
+   row again (`marked_at` after the claim); when the refresh ends those rows are released and
+   a new refresh is enqueued. A pending row claimed by a refresh whose worker died (its task
+   no longer active) is claimed again by the next refresh. Only one refresh holds a given
+   repository's pending row at a time, so a refresh never runs twice at once for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+
+from imagesync import crypto, reasons
+from imagesync.models import (
+    SWR_TYPES,
+    AuthorizationGrant,
+    Registry,
+    Repository,
+    RepositoryType,
+    SyncTask,
+    SyncTaskRepository,
+)
+from imagesync.sync.jobs import Job, Outcome, RegistryRun, _still_unfinished
+from imagesync.sync.pool import db_guard
+
+logger = logging.getLogger(__name__)
+
+EVENT_RETENTION = timedelta(days=30)  # accepted events kept (dedup window, 24 h figures)
+MAX_REPOSITORIES_PER_EVENT = 100  # repositories one notification may name; more is malformed
+
+# Manifest media types: a Distribution "push" of anything else (without a tag) is a blob.
+MANIFEST_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.artifact.manifest.v1+json",
+    }
+)
+# A repository path as registries name them: lowercase for Distribution, a little wider for
+# JFrog keys and Harbor projects; no empty or dot-dot segments, no control characters.
+_PATH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class EventReceiver(models.Model):
+    """The registry events setting of one registry connection: on/off, receiver token, secret
+    and the counters of its health panel."""
+
+    registry = models.OneToOneField(
+        Registry,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="event_receiver",
+        help_text="Empty once the connection was removed (its events are then counted, not used).",
+    )
+    kind = models.CharField(max_length=16, choices=Registry.Kind.choices)
+    enabled = models.BooleanField(default=False)
+    token = models.CharField(
+        max_length=64, unique=True, help_text="Random part of the receiver URL."
+    )
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    secret_set_at = models.DateTimeField(null=True, blank=True)
+    enabled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When events were last turned on (drift counts from it)."
+    )
+    refused_secret = models.PositiveBigIntegerField(default=0)
+    refused_malformed = models.PositiveBigIntegerField(default=0)
+    refused_too_large = models.PositiveBigIntegerField(default=0)
+    refused_rate_limited = models.PositiveBigIntegerField(default=0)
+    ignored_pull = models.PositiveBigIntegerField(default=0)
+    ignored_blob = models.PositiveBigIntegerField(default=0)
+    ignored_unknown = models.PositiveBigIntegerField(default=0)
+    ignored_type = models.PositiveBigIntegerField(
+        default=0, help_text="Repositories of a type the project has not enabled."
+    )
+    ignored_removed = models.PositiveBigIntegerField(
+        default=0, help_text="Events for the connection after it was removed."
+    )
+    duplicates = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    COUNTERS = (
+        "refused_secret",
+        "refused_malformed",
+        "refused_too_large",
+        "refused_rate_limited",
+        "ignored_pull",
+        "ignored_blob",
+        "ignored_unknown",
+        "ignored_type",
+        "ignored_removed",
+        "duplicates",
+    )
+
+    class Meta:
+        verbose_name = "registry event receiver"
+        verbose_name_plural = "registry event receivers"
+
+    def __str__(self) -> str:
+        return f"Events of {self.registry or 'a removed connection'}"
+
+    @classmethod
+    def of(cls, registry: Registry) -> EventReceiver:
+        """The receiver of a connection (created off, with its token, on first use)."""
+        receiver, _ = cls.objects.get_or_create(
+            registry=registry,
+            defaults={"kind": registry.kind, "token": secrets.token_urlsafe(24)},
+        )
+        return receiver
+
+    # --- state changes (audited) ----------------------------------------------------------
+
+    def enable(self, user=None, *, via: str = "") -> str | None:
+        """Turn events on; the new secret when one had to be created (shown once), else None
+        (the stored one keeps working)."""
+        plain = None
+        if not self.secret_encrypted:
+            plain = self._new_secret()
+        self.enabled = True
+        self.enabled_at = timezone.now()
+        self.save()
+        self.registry.audit("registry.events_on", user, via=via)
+        return plain
+
+    enable.alters_data = True
+
+    def disable(self, user=None, *, via: str = "") -> None:
+        self.enabled = False
+        self.save(update_fields=["enabled"])
+        self.registry.audit("registry.events_off", user, via=via)
+
+    disable.alters_data = True
+
+    def rotate(self, user=None, *, via: str = "") -> str:
+        """A new secret, returned once; the old one stops working now."""
+        plain = self._new_secret()
+        self.save()
+        self.registry.audit("registry.events_rotate", user, via=via)
+        return plain
+
+    rotate.alters_data = True
+
+    def _new_secret(self) -> str:
+        plain = secrets.token_urlsafe(32)
+        self.secret_encrypted = crypto.encrypt(plain)
+        self.secret_set_at = timezone.now()
+        return plain
+
+    def count(self, counter: str, n: int = 1) -> None:
+        if n:
+            EventReceiver.objects.filter(pk=self.pk).update(**{counter: F(counter) + n})
+
+    count.alters_data = True
+
+    # --- what a registry is told ------------------------------------------------------------
+
+    def path(self) -> str:
+        from django.urls import reverse
+
+        return reverse("imagesync:registry-events-receiver", args=[self.token])
+
+    def url(self, base: str | None = None) -> str:
+        return (base or settings.CONSOLE_URL).rstrip("/") + self.path()
+
+    @property
+    def header_name(self) -> str:
+        return "X-JFrog-Event-Auth" if self.kind == Registry.Kind.JFROG else "Authorization"
+
+    def header_value(self, secret: str) -> str:
+        return secret if self.kind == Registry.Kind.JFROG else f"Bearer {secret}"
+
+    def setup(self, url: str, secret: str | None) -> str:
+        """A ready-to-paste setup of the registry side (the secret as a placeholder when not
+        given: it is shown only when created or rotated)."""
+        return setup_text(self.kind, url, secret or "<secret>")
+
+    # --- authentication -------------------------------------------------------------------
+
+    def authenticates(self, headers, body: bytes) -> bool:
+        """Whether the request carries this receiver's secret (constant-time comparisons)."""
+        if not self.secret_encrypted:
+            return False
+        try:
+            secret = crypto.decrypt(self.secret_encrypted).encode()
+        except crypto.SecretUnreadable:
+            return False
+        if self.kind == Registry.Kind.JFROG:
+            given = _header_bytes(headers.get("X-JFrog-Event-Auth")).strip()
+            if given[:7].lower() == b"sha256=":
+                given = given[7:]
+            signature = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+            plain_ok = hmac.compare_digest(given, secret)
+            signed_ok = hmac.compare_digest(given.lower(), signature)
+            return bool(given) and (plain_ok or signed_ok)
+        given = _header_bytes(headers.get("Authorization")).strip()
+        if given[:7].lower() == b"bearer ":
+            given = given[7:].strip()
+        return bool(given) and hmac.compare_digest(given, secret)
+
+    # --- health -----------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """What the connection page shows: last event, events in 24 h, refusals and drift."""
+        from imagesync.history import Change
+
+        now = timezone.now()
+        events = RegistryEvent.objects.filter(receiver=self)
+        last = events.order_by("-received_at").values_list("received_at", flat=True).first()
+        drift = Change.objects.none()
+        if self.registry_id and self.enabled_at:
+            drift = Change.objects.filter(
+                registry_id=self.registry_id,
+                source=Change.Source.SYNC,
+                time__gte=self.enabled_at,
+            )
+        return {
+            "last_event_at": last,
+            "events_24h": events.filter(received_at__gte=now - timedelta(hours=24)).count(),
+            "refused": {
+                "bad_secret": self.refused_secret,
+                "malformed": self.refused_malformed,
+                "too_large": self.refused_too_large,
+                "rate_limited": self.refused_rate_limited,
+            },
+            "ignored": {
+                "pull": self.ignored_pull,
+                "blob": self.ignored_blob,
+                "unknown": self.ignored_unknown,
+                "type_not_enabled": self.ignored_type,
+                "connection_removed": self.ignored_removed,
+                "duplicate": self.duplicates,
+            },
+            "drift": drift.count(),
+            "drift_recent": list(drift.order_by("-time")[:5]),
+        }
+
+
+class RegistryEvent(models.Model):
+    """One accepted registry notification (deduplicated by event id, else body hash)."""
+
+    receiver = models.ForeignKey(EventReceiver, on_delete=models.CASCADE, related_name="events")
+    key = models.CharField(
+        max_length=64, help_text="SHA-256 of the event id(s), or of the body when it has none."
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=16, help_text="push, delete or mixed.")
+    repositories = models.JSONField(default=list, help_text="The repository paths it named.")
+
+    class Meta:
+        verbose_name = "registry event"
+        verbose_name_plural = "registry events"
+        constraints = [
+            models.UniqueConstraint(fields=["receiver", "key"], name="registryevent_unique_key")
+        ]
+        indexes = [
+            models.Index(fields=["receiver", "received_at"], name="registryevent_recv_time_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} event at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RefreshPending(models.Model):
+    """A repository that registry events named and that waits for (or is in) its refresh."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=16, choices=RepositoryType.choices)
+    path = models.CharField(max_length=255)
+    marked_at = models.DateTimeField(help_text="The latest event that named it.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    task = models.ForeignKey(
+        SyncTask,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The refresh that holds it.",
+    )
+
+    class Meta:
+        verbose_name = "pending refresh"
+        verbose_name_plural = "pending refreshes"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry", "type", "path"], name="refreshpending_unique_repo"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def _header_bytes(value) -> bytes:
+    if not isinstance(value, str):
+        return b""
+    return value.encode("utf-8", "replace")
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+class Malformed(Exception):
+    """A body that is not a notification of the connection's kind."""
+
+
+@dataclass
+class Parsed:
+    """What a notification says: the repositories it touched, the ids of its events and how
+    many of its events are ignored here (pull, blob, unknown)."""
+
+    touched: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, path) -> action
+    ids: list[str] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)
+
+    def touch(self, type_: str, path, action: str) -> None:
+        if not isinstance(path, str) or len(path) > 255 or not _PATH_RE.match(path):
+            raise Malformed("repository path")
+        if len(self.touched) >= MAX_REPOSITORIES_PER_EVENT:
+            raise Malformed("too many repositories")
+        self.touched[(type_, path)] = action
+
+    @property
+    def action(self) -> str:
+        actions = set(self.touched.values())
+        return actions.pop() if len(actions) == 1 else "mixed"
+
+
+def parse(kind: str, body: bytes) -> Parsed:
+    """The repositories a notification of a connection of `kind` touched; Malformed when the
+    body is not such a notification."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Malformed("not JSON") from None
+    if not isinstance(document, dict):
+        raise Malformed("not an object")
+    parsed = Parsed()
+    if kind == Registry.Kind.OTHER:
+        _parse_distribution(document, parsed)
+    elif kind == Registry.Kind.JFROG:
+        _parse_jfrog(document, parsed)
+    elif kind == Registry.Kind.HARBOR:
+        _parse_harbor(document, parsed, RepositoryType.HARBOR)
+    else:
+        _parse_harbor(document, parsed, RepositoryType.SWR_ENTERPRISE)
+    return parsed
+
+
+def _parse_distribution(document: dict, parsed: Parsed) -> None:
+    """{"events": [{id, action, target: {mediaType, repository, tag, digest}}]}."""
+    events = document.get("events")
+    if not isinstance(events, list):
+        raise Malformed("no events list")
+    for event in events:
+        if not isinstance(event, dict) or not isinstance(event.get("target", {}), dict):
+            raise Malformed("event")
+        if isinstance(event.get("id"), str | int):
+            parsed.ids.append(str(event["id"]))
+        action = event.get("action")
+        target = event.get("target") or {}
+        media = target.get("mediaType")
+        if action == "pull":
+            parsed.ignored["pull"] += 1
+        elif action == "mount":
+            parsed.ignored["blob"] += 1
+        elif action not in ("push", "delete"):
+            parsed.ignored["unknown"] += 1
+        elif media and media not in MANIFEST_TYPES and not target.get("tag"):
+            parsed.ignored["blob"] += 1  # a layer or config blob pushed or deleted
+        else:
+            parsed.touch(RepositoryType.OTHER, target.get("repository"), action)
+    if len(parsed.ids) != len(events):
+        parsed.ids = []  # dedup by the whole body instead
+
+
+HARBOR_ACTIONS = {
+    "PUSH_ARTIFACT": "push",
+    "DELETE_ARTIFACT": "delete",
+    "harbor.artifact.pushed": "push",
+    "harbor.artifact.deleted": "delete",
+}
+HARBOR_PULLS = {"PULL_ARTIFACT", "harbor.artifact.pulled"}
+
+
+def _parse_harbor(document: dict, parsed: Parsed, type_: str) -> None:
+    """Harbor's default payload ({type, occur_at, event_data: {resources, repository}}) and its
+    CloudEvents payload ({specversion, id, type: harbor.artifact.*, data}); SWR Enterprise
+    Edition sends a Harbor-like payload that is not documented, so read it defensively."""
+    kind = document.get("type") or document.get("event_type")
+    if not isinstance(kind, str):
+        parsed.ignored["unknown"] += 1
+        return
+    if "specversion" in document and isinstance(document.get("id"), str | int):
+        parsed.ids.append(str(document["id"]))
+    if kind in HARBOR_PULLS or kind.lower().endswith(("pull", "pulled", "pull_artifact")):
+        parsed.ignored["pull"] += 1
+        return
+    action = HARBOR_ACTIONS.get(kind) or HARBOR_ACTIONS.get(kind.upper())
+    if action is None and type_ == RepositoryType.SWR_ENTERPRISE and "PUSH" in kind.upper():
+        action = "push"
+    if action is None:
+        parsed.ignored["unknown"] += 1
+        return
+    data = document.get("event_data") or document.get("data") or {}
+    if not isinstance(data, dict):
+        raise Malformed("event data")
+    repository = data.get("repository") or {}
+    path = None
+    if isinstance(repository, dict):
+        path = repository.get("repo_full_name")
+        namespace, name = repository.get("namespace"), repository.get("name")
+        if not path and isinstance(namespace, str) and isinstance(name, str):
+            path = name if name.startswith(namespace + "/") else f"{namespace}/{name}"
+    elif isinstance(repository, str):
+        path = repository
+    if not path:
+        path = _path_of_resource(data.get("resources"))
+    parsed.touch(type_, path, action)
+
+
+def _path_of_resource(resources) -> str | None:
+    """host/namespace/repo:tag (or @digest) of the first resource, without host and tag."""
+    if not isinstance(resources, list) or not resources or not isinstance(resources[0], dict):
+        return None
+    url = resources[0].get("resource_url")
+    if not isinstance(url, str) or "/" not in url:
+        return None
+    path = url.split("/", 1)[1].split("@", 1)[0]
+    last = path.rsplit("/", 1)
+    if ":" in last[-1]:
+        path = path.rsplit(":", 1)[0]
+    return path
+
+
+JFROG_ACTIONS = {"pushed": "push", "deleted": "delete", "promoted": "push"}
+
+
+def _parse_jfrog(document: dict, parsed: Parsed) -> None:
+    """{domain: docker, event_type: pushed|deleted|promoted, data: {repo_key, image_name, ...}}"""
+    if document.get("domain") != "docker":
+        parsed.ignored["unknown"] += 1
+        return
+    action = JFROG_ACTIONS.get(document.get("event_type"))
+    if action is None:
+        parsed.ignored["unknown"] += 1
+        return
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise Malformed("data")
+    image = data.get("image_name")
+    for key_field in ("repo_key", "target_repo_key"):
+        key = data.get(key_field)
+        if key_field == "repo_key" or key:
+            if not isinstance(key, str) or not isinstance(image, str):
+                raise Malformed("repo_key or image_name")
+            parsed.touch(RepositoryType.JFROG, f"{key}/{image}", action)
+
+
+# --- receiving ------------------------------------------------------------------------------
+
+
+def _rate_limited(token: str) -> bool:
+    """Fixed one-minute window per connection, in the cache (Redis when REDIS_URL is set,
+    else the database cache table)."""
+    window = int(time.time() // 60)
+    key = f"imagesync:events:rate:{token}:{window}"
+    try:
+        if cache.add(key, 1, timeout=120):
+            return False
+        return cache.incr(key) > settings.REGISTRY_EVENTS_PER_MINUTE
+    except Exception:  # a cache that is down must not stop events
+        logger.warning("The registry events rate limit could not be checked.")
+        return False
+
+
+def enabled_types(registry: Registry) -> tuple[str, ...]:
+    """Repository types whose events this connection follows (SWR: the Enterprise Edition
+    only, and only when its listing includes it)."""
+    if registry.kind == Registry.Kind.SWR:
+        enterprise = (registry.options or {}).get("enterprise", True)
+        return (RepositoryType.SWR_ENTERPRISE.value,) if enterprise not in (False, "false") else ()
+    return registry.repository_types
+
+
+def receive(token: str, headers, stream, content_length) -> int:
+    """Handle one POST to a receiver URL; the HTTP status to answer. Never calls a registry."""
+    receiver = EventReceiver.objects.select_related("registry").filter(token=token).first()
+    if receiver is None or not receiver.enabled:
+        return 404
+    if _rate_limited(receiver.token):
+        receiver.count("refused_rate_limited")
+        return 429
+    cap = settings.REGISTRY_EVENTS_MAX_BYTES
+    try:
+        declared = int(content_length or 0)
+    except (TypeError, ValueError):
+        declared = 0
+    if declared > cap:
+        receiver.count("refused_too_large")
+        return 413
+    body = stream.read(cap + 1)
+    if len(body) > cap:
+        receiver.count("refused_too_large")
+        return 413
+    if not receiver.authenticates(headers, body):
+        receiver.count("refused_secret")
+        return 401
+    if receiver.registry is None:
+        receiver.count("ignored_removed")
+        return 202
+    try:
+        parsed = parse(receiver.kind, body)
+    except Malformed:
+        receiver.count("refused_malformed")
+        return 400
+    for what, n in parsed.ignored.items():
+        receiver.count(f"ignored_{what}", n)
+    types = enabled_types(receiver.registry)
+    wanted = {key: action for key, action in parsed.touched.items() if key[0] in types}
+    receiver.count("ignored_type", len(parsed.touched) - len(wanted))
+    if not wanted:
+        return 202
+    record(receiver, parsed, wanted, body)
+    return 202
+
+
+def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -> bool:
+    """Store the event (once) and mark its repositories pending; False for a duplicate."""
+    ids = "\n".join(parsed.ids)
+    key = hashlib.sha256(("ids:" + ids).encode() if ids else body).hexdigest()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            RegistryEvent.objects.create(
+                receiver=receiver,
+                key=key,
+                received_at=now,
+                action=Parsed(touched=wanted).action,
+                repositories=[path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT],
+            )
+    except IntegrityError:
+        receiver.count("duplicates")
+        return False
+    mark_pending(receiver.registry_id, wanted.keys(), now)
+    return True
+
+
+def mark_pending(registry_id: int, repositories, now=None, *, force: bool = False) -> None:
+    """Upsert one pending row per repository and enqueue a refresh of the connection, at most
+    one per coalescing window (`force`: enqueue whatever the window)."""
+    now = now or timezone.now()
+    rows = [
+        RefreshPending(registry_id=registry_id, type=type_, path=path, marked_at=now)
+        for type_, path in repositories
+    ]
+    if rows:
+        RefreshPending.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["registry", "type", "path"],
+            update_fields=["marked_at"],
+        )
+    schedule_refresh(registry_id, force=force)
+
+
+def coalesce_seconds() -> float:
+    return settings.REGISTRY_EVENTS_COALESCE_MS / 1000
+
+
+def schedule_refresh(registry_id: int, *, force: bool = False) -> None:
+    from imagesync.tasks import enqueue_event_refresh
+
+    window = max(1, int(coalesce_seconds() + 0.999))
+    try:
+        fresh = cache.add(f"imagesync:events:queued:{registry_id}", 1, timeout=window)
+    except Exception:
+        fresh = True
+    if fresh or force:
+        transaction.on_commit(lambda: enqueue_event_refresh(registry_id))
+
+
+# --- the refresh ----------------------------------------------------------------------------
+
+
+def refresh_registry(registry_id: int, *, wait: bool = True) -> int | None:
+    """Refresh every pending repository of a connection as one SyncTask (trigger "event");
+    its id, or None when there was nothing to do. `wait`: first let the burst's coalescing
+    window pass (the worker does; tests call it with wait=False)."""
+    registry = Registry.objects.select_related("project").filter(pk=registry_id).first()
+    if registry is None:
+        return None
+    if wait:
+        first = _free(registry).aggregate(first=Min("marked_at"))["first"]
+        if first is None:
+            return None
+        delay = coalesce_seconds() - (timezone.now() - first).total_seconds()
+        if delay > 0:
+            time.sleep(min(delay, coalesce_seconds()))
+    task = claim(registry)
+    if task is None:
+        return None
+    again = False
+    try:
+        Refresh(task, registry).run()
+    finally:
+        again = release(task)
+        task.conclude()
+    if again:
+        schedule_refresh(registry.pk, force=True)
+    RegistryEvent.objects.filter(
+        receiver__registry=registry, received_at__lt=timezone.now() - EVENT_RETENTION
+    ).delete()
+    return task.pk
+
+
+def _free(registry: Registry):
+    return RefreshPending.objects.filter(registry=registry, task__isnull=True)
+
+
+def claim(registry: Registry) -> SyncTask | None:
+    """A running event task holding every free pending repository of the connection, or None
+    when there is none. Rows held by a task that ended without releasing them (its worker
+    died) are freed first."""
+    from imagesync.sync.run import worker_name
+
+    held = RefreshPending.objects.filter(registry=registry, task__isnull=False)
+    stale = held.exclude(task__status__in=SyncTask.ACTIVE_STATUSES).values_list("pk", flat=True)
+    RefreshPending.objects.filter(pk__in=list(stale)).update(task=None)
+    with transaction.atomic():
+        task = SyncTask.objects.create(
+            project=registry.project,
+            trigger=SyncTask.Trigger.EVENT,
+            scope=SyncTask.Scope.REPOSITORIES,
+        )
+        now = timezone.now()
+        # task_id IS NULL is re-checked on each row by the UPDATE itself: two claims at once
+        # never take the same row.
+        if not _free(registry).update(task=task, claimed_at=now):
+            transaction.set_rollback(True)
+            return None
+    task.claim(worker_name())
+    return task
+
+
+def release(task: SyncTask) -> bool:
+    """Drop the pending rows the refresh covered; free those marked again after its claim
+    (their refresh comes next). True when some were."""
+    held = RefreshPending.objects.filter(task=task)
+    held.filter(marked_at__lte=F("claimed_at")).delete()
+    return bool(held.update(task=None, claimed_at=None))
+
+
+class Refresh:
+    """One event refresh: the claimed repositories of one connection, re-listed through its
+    client and reconciled by the sync engine's RegistryRun, each with its result row."""
+
+    def __init__(self, task: SyncTask, registry: Registry) -> None:
+        self.task = task
+        self.registry = registry
+
+    def run(self) -> None:
+        rows = list(RefreshPending.objects.filter(task=self.task).order_by("path"))
+        wanted = self._enabled(rows)
+        repositories = [self._repository(row) for row in wanted]
+        self.task.scope_repositories.set(repositories)
+        results = self._results(repositories)
+        run = EventRegistryRun(registry=self.registry)
+        try:
+            run.open()
+        except Exception as exc:  # RegistryError, or a secret that cannot be decrypted
+            code = getattr(exc, "code", reasons.INTERNAL_ERROR)
+            message = getattr(exc, "message", "The registry client could not be built.")
+            for result_id in results.values():
+                with db_guard(), transaction.atomic():
+                    self.task.record_repository(result_id, failed=True, code=code, message=message)
+            return
+        jobs = [Job(self.task, results[repo.pk], repo, self.registry.pk) for repo in repositories]
+        threads = max(1, min(run.cap, settings.SYNC_WORKERS, len(jobs)))
+        try:
+            if threads == 1:
+                for job in jobs:
+                    run.sync(job)
+                    self.task.beat()
+            else:
+                prefix = f"refresh-{self.task.pk}"
+                with ThreadPoolExecutor(threads, thread_name_prefix=prefix) as pool:
+                    for _outcome in pool.map(self._sync, [(run, job) for job in jobs]):
+                        self.task.beat()
+        finally:
+            run.close()
+        if jobs:
+            Registry.objects.filter(pk=self.registry.pk).update(last_synced_at=timezone.now())
+
+    @staticmethod
+    def _sync(item):
+        from django.db import connection
+
+        run, job = item
+        try:
+            return run.sync(job)
+        finally:
+            connection.close()
+
+    def _enabled(self, rows: list[RefreshPending]) -> list[RefreshPending]:
+        """The rows of types this connection follows; SWR ones need the SWR authorization."""
+        types = set(enabled_types(self.registry))
+        if types & set(SWR_TYPES) and not AuthorizationGrant.objects.swr_authorized(
+            self.registry.project
+        ):
+            types -= set(SWR_TYPES)
+        wanted = [row for row in rows if row.type in types]
+        if len(wanted) < len(rows):
+            receiver = EventReceiver.objects.filter(registry=self.registry).first()
+            if receiver is not None:
+                receiver.count("ignored_type", len(rows) - len(wanted))
+        return wanted
+
+    def _repository(self, row: RefreshPending) -> Repository:
+        from imagesync.registries.base import RepositoryInfo
+
+        info = RepositoryInfo.from_path(row.type, row.path)
+        extra = {}
+        if row.type == RepositoryType.HARBOR:
+            extra = {"project": info.namespace}
+        elif row.type == RepositoryType.JFROG:
+            extra = {"repo_key": info.namespace, "image": info.name}
+        repository, _ = Repository.objects.get_or_create(
+            registry=self.registry,
+            type=row.type,
+            path=row.path,
+            defaults={
+                "namespace": info.namespace,
+                "name": info.name,
+                "extra": extra,
+                "removed_at": None,
+            },
+        )
+        repository.registry = self.registry
+        return repository
+
+    def _results(self, repositories: list[Repository]) -> dict[int, int]:
+        """A pending result row per repository; repository id -> result id."""
+        SyncTaskRepository.objects.bulk_create(
+            [
+                SyncTaskRepository(
+                    task=self.task,
+                    repository=repo,
+                    registry_name=self.registry.name,
+                    repository_type=repo.type,
+                    repository_path=repo.path,
+                )
+                for repo in repositories
+            ]
+        )
+        SyncTask.objects.filter(pk=self.task.pk).update(repositories_total=len(repositories))
+        return dict(self.task.results.values_list("repository_id", "id"))
+
+
+class EventRegistryRun(RegistryRun):
+    """RegistryRun for a refresh: a repository the registry says it does not have, and that a
+    successful listing of the registry's repositories no longer shows, is emptied (as a full
+    sync empties a vanished repository) instead of failing."""
+
+    listing: set[tuple[str, str]] | None = None
+
+    def _fail(self, job: Job, code: str, message: str) -> Outcome:
+        if code == reasons.NOT_FOUND and self._absent(job.repository):
+            return self._empty(job)
+        return RegistryRun._fail(job, code, message)
+
+    def _absent(self, repository: Repository) -> bool:
+        if self.listing is None:
+            try:
+                found = self.client.list_repositories([repository.type])
+                self.listing = {(info.type, info.path) for info in found}
+            except Exception:
+                logger.warning("Listing the repositories of registry %s failed.", self.registry.pk)
+                return False
+        return (repository.type, repository.path) not in self.listing
+
+    def _empty(self, job: Job) -> Outcome:
+        from imagesync.history import Change, forget_images
+
+        with db_guard(), transaction.atomic():
+            if not _still_unfinished(job.result_id):
+                return Outcome(job, SyncTaskRepository.Status.SKIPPED)
+            now = timezone.now()
+            repository = job.repository
+            if not repository.take_listing(now):
+                job.task.record_repository(job.result_id, at=now)
+                return Outcome(job, SyncTaskRepository.Status.FINISHED)
+            removed = forget_images(repository, now, job.task, source=Change.Source.EVENT)
+            Repository.objects.filter(pk=repository.pk).update(
+                removed_at=now, image_count=0, last_synced_at=now
+            )
+            job.task.record_repository(job.result_id, removed=removed, at=now)
+        return Outcome(job, SyncTaskRepository.Status.FINISHED)
+
+
+# --- setup texts ----------------------------------------------------------------------------
+
+
+def setup_text(kind: str, url: str, secret: str) -> str:
+    """The registry side of the setup, ready to paste."""
+    if kind == Registry.Kind.OTHER:
+        return (
+            "notifications:\n"
+            "  events:\n"
+            "    includereferences: true\n"
+            "  endpoints:\n"
+            "    - name: image-inventory\n"
+            f"      url: {url}\n"
+            "      headers:\n"
+            f"        Authorization: [Bearer {secret}]\n"
+            "      timeout: 2s\n"
+            "      threshold: 5\n"
+            "      backoff: 1s\n"
+            "      ignoredmediatypes: [application/octet-stream]\n"
+            "      ignore:\n"
+            "        mediatypes:\n"
+            "          - application/vnd.docker.image.rootfs.diff.tar.gzip\n"
+            "          - application/vnd.oci.image.layer.v1.tar+gzip\n"
+        )
+    if kind == Registry.Kind.HARBOR:
+        policy = {
+            "name": "image-inventory",
+            "enabled": True,
+            "event_types": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"],
+            "targets": [
+                {
+                    "type": "http",
+                    "address": url,
+                    "auth_header": f"Bearer {secret}",
+                    "skip_cert_verify": False,
+                    "payload_format": "Default",
+                }
+            ],
+        }
+        return (
+            "# POST /api/v2.0/projects/{project_name_or_id}/webhook/policies (each project)\n"
+            + json.dumps(policy, indent=2)
+            + "\n"
+        )
+    if kind == Registry.Kind.JFROG:
+        subscription = {
+            "key": "image-inventory",
+            "description": "Image inventory console",
+            "enabled": True,
+            "event_filter": {
+                "domain": "docker",
+                "event_types": ["pushed", "deleted", "promoted"],
+                "criteria": {"anyLocal": True, "anyRemote": False, "repoKeys": []},
+            },
+            "handlers": [
+                {
+                    "handler_type": "webhook",
+                    "url": url,
+                    "secret": secret,
+                    "use_secret_for_signing": True,
+                }
+            ],
+        }
+        return "# POST /event/api/v1/subscriptions\n" + json.dumps(subscription, indent=2) + "\n"
+    policy = {
+        "name": "image-inventory",
+        "enabled": True,
+        "event_types": ["PUSH_ARTIFACT"],
+        "targets": [
+            {
+                "type": "http",
+                "address": url,
+                "auth_header": f"Authorization:Bearer {secret}",
+                "skip_cert_verify": False,
+            }
+        ],
+    }
+    return (
+        "# SWR Enterprise Edition (push events only; deletions reach the console with the "
+        "daily sync)\n"
+        "# POST /v2/{project_id}/instances/{instance_id}/namespaces/{namespace_name}"
+        "/webhook/policies\n" + json.dumps(policy, indent=2) + "\n"
+    )
