@@ -650,30 +650,32 @@ def refresh_registry(registry_id: int, *, wait: bool = True) -> int | None:
     """Refresh every pending repository of a connection as one SyncTask (trigger "event");
     its id, or None when there was nothing to do. `wait`: first let the burst's coalescing
     window pass (the worker does; tests call it with wait=False)."""
-    registry = Registry.objects.select_related("project").filter(pk=registry_id).first()
-    if registry is None:
-        return None
-    if wait:
-        first = _free(registry).aggregate(first=Min("marked_at"))["first"]
-        if first is None:
+    with db_guard():
+        registry = Registry.objects.select_related("project").filter(pk=registry_id).first()
+        if registry is None:
             return None
-        delay = coalesce_seconds() - (timezone.now() - first).total_seconds()
-        if delay > 0:
-            time.sleep(min(delay, coalesce_seconds()))
-    task = claim(registry)
+        _free_abandoned(registry)
+        first = _free(registry).aggregate(first=Min("marked_at"))["first"]
+    if first is None:
+        return None
+    delay = coalesce_seconds() - (timezone.now() - first).total_seconds()
+    if wait and delay > 0:
+        time.sleep(min(delay, coalesce_seconds()))
+    with db_guard():
+        task = claim(registry)
     if task is None:
         return None
-    again = False
     try:
         Refresh(task, registry).run()
     finally:
-        again = release(task)
-        task.conclude()
-    if again:
-        schedule_refresh(registry.pk, force=True)
-    RegistryEvent.objects.filter(
-        receiver__registry=registry, received_at__lt=timezone.now() - EVENT_RETENTION
-    ).delete()
+        with db_guard():
+            again = release(task)
+            task.conclude()
+            if again:
+                schedule_refresh(registry.pk, force=True)
+            RegistryEvent.objects.filter(
+                receiver__registry=registry, received_at__lt=timezone.now() - EVENT_RETENTION
+            ).delete()
     return task.pk
 
 
@@ -681,15 +683,18 @@ def _free(registry: Registry):
     return RefreshPending.objects.filter(registry=registry, task__isnull=True)
 
 
-def claim(registry: Registry) -> SyncTask | None:
-    """A running event task holding every free pending repository of the connection, or None
-    when there is none. Rows held by a task that ended without releasing them (its worker
-    died) are freed first."""
-    from imagesync.sync.run import worker_name
-
+def _free_abandoned(registry: Registry) -> None:
+    """Free rows held by a refresh that ended without releasing them (its worker died)."""
     held = RefreshPending.objects.filter(registry=registry, task__isnull=False)
     stale = held.exclude(task__status__in=SyncTask.ACTIVE_STATUSES).values_list("pk", flat=True)
     RefreshPending.objects.filter(pk__in=list(stale)).update(task=None)
+
+
+def claim(registry: Registry) -> SyncTask | None:
+    """A running event task holding every free pending repository of the connection, or None
+    when there is none."""
+    from imagesync.sync.run import worker_name
+
     with transaction.atomic():
         task = SyncTask.objects.create(
             project=registry.project,
@@ -723,11 +728,12 @@ class Refresh:
         self.registry = registry
 
     def run(self) -> None:
-        rows = list(RefreshPending.objects.filter(task=self.task).order_by("path"))
-        wanted = self._enabled(rows)
-        repositories = [self._repository(row) for row in wanted]
-        self.task.scope_repositories.set(repositories)
-        results = self._results(repositories)
+        with db_guard():
+            rows = list(RefreshPending.objects.filter(task=self.task).order_by("path"))
+            wanted = self._enabled(rows)
+            repositories = [self._repository(row) for row in wanted]
+            self.task.scope_repositories.set(repositories)
+            results = self._results(repositories)
         run = EventRegistryRun(registry=self.registry)
         try:
             run.open()
@@ -744,16 +750,19 @@ class Refresh:
             if threads == 1:
                 for job in jobs:
                     run.sync(job)
-                    self.task.beat()
+                    with db_guard():
+                        self.task.beat()
             else:
                 prefix = f"refresh-{self.task.pk}"
                 with ThreadPoolExecutor(threads, thread_name_prefix=prefix) as pool:
                     for _outcome in pool.map(self._sync, [(run, job) for job in jobs]):
-                        self.task.beat()
+                        with db_guard():
+                            self.task.beat()
         finally:
             run.close()
         if jobs:
-            Registry.objects.filter(pk=self.registry.pk).update(last_synced_at=timezone.now())
+            with db_guard():
+                Registry.objects.filter(pk=self.registry.pk).update(last_synced_at=timezone.now())
 
     @staticmethod
     def _sync(item):

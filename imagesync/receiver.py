@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
 from imagesync import events
+from imagesync.sync.pool import db_guard
 
 
 @csrf_exempt
@@ -20,7 +21,8 @@ from imagesync import events
 def receive(request: HttpRequest, token: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    status = events.receive(token, request.headers, request, request.META.get("CONTENT_LENGTH"))
+    with db_guard():  # SQLite: one writer at a time (a no-op on PostgreSQL)
+        status = events.receive(token, request.headers, request, request.META.get("CONTENT_LENGTH"))
     response = HttpResponse(status=status)
     if status == 429:
         response["Retry-After"] = "60"

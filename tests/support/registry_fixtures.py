@@ -32,6 +32,7 @@ When /usr/bin/docker-registry or htpasswd is missing the fixtures call
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,7 +186,7 @@ http:
   secret: {secret}
 catalog:
   maxentries: {catalog_max_entries}
-{auth}"""
+{auth}{notifications}"""
 
 HTPASSWD_AUTH = """auth:
   htpasswd:
@@ -203,6 +204,7 @@ def start_registry(
     timeout: float = 20.0,
     auth: str = "basic",
     blob_cache: bool = False,
+    notifications: str = "",
 ) -> RunningRegistry:
     """Start `docker-registry serve` on a free loopback port and wait until /v2/ answers.
 
@@ -213,6 +215,9 @@ def start_registry(
 
     The registry is terminated when the *thread* that started it ends (PR_SET_PDEATHSIG), so
     start it from the main thread (pytest fixtures and scripts do).
+
+    `notifications`: a `notifications:` block (YAML, at the top level) appended to config.yml,
+    e.g. `notifications_block(url, secret)`, so the registry POSTs its events there.
 
     Raises RegistryUnavailable when a tool is missing or the process does not come up."""
     if auth not in ("basic", "none"):
@@ -245,6 +250,7 @@ def start_registry(
                 catalog_max_entries=catalog_max_entries,
                 auth=HTPASSWD_AUTH.format(htpasswd=htpasswd) if auth == "basic" else "",
                 cache="  cache:\n    blobdescriptor: inmemory\n" if blob_cache else "",
+                notifications=notifications,
             )
         )
         access_log = base / f"access-{port}.log"
@@ -279,6 +285,56 @@ def start_registry(
         stop_registry(reg)
         last_error = error_log.read_text(errors="replace")[-2000:]
     raise RegistryUnavailable(f"docker-registry did not start: {last_error}")
+
+
+def notifications_block(url: str, authorization: str) -> str:
+    """A Distribution `notifications:` block sending manifest events to `url` with this
+    Authorization header (layer blobs ignored), retried every 0.5 s while refused."""
+    return (
+        "notifications:\n"
+        "  events:\n"
+        "    includereferences: true\n"
+        "  endpoints:\n"
+        "    - name: console\n"
+        f"      url: {url}\n"
+        "      headers:\n"
+        f"        Authorization: [{json.dumps(authorization)}]\n"
+        "      timeout: 2s\n"
+        "      threshold: 3\n"
+        "      backoff: 500ms\n"
+        "      ignoredmediatypes: [application/octet-stream]\n"
+        "      ignore:\n"
+        "        mediatypes:\n"
+        "          - application/vnd.docker.image.rootfs.diff.tar.gzip\n"
+        "          - application/vnd.oci.image.layer.v1.tar+gzip\n"
+        "          - application/vnd.docker.container.image.v1+json\n"
+        "          - application/vnd.oci.image.config.v1+json\n"
+    )
+
+
+def restart_registry(reg: RunningRegistry, timeout: float = 20.0) -> RunningRegistry:
+    """Stop the registry process and start it again on the same port, configuration and
+    storage (what was in its in-memory event queue is lost, as in production)."""
+    stop_registry(reg)
+    config = reg.storage.parent / "config.yml"
+    with open(reg.access_log, "ab") as out, open(reg.error_log, "ab") as err:
+        reg.process = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(config)],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and reg.process.poll() is None:
+        try:
+            answer = requests.get(f"{reg.url}/v2/", auth=(reg.username, reg.password), timeout=1)
+            if answer.status_code == 200:
+                return reg
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RegistryUnavailable("docker-registry did not start again")
 
 
 def stop_registry(reg: RunningRegistry, *, remove: bool = False) -> None:
