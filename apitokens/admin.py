@@ -7,6 +7,7 @@ import secrets
 
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from apitokens.models import TOKEN_PREFIX, VISIBLE_CHARS, ApiToken, hash_token
 from imagesync.models import AuditEvent
@@ -60,7 +61,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description=_("Revoke the selected tokens"))
     def revoke_tokens(self, request, queryset):
         revoked = 0
         for token in queryset.active():

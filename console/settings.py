@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "imagesync.preferences.ResetLocaleMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files before anything that needs a session or a database (whitenoise's advice).
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from imagesync.forms import KIND_FIELDS, OPTION_FIELDS, RegistryForm
 from imagesync.models import (
@@ -20,8 +21,8 @@ from imagesync.models import (
     SyncTaskRepository,
 )
 
-admin.site.site_header = "Image inventory console — administration"
-admin.site.site_title = "Image inventory admin"
+admin.site.site_header = _("Image inventory console — administration")
+admin.site.site_title = _("Image inventory admin")
 
 # What deleting a project or a registry takes with it, though nobody may delete it alone.
 INVENTORY = (Repository, Image, SyncTask, SyncTaskRepository)
@@ -122,7 +123,7 @@ class RegistryAdmin(DeletesInventoryMixin, admin.ModelAdmin):
             ("Status", {"fields": self.readonly_fields[1:]}),
         ]
 
-    @admin.display(description="Stored secret")
+    @admin.display(description=_("Stored secret"))
     def secret_state(self, obj):
         return "set (hidden)" if obj and obj.has_secret else "not set"
 
@@ -259,7 +260,7 @@ class AuthorizationGrantAdmin(admin.ModelAdmin):
                 "grant.create", actor=request.user, project=obj.project, target=obj.policy
             )
 
-    @admin.action(description="Revoke selected grants")
+    @admin.action(description=_("Revoke selected grants"))
     def revoke_grants(self, request, queryset):
         revoked = 0
         for grant in queryset.filter(revoked_at__isnull=True):

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import ngettext
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -52,7 +53,13 @@ def lockout_response(
     view.setup(request)
     form = view.get_form_class()(request, initial={"username": request.POST.get("username", "")})
     context = view.get_context_data(
-        form=form, lockout=f"Too many failed sign-in attempts. Try again in {minutes} minutes."
+        form=form,
+        lockout=ngettext(
+            "Too many failed sign-in attempts. Try again in %(minutes)d minute.",
+            "Too many failed sign-in attempts. Try again in %(minutes)d minutes.",
+            minutes,
+        )
+        % {"minutes": minutes},
     )
     # A TemplateResponse made by middleware is never rendered by Django: render it here.
     response = view.render_to_response(context, status=429).render()

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from imagesync.models import Project, has_role
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from imagesync.models import Project, ProjectMembership, UserPreference, has_role
+from imagesync.preferences import time_zone_names
 
 
 def project_scope(request) -> dict:
@@ -9,9 +13,14 @@ def project_scope(request) -> dict:
         return {}
     project = getattr(request, "project", None)
     role = getattr(request, "project_role", None) if project else None
+    preference = UserPreference.of(user)
     return {
         "current_project": project,
         "current_role": role,
+        "current_role_label": ProjectMembership.Role(role).label if role else _("none"),
+        "time_zones": time_zone_names(),
+        "user_time_zone": preference.time_zone if preference else "",
+        "console_time_zone": settings.TIME_ZONE,
         "user_projects": Project.objects.for_user(user).order_by("name"),
         "can_operate": has_role(role, "operator"),
         "can_admin": has_role(role, "admin"),

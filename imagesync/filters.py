@@ -40,6 +40,9 @@ from django.db.models import (
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -84,7 +87,7 @@ class StrictBooleanField(forms.Field):
         try:
             return self.VALUES[str(value).strip().lower()]
         except KeyError:
-            raise forms.ValidationError("Use true or false.") from None
+            raise forms.ValidationError(_("Use true or false.")) from None
 
     def validate(self, value) -> None:
         pass
@@ -145,9 +148,9 @@ class MomentField(forms.Field):
         except ValueError:
             moment = None
         if moment is None:
-            raise forms.ValidationError("Give a day (YYYY-MM-DD) or an ISO 8601 time.")
+            raise forms.ValidationError(_("Give a day (YYYY-MM-DD) or an ISO 8601 time."))
         if not 1000 <= moment.year <= 9000:
-            raise forms.ValidationError("Give a time between the years 1000 and 9000.")
+            raise forms.ValidationError(_("Give a time between the years 1000 and 9000."))
         if isinstance(moment, dt.datetime) and timezone.is_naive(moment):
             moment = timezone.make_aware(moment)
         return moment
@@ -169,10 +172,12 @@ class AsOfField(MomentField):
         now = timezone.now()
         if not isinstance(moment, dt.datetime):
             if _day_start(moment) > now:
-                raise forms.ValidationError("That day is in the future; choose today or earlier.")
+                raise forms.ValidationError(
+                    _("That day is in the future; choose today or earlier.")
+                )
             moment = min(_day_start(moment + dt.timedelta(days=1)) - dt.timedelta.resolution, now)
         elif moment > now:
-            raise forms.ValidationError("That time is in the future; choose now or earlier.")
+            raise forms.ValidationError(_("That time is in the future; choose now or earlier."))
         return moment
 
 
@@ -199,12 +204,13 @@ class AsOfForm(forms.Form):
         start = complete_history_start(self.project)
         if start is None:
             raise forms.ValidationError(
-                "This project has no inventory history yet; it starts with the first sync."
+                _("This project has no inventory history yet; it starts with the first sync.")
             )
         if moment < start:
             first = timezone.localtime(start).strftime("%Y-%m-%d %H:%M:%S")
             raise forms.ValidationError(
-                f"The inventory history starts at {first}; choose that time or later."
+                gettext("The inventory history starts at %(first)s; choose that time or later.")
+                % {"first": first}
             )
         return moment
 
@@ -308,8 +314,8 @@ def _moments(
 ) -> tuple[MomentFilter, MomentFilter, MomentFilter]:
     """The after (label "<noun> from"), before and to filters of one time field."""
     return tuple(
-        kind(field_name=field_name, bound=bound, label=f"{noun} {word}")
-        for bound, word in (("after", "from"), ("before", "before"), ("to", "to"))
+        kind(field_name=field_name, bound=bound, label=format_lazy("{} {}", noun, word))
+        for bound, word in (("after", _("from")), ("before", _("before")), ("to", _("to")))
     )
 
 
@@ -480,7 +486,10 @@ def _prefix_end(prefix: str) -> str:
 def _registry_filter(**kwargs) -> django_filters.ModelChoiceFilter:
     """A registry of the project, by id (the FilterSet narrows the choices to the project)."""
     return django_filters.ModelChoiceFilter(
-        queryset=Registry.objects.none(), label="Registry", empty_label="All registries", **kwargs
+        queryset=Registry.objects.none(),
+        label=_("Registry"),
+        empty_label=_("All registries"),
+        **kwargs,
     )
 
 
@@ -491,7 +500,7 @@ def _one_or_more(choices, label: str, empty_label: str, **kwargs) -> django_filt
         choices=choices,
         widget=DropDownList(empty_label),
         label=label,
-        help_text="Repeat the parameter for several.",
+        help_text=_("Repeat the parameter for several."),
         **kwargs,
     )
 
@@ -509,41 +518,49 @@ class ImageFilter(ListFilterSet):
     not_narrowing = frozenset({"ordering", "as_of"})
 
     as_of = AsOfFilter(
-        label="As of",
-        help_text="The inventory as the console knew it at this time (ISO 8601) or at the end"
-        " of this day (YYYY-MM-DD); not in the future, not before the history starts.",
+        label=_("As of"),
+        help_text=_(
+            "The inventory as the console knew it at this time (ISO 8601) or at the end"
+            " of this day (YYYY-MM-DD); not in the future, not before the history starts."
+        ),
     )
 
     q = django_filters.CharFilter(
         method="search",
-        label="Search",
-        help_text="Matches the repository path, the tag or the digest.",
+        label=_("Search"),
+        help_text=_("Matches the repository path, the tag or the digest."),
     )
     type = django_filters.MultipleChoiceFilter(
         method="filter_types",
         choices=RepositoryType.choices,
         widget=forms.CheckboxSelectMultiple,
-        label="Repository type",
-        help_text="Repeat the parameter for several.",
+        label=_("Repository type"),
+        help_text=_("Repeat the parameter for several."),
     )
     registry = _registry_filter(method="filter_registry")
-    repository = WholeNumberFilter(field_name="repository_id", min_value=1, label="Repository id")
-    namespace = django_filters.CharFilter(method="filter_repository", label="Namespace")
-    name = django_filters.CharFilter(method="filter_repository", label="Image name")
-    tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
+    repository = WholeNumberFilter(
+        field_name="repository_id", min_value=1, label=_("Repository id")
+    )
+    namespace = django_filters.CharFilter(method="filter_repository", label=_("Namespace"))
+    name = django_filters.CharFilter(method="filter_repository", label=_("Image name"))
+    tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label=_("Tag"))
     digest = django_filters.CharFilter(
-        method="filter_digest", label="Digest", help_text="A digest or its leading hex characters."
+        method="filter_digest",
+        label=_("Digest"),
+        help_text=_("A digest or its leading hex characters."),
     )
-    multi_arch = BooleanFilter(field_name="multi_arch", label="Multi-arch only")
-    latest = BooleanFilter(field_name="is_latest", label="Latest version only")
+    multi_arch = BooleanFilter(field_name="multi_arch", label=_("Multi-arch only"))
+    latest = BooleanFilter(field_name="is_latest", label=_("Latest version only"))
     size_min = WholeNumberFilter(
-        field_name="size", lookup_expr="gte", label="Size at least (bytes)"
+        field_name="size", lookup_expr="gte", label=_("Size at least (bytes)")
     )
-    size_max = WholeNumberFilter(field_name="size", lookup_expr="lte", label="Size at most (bytes)")
-    size_min_mib = MibFilter(field_name="size", lookup_expr="gte", label="Size from (MiB)")
-    size_max_mib = MibFilter(field_name="size", lookup_expr="lte", label="Size to (MiB)")
-    updated_after, updated_before, updated_to = _moments("registry_updated_at", "Updated")
-    synced_after, synced_before, synced_to = _moments("last_synced_at", "Synced")
+    size_max = WholeNumberFilter(
+        field_name="size", lookup_expr="lte", label=_("Size at most (bytes)")
+    )
+    size_min_mib = MibFilter(field_name="size", lookup_expr="gte", label=_("Size from (MiB)"))
+    size_max_mib = MibFilter(field_name="size", lookup_expr="lte", label=_("Size to (MiB)"))
+    updated_after, updated_before, updated_to = _moments("registry_updated_at", _("Updated"))
+    synced_after, synced_before, synced_to = _moments("last_synced_at", _("Synced"))
     ordering = SortFilter(IMAGES)
 
     page_fields = (
@@ -673,7 +690,7 @@ class ImageAsOfFilter(ImageFilter):
     identity, so the rows of a removed connection still filter and display."""
 
     table = IMAGES_AS_OF
-    synced_after, synced_before, synced_to = _moments("synced_as_of", "Synced", SyncedAsOfFilter)
+    synced_after, synced_before, synced_to = _moments("synced_as_of", _("Synced"), SyncedAsOfFilter)
     ordering = AsOfSortFilter(IMAGES_AS_OF)
 
     class Meta:
@@ -804,15 +821,17 @@ class RepositoryFilter(ListFilterSet):
 
     table = REPOSITORIES
 
-    q = django_filters.CharFilter(field_name="path", lookup_expr="icontains", label="Path contains")
-    type = _one_or_more(RepositoryType.choices, "Type", "All types")
+    q = django_filters.CharFilter(
+        field_name="path", lookup_expr="icontains", label=_("Path contains")
+    )
+    type = _one_or_more(RepositoryType.choices, _("Type"), _("All types"))
     registry = _registry_filter(field_name="registry")
-    namespace = django_filters.CharFilter(lookup_expr="icontains", label="Namespace")
-    name = django_filters.CharFilter(lookup_expr="icontains", label="Name")
+    namespace = django_filters.CharFilter(lookup_expr="icontains", label=_("Namespace"))
+    name = django_filters.CharFilter(lookup_expr="icontains", label=_("Name"))
     include_removed = BooleanFilter(
         method="filter_removed",
-        label="Include removed",
-        help_text="true: also repositories a complete listing no longer showed.",
+        label=_("Include removed"),
+        help_text=_("true: also repositories a complete listing no longer showed."),
     )
     ordering = SortFilter(REPOSITORIES)
 
@@ -840,14 +859,14 @@ class TaskFilter(ListFilterSet):
     table = TASKS
     aliases = {"sort": "ordering", "created_from": "created_after"}
 
-    status = _one_or_more(SyncTask.Status.choices, "Status", "Any status")
+    status = _one_or_more(SyncTask.Status.choices, _("Status"), _("Any status"))
     trigger = django_filters.ChoiceFilter(
-        choices=SyncTask.Trigger.choices, empty_label="Any trigger", label="Trigger"
+        choices=SyncTask.Trigger.choices, empty_label=_("Any trigger"), label=_("Trigger")
     )
     active = BooleanFilter(
-        method="filter_active", label="Active", help_text="true: queued or running."
+        method="filter_active", label=_("Active"), help_text=_("true: queued or running.")
     )
-    created_after, created_before, created_to = _moments("created_at", "Created")
+    created_after, created_before, created_to = _moments("created_at", _("Created"))
     ordering = SortFilter(TASKS)
 
     page_fields = "status trigger created_after created_to"
@@ -869,9 +888,9 @@ class TaskResultFilter(ListFilterSet):
 
     table = TASK_RESULTS
 
-    status = _one_or_more(SyncTaskRepository.Status.choices, "Status", "Any status")
+    status = _one_or_more(SyncTaskRepository.Status.choices, _("Status"), _("Any status"))
     type = _one_or_more(
-        RepositoryType.choices, "Repository type", "All types", field_name="repository_type"
+        RepositoryType.choices, _("Repository type"), _("All types"), field_name="repository_type"
     )
     ordering = SortFilter(TASK_RESULTS)
 
@@ -905,16 +924,18 @@ class DigestPrefixField(forms.CharField):
         algorithm, colon, hex_part = text.rpartition(":")
         if colon and algorithm not in DIGEST_ALGORITHMS:
             raise forms.ValidationError(
-                "A digest starts with sha256: or sha512: (or give only its hex characters)."
+                _("A digest starts with sha256: or sha512: (or give only its hex characters).")
             )
         if not re.fullmatch(r"[0-9a-f]*", hex_part):
             raise forms.ValidationError(
-                "A digest is made of hex characters (0-9, a-f) after sha256: or sha512:."
+                _("A digest is made of hex characters (0-9, a-f) after sha256: or sha512:.")
             )
         if len(hex_part) < self.min_hex:
-            raise forms.ValidationError(f"Give at least {self.min_hex} hex characters.")
+            raise forms.ValidationError(
+                gettext("Give at least %(count)s hex characters.") % {"count": self.min_hex}
+            )
         if len(hex_part) > DIGEST_ALGORITHMS.get(algorithm, max(DIGEST_ALGORITHMS.values())):
-            raise forms.ValidationError("That is longer than a digest.")
+            raise forms.ValidationError(_("That is longer than a digest."))
         return text
 
 
@@ -942,31 +963,33 @@ class ChangeFilter(ListFilterSet):
     since = MomentFilter(
         field_name="time",
         bound="after",
-        label="Since",
-        help_text="A day or an ISO 8601 time: changes seen at or after it.",
+        label=_("Since"),
+        help_text=_("A day or an ISO 8601 time: changes seen at or after it."),
     )
     until = MomentFilter(
         field_name="time",
         bound="to",
-        label="Until",
-        help_text="A day (included) or an ISO 8601 time: changes seen up to it.",
+        label=_("Until"),
+        help_text=_("A day (included) or an ISO 8601 time: changes seen up to it."),
     )
-    kind = _one_or_more(Change.Kind.choices, "Change", "Any change")
+    kind = _one_or_more(Change.Kind.choices, _("Change"), _("Any change"))
     type = _one_or_more(
-        RepositoryType.choices, "Repository type", "All types", field_name="repository_type"
+        RepositoryType.choices, _("Repository type"), _("All types"), field_name="repository_type"
     )
     registry = _registry_filter(field_name="registry")
     path = django_filters.CharFilter(
-        field_name="repository_path", lookup_expr="icontains", label="Repository path contains"
+        field_name="repository_path", lookup_expr="icontains", label=_("Repository path contains")
     )
-    repository = WholeNumberFilter(field_name="repository_id", min_value=1, label="Repository id")
-    tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label="Tag")
+    repository = WholeNumberFilter(
+        field_name="repository_id", min_value=1, label=_("Repository id")
+    )
+    tag = django_filters.CharFilter(field_name="tag", lookup_expr="icontains", label=_("Tag"))
     digest = DigestPrefixFilter(
         method="filter_digest",
-        label="Digest",
-        help_text="A digest or its leading hex characters; matches the old or the new digest.",
+        label=_("Digest"),
+        help_text=_("A digest or its leading hex characters; matches the old or the new digest."),
     )
-    task = WholeNumberFilter(field_name="task_id", min_value=1, label="Task")
+    task = WholeNumberFilter(field_name="task_id", min_value=1, label=_("Task"))
     ordering = SortFilter(CHANGES)
 
     page_fields = "since until kind type registry path tag digest"

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from imagesync.models import Registry, Repository, RepositoryType, SyncTask
 from imagesync.registries.swr import region_from_endpoint as swr_region_of
@@ -17,25 +19,27 @@ class SyncForm(forms.Form):
     """The Synchronize Images panel: one of three synchronization types and its choice."""
 
     sync_type = forms.ChoiceField(
-        label="Synchronization type",
+        label=gettext_lazy("Synchronization type"),
         choices=SyncTask.Scope.choices,
         initial=SyncTask.Scope.ALL,
         widget=forms.RadioSelect,
     )
     types = forms.MultipleChoiceField(
-        label="Repository types",
+        label=gettext_lazy("Repository types"),
         choices=[c for c in RepositoryType.choices],
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
     repositories = forms.ModelMultipleChoiceField(
-        label="Image repositories",
+        label=gettext_lazy("Image repositories"),
         queryset=Repository.objects.none(),
         required=False,
         widget=forms.MultipleHiddenInput,
         error_messages={
-            "invalid_choice": "One of the selected repositories no longer exists; select again.",
-            "invalid_pk_value": "Select repositories from the list.",
+            "invalid_choice": gettext_lazy(
+                "One of the selected repositories no longer exists; select again."
+            ),
+            "invalid_pk_value": gettext_lazy("Select repositories from the list."),
         },
     )
 
@@ -48,11 +52,11 @@ class SyncForm(forms.Form):
         data = super().clean()
         sync_type = data.get("sync_type")
         if sync_type == SyncTask.Scope.TYPES and not data.get("types"):
-            self.add_error("types", "Select at least one repository type to synchronize.")
+            self.add_error("types", _("Select at least one repository type to synchronize."))
         if sync_type == SyncTask.Scope.REPOSITORIES and not data.get("repositories"):
             if "repositories" not in self.errors:
                 self.add_error(
-                    "repositories", "Select at least one image repository to synchronize."
+                    "repositories", _("Select at least one image repository to synchronize.")
                 )
         return data
 
@@ -185,7 +189,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 REPOSITORY_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-INSECURE_HTTP = (
+INSECURE_HTTP = gettext_lazy(
     "This endpoint uses plain http://. Use https://, or allow insecure HTTP for a registry "
     "on a trusted network."
 )
@@ -211,14 +215,17 @@ class NameListField(forms.Field):
             value = re.split(r"[\s,]+", value)
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise forms.ValidationError(
-                f"Enter {self.what}s as text, one a line, e.g. {self.example}.", code="invalid"
+                _("Enter %(what)ss as text, one a line, e.g. %(example)s.")
+                % {"what": self.what, "example": self.example},
+                code="invalid",
             )
         items = [item.strip().strip(self.strip_chars) for item in value]
         items = [item for item in items if item]
         for item in items:
             if len(item) > 255 or not self.pattern.match(item):
                 raise forms.ValidationError(
-                    f"“{item[:80]}” is not a {self.what}; enter one a line, e.g. {self.example}.",
+                    _("“%(item)s” is not a %(what)s; enter one a line, e.g. %(example)s.")
+                    % {"item": item[:80], "what": self.what, "example": self.example},
                     code="invalid",
                 )
         return list(dict.fromkeys(items))
@@ -251,61 +258,74 @@ class RegistryForm(forms.ModelForm):
     another kind than the chosen one are ignored on save."""
 
     secret = forms.CharField(
-        label="Password, token or secret key",
+        label=gettext_lazy("Password, token or secret key"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only. Leave blank to keep the stored secret.",
+        help_text=gettext_lazy("Write-only. Leave blank to keep the stored secret."),
     )
     endpoint = forms.URLField(
-        label="Endpoint URL",
+        label=gettext_lazy("Endpoint URL"),
         max_length=512,
         assume_scheme="https",
-        help_text="Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com.",
+        help_text=gettext_lazy(
+            "Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com."
+        ),
     )
-    clear_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+    clear_secret = forms.BooleanField(
+        label=gettext_lazy("Remove the stored secret"), required=False
+    )
     region = option_field(
         forms.ChoiceField(
-            label="SWR region",
+            label=gettext_lazy("SWR region"),
             required=False,
-            choices=[("", "Choose a region"), *((r, f"{r} — {n}") for r, n in SWR_REGIONS)],
+            choices=[("", gettext_lazy("Choose a region")), *((r, f"{r} — {n}") for r, n in SWR_REGIONS)],
             error_messages={
-                "invalid_choice": "“%(value)s” is not a Huawei Cloud region that SWR serves; "
-                "choose one from the list, e.g. cn-north-4."
+                "invalid_choice": gettext_lazy(
+                    "“%(value)s” is not a Huawei Cloud region that SWR serves; "
+                    "choose one from the list, e.g. cn-north-4."
+                )
             },
         ),
         Registry.Kind.SWR,
     )
     project_id = option_field(
         forms.CharField(
-            label="SWR project ID",
+            label=gettext_lazy("SWR project ID"),
             required=False,
             max_length=64,
-            help_text="The project ID of the region (My Credentials > API Credentials); "
-            "every request is signed with it.",
+            help_text=gettext_lazy(
+                "The project ID of the region (My Credentials > API Credentials); "
+                "every request is signed with it."
+            ),
         ),
         Registry.Kind.SWR,
     )
     projects = name_list(
-        Registry.Kind.HARBOR, "Harbor projects", HARBOR_PROJECT, "Harbor project name", "library",
-        "Only these projects, one a line. Empty: every project the account sees.",
+        Registry.Kind.HARBOR, gettext_lazy("Harbor projects"), HARBOR_PROJECT,
+        gettext_lazy("Harbor project name"), "library",
+        gettext_lazy("Only these projects, one a line. Empty: every project the account sees."),
     )  # fmt: skip
     repo_keys = name_list(
-        Registry.Kind.JFROG, "JFrog repository keys", JFROG_REPO_KEY, "JFrog repository key",
-        "docker-local", "Only these Docker repositories, one key a line. Empty: every one.",
+        Registry.Kind.JFROG, gettext_lazy("JFrog repository keys"), JFROG_REPO_KEY,
+        gettext_lazy("JFrog repository key"), "docker-local",
+        gettext_lazy("Only these Docker repositories, one key a line. Empty: every one."),
     )  # fmt: skip
     repositories = name_list(
-        Registry.Kind.OTHER, "Repositories", REPOSITORY_PATH, "repository path", "team/api",
-        "For a registry without a catalog: the repositories to list, one a line. "
-        "Empty: read the catalog.",
+        Registry.Kind.OTHER, gettext_lazy("Repositories"), REPOSITORY_PATH,
+        gettext_lazy("repository path"), "team/api",
+        gettext_lazy("For a registry without a catalog: the repositories to list, one a line. "
+                     "Empty: read the catalog."),
         strip="/",
     )  # fmt: skip
     options = forms.JSONField(
-        label="Advanced options (JSON)",
+        label=gettext_lazy("Advanced options (JSON)"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text='Options without a field, e.g. {"max_concurrency": 4, '
-        '"requests_per_second": 10} to be gentle with the registry.',
+        help_text=gettext_lazy(
+            'Options without a field, e.g. {"max_concurrency": 4, '
+            '"requests_per_second": 10} to be gentle with the registry.'
+        ),
     )
 
     class Meta:
@@ -324,10 +344,10 @@ class RegistryForm(forms.ModelForm):
             "options",
         ]
         labels = {
-            "endpoint": "Endpoint URL",
-            "verify_tls": "Verify TLS certificate",
-            "ca_bundle": "CA certificates (PEM)",
-            "allow_insecure_http": "Allow insecure HTTP",
+            "endpoint": gettext_lazy("Endpoint URL"),
+            "verify_tls": gettext_lazy("Verify TLS certificate"),
+            "ca_bundle": gettext_lazy("CA certificates (PEM)"),
+            "allow_insecure_http": gettext_lazy("Allow insecure HTTP"),
         }
         widgets = {"ca_bundle": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})}
 
@@ -371,7 +391,7 @@ class RegistryForm(forms.ModelForm):
             return {}
         if not isinstance(options, dict):
             raise forms.ValidationError(
-                'Options must be a JSON object, e.g. {"max_concurrency": 4}.'
+                _('Options must be a JSON object, e.g. {"max_concurrency": 4}.')
             )
         return options
 
@@ -399,18 +419,20 @@ class RegistryForm(forms.ModelForm):
             return
         duplicate = Registry.objects.filter(project=project, name=name).exclude(pk=self.instance.pk)
         if duplicate.exists():
-            self.add_error("name", "This project already has a registry with this name.")
+            self.add_error("name", _("This project already has a registry with this name."))
 
     def _check_kind_fields(self, kind: str, data: dict) -> None:
         if kind != Registry.Kind.SWR:
             return
         region = data.get("region")
         if not region and "region" not in self.errors:
-            self.add_error("region", "An SWR connection needs its region, e.g. cn-north-4.")
+            self.add_error("region", _("An SWR connection needs its region, e.g. cn-north-4."))
         in_url = swr_region_of(data.get("endpoint") or "")
         if region and in_url and in_url != region:
             self.add_error(
-                "region", f"The endpoint is in region {in_url}, not {region}; choose {in_url}."
+                "region",
+                _("The endpoint is in region %(in_url)s, not %(region)s; choose %(in_url)s.")
+                % {"in_url": in_url, "region": region},
             )
         project_id = (data.get("project_id") or "").strip()
         data["project_id"] = project_id
@@ -419,14 +441,18 @@ class RegistryForm(forms.ModelForm):
         if not project_id:
             self.add_error(
                 "project_id",
-                "An SWR connection needs the project ID of its region "
-                "(My Credentials > API Credentials).",
+                _(
+                    "An SWR connection needs the project ID of its region "
+                    "(My Credentials > API Credentials)."
+                ),
             )
         elif not PROJECT_ID.match(project_id):
             self.add_error(
                 "project_id",
-                "The SWR project ID has letters and digits only, as shown under "
-                "My Credentials > API Credentials.",
+                _(
+                    "The SWR project ID has letters and digits only, as shown under "
+                    "My Credentials > API Credentials."
+                ),
             )
 
     def _check_advanced(self, kind: str, options) -> dict | None:
@@ -441,11 +467,11 @@ class RegistryForm(forms.ModelForm):
             if key in REFUSED_OPTIONS:
                 errors.append(REFUSED_OPTIONS[key])
             elif key in KIND_FIELDS[kind]:
-                errors.append(f"“{key}” has its own field; set it there, not here.")
+                errors.append(_("“%(key)s” has its own field; set it there, not here.") % {"key": key})
             elif key not in allowed:
                 errors.append(
-                    f"“{str(key)[:60]}” is not an option of a {label} registry; "
-                    f"it takes {', '.join(sorted(allowed))}."
+                    _("“%(key)s” is not an option of a %(kind)s registry; it takes %(options)s.")
+                    % {"key": str(key)[:60], "kind": label, "options": ", ".join(sorted(allowed))}
                 )
             elif problem := allowed[key](key, value):
                 errors.append(problem)

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from imagesync import crypto, reasons
 
@@ -21,12 +23,12 @@ ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
 
 
 class RepositoryType(models.TextChoices):
-    SWR_PRIVATE = "swr_private", "SWR private image"
-    SWR_SHARED = "swr_shared", "SWR shared image"
-    SWR_ENTERPRISE = "swr_enterprise", "SWR enterprise edition image"
-    HARBOR = "harbor", "Harbor repository image"
-    JFROG = "jfrog", "JFrog repository image"
-    OTHER = "other", "Other (OCI / Docker v2) image"
+    SWR_PRIVATE = "swr_private", _("SWR private image")
+    SWR_SHARED = "swr_shared", _("SWR shared image")
+    SWR_ENTERPRISE = "swr_enterprise", _("SWR enterprise edition image")
+    HARBOR = "harbor", _("Harbor repository image")
+    JFROG = "jfrog", _("JFrog repository image")
+    OTHER = "other", _("Other (OCI / Docker v2) image")
 
 
 SWR_TYPES = (RepositoryType.SWR_PRIVATE, RepositoryType.SWR_SHARED, RepositoryType.SWR_ENTERPRISE)
@@ -85,15 +87,17 @@ class Project(models.Model):
     """A region/project scope picked top-left in the console; every other object belongs to one."""
 
     name = models.CharField(max_length=64, unique=True)
-    region = models.CharField(max_length=64, blank=True, help_text="Region label, e.g. cn-north-4.")
+    region = models.CharField(
+        max_length=64, blank=True, help_text=_("Region label, e.g. cn-north-4.")
+    )
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ProjectQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "project"
-        verbose_name_plural = "projects"
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -113,9 +117,9 @@ class ProjectMembership(models.Model):
     """A user's role in one project: viewer (read), operator (sync) or admin (registries too)."""
 
     class Role(models.TextChoices):
-        VIEWER = "viewer", "Viewer"
-        OPERATOR = "operator", "Operator"
-        ADMIN = "admin", "Admin"
+        VIEWER = "viewer", _("Viewer")
+        OPERATOR = "operator", _("Operator")
+        ADMIN = "admin", _("Admin")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -124,8 +128,8 @@ class ProjectMembership(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
 
     class Meta:
-        verbose_name = "project membership"
-        verbose_name_plural = "project memberships"
+        verbose_name = _("project membership")
+        verbose_name_plural = _("project memberships")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "project"], name="membership_unique_user_project"
@@ -153,44 +157,48 @@ class Registry(models.Model):
     """One connection to a registry service: kind, endpoint, credentials and options."""
 
     class Kind(models.TextChoices):
-        SWR = "swr", "Huawei SWR"
-        HARBOR = "harbor", "Harbor"
-        JFROG = "jfrog", "JFrog Artifactory"
-        OTHER = "other", "OCI / Docker v2 registry"
+        SWR = "swr", _("Huawei SWR")
+        HARBOR = "harbor", _("Harbor")
+        JFROG = "jfrog", _("JFrog Artifactory")
+        OTHER = "other", _("OCI / Docker v2 registry")
 
     class ConnectionStatus(models.TextChoices):
-        UNKNOWN = "unknown", "Not tested"
-        CONNECTING = "connecting", "Connecting"
-        SUCCESS = "success", "Connected"
-        FAIL = "fail", "Connection failed"
+        UNKNOWN = "unknown", _("Not tested")
+        CONNECTING = "connecting", _("Connecting")
+        SUCCESS = "success", _("Connected")
+        FAIL = "fail", _("Connection failed")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="registries")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     name = models.CharField(max_length=128)
     endpoint = models.URLField(
         max_length=512,
-        help_text="Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com.",
+        help_text=_(
+            "Base URL, e.g. https://harbor.example.com or https://swr-api.cn-north-4.myhuaweicloud.com."
+        ),
     )
     username = models.CharField(
-        max_length=256, blank=True, help_text="User, robot account, or access key (AK) for SWR."
+        max_length=256, blank=True, help_text=_("User, robot account, or access key (AK) for SWR.")
     )
     secret_encrypted = models.TextField(
-        blank=True, editable=False, help_text="Password, token or secret key, encrypted at rest."
+        blank=True, editable=False, help_text=_("Password, token or secret key, encrypted at rest.")
     )
     verify_tls = models.BooleanField(
-        default=True, help_text="Verify the registry's TLS certificate."
+        default=True, help_text=_("Verify the registry's TLS certificate.")
     )
     ca_bundle = models.TextField(
-        blank=True, help_text="PEM CA certificates to trust, if not public ones."
+        blank=True, help_text=_("PEM CA certificates to trust, if not public ones.")
     )
     allow_insecure_http = models.BooleanField(
-        default=False, help_text="Allow a plain http:// endpoint (never used unless set)."
+        default=False, help_text=_("Allow a plain http:// endpoint (never used unless set).")
     )
     options = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Kind-specific options, e.g. repositories (list, for registries without a catalog), "
-        "max_concurrency, requests_per_second, region, project_id.",
+        help_text=_(
+            "Kind-specific options, e.g. repositories (list, for registries without a catalog), "
+            "max_concurrency, requests_per_second, region, project_id."
+        ),
     )
     connection_status = models.CharField(
         max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.UNKNOWN
@@ -214,8 +222,8 @@ class Registry(models.Model):
     )
 
     class Meta:
-        verbose_name = "registry"
-        verbose_name_plural = "registries"
+        verbose_name = _("registry")
+        verbose_name_plural = _("registries")
         ordering = ["project__name", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -428,35 +436,37 @@ class Repository(models.Model):
     type = models.CharField(max_length=16, choices=RepositoryType.choices)
     path = models.CharField(
         max_length=255,
-        help_text="Path under the registry host that `docker pull` uses, e.g. team/api.",
+        help_text=_("Path under the registry host that `docker pull` uses, e.g. team/api."),
     )
     namespace = models.CharField(
-        max_length=255, blank=True, help_text="First component of the path."
+        max_length=255, blank=True, help_text=_("First component of the path.")
     )
-    name = models.CharField(max_length=255, help_text="The path without its namespace.")
+    name = models.CharField(max_length=255, help_text=_("The path without its namespace."))
     extra = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Connector data needed to list it again (e.g. instance id).",
+        help_text=_("Connector data needed to list it again (e.g. instance id)."),
     )
     image_count = models.PositiveIntegerField(default=0)
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(
-        null=True, blank=True, help_text="Set when a complete listing no longer showed it."
+        null=True, blank=True, help_text=_("Set when a complete listing no longer showed it.")
     )
     listing_started_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the listing its stored images come from started; an older listing "
-        "never overwrites a newer one (see take_listing).",
+        help_text=_(
+            "When the listing its stored images come from started; an older listing "
+            "never overwrites a newer one (see take_listing)."
+        ),
     )
 
     objects = RepositoryQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "repository"
-        verbose_name_plural = "repositories"
+        verbose_name = _("repository")
+        verbose_name_plural = _("repositories")
         ordering = ["registry__name", "type", "path"]
         constraints = [
             models.UniqueConstraint(
@@ -594,19 +604,19 @@ class ImageState(models.Model):
     )
 
     tag = models.CharField(max_length=128)
-    digest = models.CharField(max_length=100, help_text="Manifest digest, e.g. sha256:<64 hex>.")
+    digest = models.CharField(max_length=100, help_text=_("Manifest digest, e.g. sha256:<64 hex>."))
     media_type = models.CharField(max_length=128, blank=True)
-    size = models.BigIntegerField(null=True, blank=True, help_text="Compressed size in bytes.")
+    size = models.BigIntegerField(null=True, blank=True, help_text=_("Compressed size in bytes."))
     platforms = models.JSONField(
-        default=list, blank=True, help_text='e.g. ["linux/amd64", "linux/arm64/v8"]'
+        default=list, blank=True, help_text=_('e.g. ["linux/amd64", "linux/arm64/v8"]')
     )
     multi_arch = models.BooleanField(default=False)
     is_latest = models.BooleanField(
-        default=False, help_text="The most recently pushed tag of its repository."
+        default=False, help_text=_("The most recently pushed tag of its repository.")
     )
     image_created_at = models.DateTimeField(null=True, blank=True)
     registry_updated_at = models.DateTimeField(
-        null=True, blank=True, help_text="Push or update time reported by the registry."
+        null=True, blank=True, help_text=_("Push or update time reported by the registry.")
     )
     first_seen_at = models.DateTimeField(default=timezone.now)
 
@@ -630,8 +640,8 @@ class Image(ImageState):
     objects = ImageQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "image"
-        verbose_name_plural = "images"
+        verbose_name = _("image")
+        verbose_name_plural = _("images")
         ordering = ["repository__path", "tag"]
         constraints = [
             models.UniqueConstraint(fields=["repository", "tag"], name="image_unique_tag")
@@ -753,12 +763,13 @@ def _chosen_types(types: Iterable[str]) -> list[str]:
         value = str(value).strip()
         if value not in RepositoryType.values:
             raise SyncRefused(
-                f"Unknown repository type {value!r}; choose from {', '.join(RepositoryType.values)}."
+                gettext("Unknown repository type %(value)s; choose from %(types)s.")
+                % {"value": repr(value), "types": ", ".join(RepositoryType.values)}
             )
         if value not in chosen:
             chosen.append(value)
     if not chosen:
-        raise SyncRefused("Choose at least one repository type to synchronize.")
+        raise SyncRefused(gettext("Choose at least one repository type to synchronize."))
     return chosen
 
 
@@ -769,13 +780,17 @@ def _chosen_repositories(project, repositories: Iterable[Any]) -> list[Repositor
         try:
             ids.append(int(pk))
         except (TypeError, ValueError):
-            raise SyncRefused(f"{item!r} is not a repository.") from None
+            raise SyncRefused(
+                gettext("%(item)s is not a repository.") % {"item": repr(item)}
+            ) from None
     if not ids:
-        raise SyncRefused("Choose at least one repository to synchronize.")
+        raise SyncRefused(gettext("Choose at least one repository to synchronize."))
     found = list(Repository.objects.of_project(project).present().filter(pk__in=ids))
     if len(found) != len(set(ids)):
         raise SyncRefused(
-            "Some of the chosen repositories do not belong to this project or no longer exist."
+            gettext(
+                "Some of the chosen repositories do not belong to this project or no longer exist."
+            )
         )
     return found
 
@@ -799,7 +814,8 @@ class SyncTaskQuerySet(models.QuerySet):
         )
         if active is not None:
             raise SyncRefused(
-                f"A synchronization is already in progress: task #{active.pk} ({active.status}).",
+                gettext("A synchronization is already in progress: task #%(task)s (%(status)s).")
+                % {"task": active.pk, "status": str(active.get_status_display()).lower()},
                 active_task=active,
             )
 
@@ -822,15 +838,19 @@ class SyncTaskQuerySet(models.QuerySet):
         or running, or when the scope is invalid (no types, unknown types, no or foreign
         repositories)."""
         if scope not in SyncTask.Scope.values:
-            raise SyncRefused(f"Unknown synchronization scope {scope!r}.")
+            raise SyncRefused(
+                gettext("Unknown synchronization scope %(scope)s.") % {"scope": repr(scope)}
+            )
         if trigger not in SyncTask.Trigger.values:
-            raise SyncRefused(f"Unknown trigger {trigger!r}.")
+            raise SyncRefused(gettext("Unknown trigger %(trigger)s.") % {"trigger": repr(trigger)})
         chosen_types = _chosen_types(types) if scope == SyncTask.Scope.TYPES else []
         chosen = []
         if scope == SyncTask.Scope.REPOSITORIES:
             chosen = _chosen_repositories(project, repositories)
         if not project.registries.exists():
-            raise SyncRefused("This project has no registry connections yet; add a registry first.")
+            raise SyncRefused(
+                gettext("This project has no registry connections yet; add a registry first.")
+            )
         self.refuse_if_active(project)
         try:
             with transaction.atomic():
@@ -858,24 +878,24 @@ class SyncTask(models.Model):
     """One synchronization run: trigger, scope, status, progress and per-repository results."""
 
     class Trigger(models.TextChoices):
-        MANUAL = "manual", "Manual"
-        SCHEDULED = "scheduled", "Scheduled"
+        MANUAL = "manual", _("Manual")
+        SCHEDULED = "scheduled", _("Scheduled")
         EVENT = "event", "Event"  # a refresh of repositories named by registry events
 
     class Scope(models.TextChoices):
-        ALL = "all", "All image repositories"
-        TYPES = "types", "Specified types of image repositories"
-        REPOSITORIES = "repositories", "Specified image repositories"
+        ALL = "all", _("All image repositories")
+        TYPES = "types", _("Specified types of image repositories")
+        REPOSITORIES = "repositories", _("Specified image repositories")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        PARTIALLY_SUCCEEDED = "partially_succeeded", "Partially succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-        INTERRUPTED = "interrupted", "Interrupted"
-        SKIPPED = "skipped", "Skipped"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        PARTIALLY_SUCCEEDED = "partially_succeeded", _("Partially succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+        INTERRUPTED = "interrupted", _("Interrupted")
+        SKIPPED = "skipped", _("Skipped")
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
@@ -883,13 +903,13 @@ class SyncTask(models.Model):
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
     scope_types = models.JSONField(
-        default=list, blank=True, help_text="Repository types chosen for the 'types' scope."
+        default=list, blank=True, help_text=_("Repository types chosen for the 'types' scope.")
     )
     scope_repositories = models.ManyToManyField(
         Repository,
         blank=True,
         related_name="+",
-        help_text="Repositories chosen for the 'repositories' scope.",
+        help_text=_("Repositories chosen for the 'repositories' scope."),
     )
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -909,12 +929,12 @@ class SyncTask(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     worker = models.CharField(
-        max_length=128, blank=True, help_text="Host and process that claimed it."
+        max_length=128, blank=True, help_text=_("Host and process that claimed it.")
     )
     requeued_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the watchdog re-enqueued this queued task (done once).",
+        help_text=_("When the watchdog re-enqueued this queued task (done once)."),
     )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -924,8 +944,8 @@ class SyncTask(models.Model):
     objects = SyncTaskQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "sync task"
-        verbose_name_plural = "sync tasks"
+        verbose_name = _("sync task")
+        verbose_name_plural = _("sync tasks")
         ordering = ["-created_at", "-id"]
         constraints = [
             # Event refreshes are left out: they run beside a full sync (imagesync.events).
@@ -941,7 +961,7 @@ class SyncTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Sync task #{self.pk}"
+        return gettext("Sync task #%(task)s") % {"task": self.pk}
 
     @property
     def is_active(self) -> bool:
@@ -1275,11 +1295,11 @@ class SyncTaskRepository(models.Model):
     """The result of one repository within one sync task."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        FINISHED = "finished", "Finished"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        FINISHED = "finished", _("Finished")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
 
     task = models.ForeignKey(SyncTask, on_delete=models.CASCADE, related_name="results")
     repository = models.ForeignKey(
@@ -1300,8 +1320,8 @@ class SyncTaskRepository(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "sync task result"
-        verbose_name_plural = "sync task results"
+        verbose_name = _("sync task result")
+        verbose_name_plural = _("sync task results")
         ordering = ["registry_name", "repository_type", "repository_path"]
         constraints = [
             models.UniqueConstraint(
@@ -1333,36 +1353,36 @@ class SyncJob(models.Model):
     late worker never counts it twice."""
 
     class Kind(models.TextChoices):
-        LISTING = "listing", "Repository listing"
-        BATCH = "batch", "Batch of repositories"
+        LISTING = "listing", _("Repository listing")
+        BATCH = "batch", _("Batch of repositories")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
 
     task = models.ForeignKey(SyncTask, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     registry = models.ForeignKey(Registry, null=True, on_delete=models.SET_NULL, related_name="+")
     repository_types = models.JSONField(
-        default=list, blank=True, help_text="Listing: the repository types to list."
+        default=list, blank=True, help_text=_("Listing: the repository types to list.")
     )
     result_ids = models.JSONField(
-        default=list, blank=True, help_text="Batch: the task results (repositories) it syncs."
+        default=list, blank=True, help_text=_("Batch: the task results (repositories) it syncs.")
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempt = models.PositiveIntegerField(
-        default=0, help_text="Claims so far; a worker's claim is valid for its attempt only."
+        default=0, help_text=_("Claims so far; a worker's claim is valid for its attempt only.")
     )
-    worker = models.CharField(max_length=128, blank=True, help_text="Host and process.")
+    worker = models.CharField(max_length=128, blank=True, help_text=_("Host and process."))
     queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "sync job"
-        verbose_name_plural = "sync jobs"
+        verbose_name = _("sync job")
+        verbose_name_plural = _("sync jobs")
         ordering = ["id"]
         indexes = [
             models.Index(fields=["task", "status"], name="syncjob_task_status_idx"),
@@ -1461,7 +1481,7 @@ class AuthorizationGrant(models.Model):
     class Policy(models.TextChoices):
         SWR_OPERATE = "SWROperatePolicy", "SWROperatePolicy"
         CCE_OPERATE = "CCEOperatePolicy", "CCEOperatePolicy"
-        SWR_AUTHORIZATION = "SWRAuthorization", "SWR authorization"
+        SWR_AUTHORIZATION = "SWRAuthorization", _("SWR authorization")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="grants")
     policy = models.CharField(max_length=32, choices=Policy.choices)
@@ -1478,8 +1498,8 @@ class AuthorizationGrant(models.Model):
     objects = AuthorizationGrantQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "authorization grant"
-        verbose_name_plural = "authorization grants"
+        verbose_name = _("authorization grant")
+        verbose_name_plural = _("authorization grants")
         ordering = ["project__name", "policy", "-granted_at"]
         constraints = [
             models.UniqueConstraint(
@@ -1526,8 +1546,8 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        verbose_name = "audit event"
-        verbose_name_plural = "audit events"
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -1567,4 +1587,6 @@ from imagesync.history import Change, ImageInterval  # noqa: E402
 
 # Registry events (receiver, refresh) likewise.
 from imagesync.events import EventReceiver, RefreshPending, RegistryEvent  # noqa: E402
+
+# A user's language and time zone (imagesync.preferences) likewise.
 from imagesync.preferences import UserPreference  # noqa: E402, F401

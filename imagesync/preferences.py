@@ -79,6 +79,22 @@ def supported_language(code: str) -> bool:
     return code in {language for language, _name in settings.LANGUAGES}
 
 
+class ResetLocaleMiddleware:
+    """Outermost: once a response is made, the thread goes back to the console's language and
+    time zone, so what runs next in it (another request's early middleware, a test, a command)
+    never inherits a user's choice."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self.get_response(request)
+        finally:
+            translation.deactivate()
+            timezone.deactivate()
+
+
 class UserPreferenceMiddleware:
     """Applies a signed-in user's stored language and time zone (after LocaleMiddleware, which
     has chosen from the language cookie or Accept-Language)."""

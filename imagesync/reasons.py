@@ -9,6 +9,10 @@ imports nothing from the app, so the registry clients can use it without touchin
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
 # Raised by the registry clients.
 AUTH_FAILED = "auth_failed"
 PERMISSION_DENIED = "permission_denied"
@@ -42,28 +46,28 @@ NEVER_STARTED = "never_started"
 REFUSED = "refused"
 SEVERAL_ERRORS = "several_errors"
 
-LABELS: dict[str, str] = {
-    AUTH_FAILED: "Authentication failed",
-    PERMISSION_DENIED: "Permission denied",
-    NOT_FOUND: "Not found",
-    RATE_LIMITED: "Rate limited",
-    TIMEOUT: "Timed out",
-    UNREACHABLE: "Unreachable",
-    TLS_ERROR: "TLS error",
-    BAD_RESPONSE: "Bad response",
-    UNSUPPORTED: "Unsupported",
-    MISSING_AUTHORIZATION: "Missing authorization",
-    SWR_NOT_AUTHORIZED: "SWR not authorized",
-    INTERNAL_ERROR: "Internal error",
-    CANCELLED: "Cancelled",
-    INTERRUPTED: "Interrupted",
-    ALREADY_RUNNING: "Already running",
-    NEVER_STARTED: "Never started",
-    REFUSED: "Refused",
-    SEVERAL_ERRORS: "Several errors",
+LABELS: dict[str, Any] = {  # lazy: each page shows them in its language
+    AUTH_FAILED: _("Authentication failed"),
+    PERMISSION_DENIED: _("Permission denied"),
+    NOT_FOUND: _("Not found"),
+    RATE_LIMITED: _("Rate limited"),
+    TIMEOUT: _("Timed out"),
+    UNREACHABLE: _("Unreachable"),
+    TLS_ERROR: _("TLS error"),
+    BAD_RESPONSE: _("Bad response"),
+    UNSUPPORTED: _("Unsupported"),
+    MISSING_AUTHORIZATION: _("Missing authorization"),
+    SWR_NOT_AUTHORIZED: _("SWR not authorized"),
+    INTERNAL_ERROR: _("Internal error"),
+    CANCELLED: _("Cancelled"),
+    INTERRUPTED: _("Interrupted"),
+    ALREADY_RUNNING: _("Already running"),
+    NEVER_STARTED: _("Never started"),
+    REFUSED: _("Refused"),
+    SEVERAL_ERRORS: _("Several errors"),
 }
 
 
 def label(code: str) -> str:
     """The label of `code` for a page ("" for no code; the code itself if unknown)."""
-    return LABELS.get(code, code) if code else ""
+    return str(LABELS.get(code, code)) if code else ""

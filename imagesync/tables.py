@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 PAGE_SIZES = (10, 20, 50, 100)
 DEFAULT_PAGE_SIZE = 20
 # Both names mean "rows per page" on the pages and in the API (the console wrote per_page).
@@ -188,56 +190,59 @@ IMAGES = Table(
         # Exported in this order: export_images' twelve fields first, as scripts know them.
         Column(
             "registry",
-            "Registry",
+            _("Registry"),
             ("repository__registry__name", "repository_id", "tag"),
             _attr("repository.registry.name"),
         ),
         Column(
             "type",
-            "Type",
+            _("Type"),
             ("repository__type", "repository__namespace", "repository_id", "tag"),
             _attr("repository.type"),
         ),
         Column(
             "namespace",
-            "Namespace",
+            _("Namespace"),
             ("repository__namespace", "repository__name", "repository_id", "tag"),
             _namespace,
         ),
         Column(
             "repository",
-            "Repository path",
+            _("Repository path"),
             ("repository__path", "repository_id", "tag"),
             _attr("repository.path"),
             aliases=("path",),
         ),
-        Column("tag", "Tag", ("tag",), _attr("tag")),
-        Column("digest", "Digest", ("digest",), _attr("digest")),
-        Column("size", "Size", ("size",), _attr("size")),
-        Column("media_type", "Media type", (), _attr("media_type")),
+        Column("tag", _("Tag"), ("tag",), _attr("tag")),
+        Column("digest", _("Digest"), ("digest",), _attr("digest")),
+        Column("size", _("Size"), ("size",), _attr("size")),
+        Column("media_type", _("Media type"), (), _attr("media_type")),
         Column(
-            "platforms", "Platforms", ("multi_arch",), lambda image: list(image.platforms or [])
+            "platforms", _("Platforms"), ("multi_arch",), lambda image: list(image.platforms or [])
         ),
-        Column("created", "Image created", ("image_created_at",), _time("image_created_at")),
+        Column("created", _("Image created"), ("image_created_at",), _time("image_created_at")),
         Column(
-            "updated", "Updated in registry", ("registry_updated_at",), _time("registry_updated_at")
+            "updated",
+            _("Updated in registry"),
+            ("registry_updated_at",),
+            _time("registry_updated_at"),
         ),
         Column(
             "last_synced",
-            "Last synced",
+            _("Last synced"),
             ("last_synced_at",),
             _time("last_synced_at"),
             aliases=("synced",),
         ),
         Column(
             "name",
-            "Image name",
+            _("Image name"),
             ("repository__name", "repository_id", "tag"),
             _attr("repository.name"),
         ),
-        Column("multi_arch", "Multi-arch", ("multi_arch",), _attr("multi_arch")),
-        Column("latest", "Latest version", (), _attr("is_latest")),
-        Column("id", "Id", ("id",)),
+        Column("multi_arch", _("Multi-arch"), ("multi_arch",), _attr("multi_arch")),
+        Column("latest", _("Latest version"), (), _attr("is_latest")),
+        Column("id", _("Id"), ("id",)),
     ),
     page="name tag namespace type registry digest size platforms created updated last_synced",
     default_sort="-updated",
@@ -245,14 +250,14 @@ IMAGES = Table(
 
 REPOSITORIES = Table(
     columns=(
-        Column("path", "Repository", ("path",), _attr("path")),
-        Column("type", "Type", ("type",), _attr("type")),
-        Column("registry", "Registry", ("registry__name",), _attr("registry.name")),
-        Column("image_count", "Images", ("image_count",), _attr("image_count"), css="num"),
-        Column("namespace", "Namespace", ("namespace",), _attr("namespace")),
-        Column("name", "Name", ("name",), _attr("name")),
-        Column("synced", "Last synced", ("last_synced_at",), _time("last_synced_at")),
-        Column("id", "Id", ("id",)),
+        Column("path", _("Repository"), ("path",), _attr("path")),
+        Column("type", _("Type"), ("type",), _attr("type")),
+        Column("registry", _("Registry"), ("registry__name",), _attr("registry.name")),
+        Column("image_count", _("Images"), ("image_count",), _attr("image_count"), css="num"),
+        Column("namespace", _("Namespace"), ("namespace",), _attr("namespace")),
+        Column("name", _("Name"), ("name",), _attr("name")),
+        Column("synced", _("Last synced"), ("last_synced_at",), _time("last_synced_at")),
+        Column("id", _("Id"), ("id",)),
     ),
     page="path type registry image_count",
     default_sort="registry,type,path",
@@ -260,19 +265,19 @@ REPOSITORIES = Table(
 
 TASKS = Table(
     columns=(
-        Column("id", "Task", ("id",), _attr("pk")),
-        Column("trigger", "Trigger", (), _attr("trigger")),
-        Column("scope", "Scope", (), _attr("scope")),
-        Column("status", "Status", ("status",), _attr("status")),
-        Column("progress", "Progress", (), _attr("progress_percent")),
-        Column("repositories", "Repositories", sub="succeeded / failed / total", css="num"),
-        Column("images", "Images", sub="added / updated / removed", css="num"),
-        Column("started", "Started / finished", ("started_at",), _time("started_at")),
-        Column("duration", "Duration"),
-        Column("created_by", "Started by"),
-        Column("failure_reason", "Failure reason", (), _attr("failure_reason")),
-        Column("created", "Created", ("created_at",), _time("created_at")),
-        Column("finished", "Finished", ("finished_at",), _time("finished_at")),
+        Column("id", _("Task"), ("id",), _attr("pk")),
+        Column("trigger", _("Trigger"), (), _attr("trigger")),
+        Column("scope", _("Scope"), (), _attr("scope")),
+        Column("status", _("Status"), ("status",), _attr("status")),
+        Column("progress", _("Progress"), (), _attr("progress_percent")),
+        Column("repositories", _("Repositories"), sub=_("succeeded / failed / total"), css="num"),
+        Column("images", _("Images"), sub=_("added / updated / removed"), css="num"),
+        Column("started", _("Started / finished"), ("started_at",), _time("started_at")),
+        Column("duration", _("Duration")),
+        Column("created_by", _("Started by")),
+        Column("failure_reason", _("Failure reason"), (), _attr("failure_reason")),
+        Column("created", _("Created"), ("created_at",), _time("created_at")),
+        Column("finished", _("Finished"), ("finished_at",), _time("finished_at")),
     ),
     page="id trigger scope status progress repositories images started duration created_by"
     " failure_reason",
@@ -281,15 +286,15 @@ TASKS = Table(
 
 TASK_RESULTS = Table(
     columns=(
-        Column("repository", "Repository", ("repository_path",), _attr("repository_path")),
-        Column("type", "Type", ("repository_type",), _attr("repository_type")),
-        Column("registry", "Registry", ("registry_name",), _attr("registry_name")),
-        Column("status", "Status", ("status",), _attr("status")),
-        Column("reason_code", "Reason code", (), _attr("reason_code")),
-        Column("reason", "Reason", (), _attr("reason_message")),
-        Column("images", "Images", ("images_total",), _attr("images_total"), css="num"),
-        Column("changes", "Added / updated / removed", css="num"),
-        Column("id", "Id", ("id",)),
+        Column("repository", _("Repository"), ("repository_path",), _attr("repository_path")),
+        Column("type", _("Type"), ("repository_type",), _attr("repository_type")),
+        Column("registry", _("Registry"), ("registry_name",), _attr("registry_name")),
+        Column("status", _("Status"), ("status",), _attr("status")),
+        Column("reason_code", _("Reason code"), (), _attr("reason_code")),
+        Column("reason", _("Reason"), (), _attr("reason_message")),
+        Column("images", _("Images"), ("images_total",), _attr("images_total"), css="num"),
+        Column("changes", _("Added / updated / removed"), css="num"),
+        Column("id", _("Id"), ("id",)),
     ),
     page="repository type registry status reason_code reason images changes",
     default_sort="registry,type,repository",
@@ -306,41 +311,41 @@ def _change_namespace(change: Any) -> str:
 CHANGES = Table(
     columns=(
         # Exported in this order: export_changes' ten fields, as scripts know them.
-        Column("time", "Time", ("time",), _time("time")),
-        Column("kind", "Change", ("kind", "time"), _attr("kind")),
+        Column("time", _("Time"), ("time",), _time("time")),
+        Column("kind", _("Change"), ("kind", "time"), _attr("kind")),
         Column(
             "registry",
-            "Registry",
+            _("Registry"),
             ("registry_name", "repository_path", "tag", "time"),
             _attr("registry_name"),
         ),
         Column(
             "type",
-            "Type",
+            _("Type"),
             ("repository_type", "repository_path", "tag", "time"),
             _attr("repository_type"),
         ),
         Column(
             "namespace",
-            "Namespace",
+            _("Namespace"),
             ("namespace", "repository_path", "tag", "time"),
             _change_namespace,
         ),
         Column(
             "repository",
-            "Repository path",
+            _("Repository path"),
             ("repository_path", "tag", "time"),
             _attr("repository_path"),
             aliases=("path",),
         ),
-        Column("tag", "Tag", ("tag", "time"), _attr("tag")),
-        Column("old_digest", "Old digest", ("old_digest", "time"), _attr("old_digest")),
-        Column("new_digest", "New digest", ("new_digest", "time"), _attr("new_digest")),
-        Column("task", "Task", ("task_id", "time"), _attr("task_id")),
+        Column("tag", _("Tag"), ("tag", "time"), _attr("tag")),
+        Column("old_digest", _("Old digest"), ("old_digest", "time"), _attr("old_digest")),
+        Column("new_digest", _("New digest"), ("new_digest", "time"), _attr("new_digest")),
+        Column("task", _("Task"), ("task_id", "time"), _attr("task_id")),
         # Shown on the page and in the API, not in the exports (export_changes' fields).
-        Column("registry_pushed_at", "Pushed (registry's time)", ("registry_pushed_at", "time")),
-        Column("source", "Seen by", ("source", "time")),
-        Column("id", "Id", ("id",)),
+        Column("registry_pushed_at", _("Pushed (registry's time)"), ("registry_pushed_at", "time")),
+        Column("source", _("Seen by"), ("source", "time")),
+        Column("id", _("Id"), ("id",)),
     ),
     page="time kind registry type namespace repository tag old_digest new_digest"
     " registry_pushed_at task source",
@@ -352,11 +357,11 @@ CHANGES = Table(
 
 AUDIT_EVENTS = Table(
     columns=(
-        Column("when", "When"),
-        Column("who", "Who"),
-        Column("action", "Action"),
-        Column("target", "Target"),
-        Column("detail", "Detail"),
+        Column("when", _("When")),
+        Column("who", _("Who")),
+        Column("action", _("Action")),
+        Column("target", _("Target")),
+        Column("detail", _("Detail")),
     ),
     page="when who action target detail",
     default_sort="",
@@ -364,14 +369,14 @@ AUDIT_EVENTS = Table(
 
 REGISTRIES = Table(
     columns=(
-        Column("name", "Name"),
-        Column("kind", "Kind"),
-        Column("endpoint", "Endpoint"),
-        Column("connection", "Connection"),
-        Column("last_sync", "Last sync"),
-        Column("repositories", "Repositories", css="num"),
-        Column("images", "Images", css="num"),
-        Column("actions", "Actions", label_hidden=True),  # admins only (the view drops it)
+        Column("name", _("Name")),
+        Column("kind", _("Kind")),
+        Column("endpoint", _("Endpoint")),
+        Column("connection", _("Connection")),
+        Column("last_sync", _("Last sync")),
+        Column("repositories", _("Repositories"), css="num"),
+        Column("images", _("Images"), css="num"),
+        Column("actions", _("Actions"), label_hidden=True),  # admins only (the view drops it)
     ),
     page="name kind endpoint connection last_sync repositories images actions",
     default_sort="",
@@ -379,13 +384,13 @@ REGISTRIES = Table(
 
 TAG_STATES = Table(
     columns=(
-        Column("digest", "Digest"),
-        Column("from", "From"),
-        Column("to", "To"),
-        Column("seen_by", "Seen by"),
-        Column("registry_pushed_at", "Pushed (registry's time)"),
-        Column("size", "Size"),
-        Column("platforms", "Platforms"),
+        Column("digest", _("Digest")),
+        Column("from", _("From")),
+        Column("to", _("To")),
+        Column("seen_by", _("Seen by")),
+        Column("registry_pushed_at", _("Pushed (registry's time)")),
+        Column("size", _("Size")),
+        Column("platforms", _("Platforms")),
     ),
     page="digest from to seen_by registry_pushed_at size platforms",
     default_sort="",
@@ -393,11 +398,11 @@ TAG_STATES = Table(
 
 TAG_CHANGES = Table(
     columns=(
-        Column("time", "Seen at"),
-        Column("kind", "Change"),
-        Column("digest", "Digest"),
-        Column("seen_by", "Seen by"),
-        Column("registry_pushed_at", "Pushed (registry's time)"),
+        Column("time", _("Seen at")),
+        Column("kind", _("Change")),
+        Column("digest", _("Digest")),
+        Column("seen_by", _("Seen by")),
+        Column("registry_pushed_at", _("Pushed (registry's time)")),
     ),
     page="time kind digest seen_by registry_pushed_at",
     default_sort="",
@@ -405,11 +410,11 @@ TAG_CHANGES = Table(
 
 DIGEST_SPANS = Table(
     columns=(
-        Column("registry", "Registry"),
-        Column("repository", "Repository"),
-        Column("tag", "Tag"),
-        Column("from", "From"),
-        Column("to", "To"),
+        Column("registry", _("Registry")),
+        Column("repository", _("Repository")),
+        Column("tag", _("Tag")),
+        Column("from", _("From")),
+        Column("to", _("To")),
     ),
     page="registry repository tag from to",
     default_sort="",
@@ -418,12 +423,12 @@ DIGEST_SPANS = Table(
 # The page's columns of a diff between two moments (its CSV has its own, wider columns).
 HISTORY_DIFF = Table(
     columns=(
-        Column("kind", "Change"),
-        Column("registry", "Registry"),
-        Column("repository", "Repository"),
-        Column("tag", "Tag"),
-        Column("then", "Then"),
-        Column("now", "Now"),
+        Column("kind", _("Change")),
+        Column("registry", _("Registry")),
+        Column("repository", _("Repository")),
+        Column("tag", _("Tag")),
+        Column("then", _("Then")),
+        Column("now", _("Now")),
     ),
     page="kind registry repository tag then now",
     default_sort="",

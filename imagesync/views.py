@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from imagesync import exports
+from imagesync import events, exports
 from imagesync.filters import (
     ImageFilter,
     RepositoryFilter,
@@ -79,7 +80,7 @@ def _require_role(request: HttpRequest, needed: str) -> Project:
     """The current project, if the user's role there is at least `needed`; else 403."""
     project = _project(request)
     if project is None or not has_role(_role(request), needed):
-        raise PermissionDenied("Your role in this project does not allow this action.")
+        raise PermissionDenied(_("Your role in this project does not allow this action."))
     return project
 
 
@@ -134,10 +135,10 @@ def select_project(request):
     try:
         project_id = int(request.POST.get("project", ""))
     except ValueError:
-        return HttpResponseBadRequest("Choose a project from the list.")
+        return HttpResponseBadRequest(_("Choose a project from the list."))
     project = Project.objects.for_user(request.user).filter(pk=project_id).first()
     if project is None:
-        messages.error(request, "That project does not exist or you are not a member of it.")
+        messages.error(request, _("That project does not exist or you are not a member of it."))
     else:
         request.session[SESSION_KEY] = project.pk
     target = request.POST.get("next") or ""
@@ -371,7 +372,7 @@ def sync_panel(request):
     data.setlist("repositories", [str(pk) for pk in ids])
     form = SyncForm(data, repositories=repositories)
     if dropped:
-        form.add_error("repositories", "Select repositories from the list.")
+        form.add_error("repositories", _("Select repositories from the list."))
     refusal = None
     if form.is_valid():
         try:
@@ -386,7 +387,7 @@ def sync_panel(request):
         except SyncRefused as refused:
             refusal = refused
         else:
-            message = format_html("Synchronization started: {}.", _task_link(task))
+            message = format_html(_("Synchronization started: {}."), _task_link(task))
             if _is_fragment(request):
                 return render(
                     request, "imagesync/_sync_started.html", {"task": task, "message": message}
@@ -480,9 +481,11 @@ def task_cancel(request, pk: int):
     task = _get_task(request, pk)
     _require_role(request, "operator")
     if task.cancel(user=request.user):
-        messages.success(request, f"Cancellation requested for {task}.")
+        messages.success(request, _("Cancellation requested for %(task)s.") % {"task": task})
     else:
-        messages.info(request, f"{task} is no longer active; nothing to cancel.")
+        messages.info(
+            request, _("%(task)s is no longer active; nothing to cancel.") % {"task": task}
+        )
     return redirect("imagesync:task-detail", pk=task.pk)
 
 
@@ -496,12 +499,13 @@ def task_retry(request, pk: int):
     except SyncRefused as refused:
         if refused.active_task is not None:
             messages.error(
-                request, format_html("{} See {}.", refused.message, _task_link(refused.active_task))
+                request,
+                format_html(_("{} See {}."), refused.message, _task_link(refused.active_task)),
             )
         else:
             messages.error(request, refused.message)
         return redirect("imagesync:task-detail", pk=task.pk)
-    messages.success(request, format_html("Retry started: {}.", _task_link(new_task)))
+    messages.success(request, format_html(_("Retry started: {}."), _task_link(new_task)))
     return redirect("imagesync:task-detail", pk=new_task.pk)
 
 
@@ -556,7 +560,9 @@ def registry_create(request):
     if request.method == "POST" and form.is_valid():
         registry = form.save(actor=request.user)
         messages.success(
-            request, f"Registry “{registry.name}” connected. Test the connection, then synchronize."
+            request,
+            _("Registry “%(name)s” connected. Test the connection, then synchronize.")
+            % {"name": registry.name},
         )
         return redirect("imagesync:registry-list")
     return render(request, "imagesync/registry_form.html", {"form": form, "registry": None})
@@ -570,9 +576,45 @@ def registry_edit(request, pk: int):
     form = RegistryForm(request.POST or None, instance=registry, project=project)
     if request.method == "POST" and form.is_valid():
         registry = form.save(actor=request.user)
-        messages.success(request, f"Registry “{registry.name}” saved.")
+        messages.success(request, _("Registry “%(name)s” saved.") % {"name": registry.name})
         return redirect("imagesync:registry-list")
-    return render(request, "imagesync/registry_form.html", {"form": form, "registry": registry})
+    context = {"form": form, "registry": registry, **_events_context(request, registry)}
+    return render(request, "imagesync/registry_form.html", context)
+
+
+def _events_context(request: HttpRequest, registry: Registry, secret: str | None = None) -> dict:
+    """The registry events panel of a connection's page (admins only reach it): receiver
+    URL, setup, the secret when it was just created or rotated, and the health."""
+    receiver = events.EventReceiver.objects.filter(registry=registry).first()
+    if receiver is None:
+        return {"events": None}
+    shown = events.summary(registry, request.build_absolute_uri("/"), secret)
+    return {"events": {**shown, "receiver": receiver, "health": receiver.health()}}
+
+
+@require_POST
+def registry_events(request, pk: int):
+    """Turn a connection's registry events on or off, or rotate their secret (project
+    admins). The new secret is in this answer only: it is stored encrypted and never shown
+    again."""
+    registry = _get_registry(request, pk)
+    project = _require_role(request, "admin")
+    action = request.POST.get("action")
+    if action not in ("enable", "disable", "rotate"):
+        return HttpResponseBadRequest()
+    receiver = events.EventReceiver.of(registry)
+    secret = None
+    if action == "enable":
+        secret = receiver.enable(request.user)
+    elif action == "disable":
+        receiver.disable(request.user)
+    else:
+        secret = receiver.rotate(request.user)
+    form = RegistryForm(instance=registry, project=project)
+    context = {"form": form, "registry": registry, **_events_context(request, registry, secret)}
+    response = render(request, "imagesync/registry_form.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_http_methods(["GET", "POST"])
@@ -583,7 +625,10 @@ def registry_delete(request, pk: int):
     if request.method == "POST":
         name = registry.name
         registry.remove(request.user)
-        messages.success(request, f"Registry “{name}” removed with its repositories and images.")
+        messages.success(
+            request,
+            _("Registry “%(name)s” removed with its repositories and images.") % {"name": name},
+        )
         return redirect("imagesync:registry-list")
     counts = {
         "repositories": registry.repositories.count(),
@@ -606,9 +651,15 @@ def registry_test(request, pk: int):
             request, "imagesync/_registry_status.html", {"registry": registry, "tested": True}
         )
     if ok:
-        messages.success(request, f"Connection to “{registry.name}” succeeded.")
+        messages.success(
+            request, _("Connection to “%(name)s” succeeded.") % {"name": registry.name}
+        )
     else:
-        messages.error(request, f"Connection to “{registry.name}” failed: {message}")
+        messages.error(
+            request,
+            _("Connection to “%(name)s” failed: %(message)s")
+            % {"name": registry.name, "message": message},
+        )
     return redirect("imagesync:registry-list")
 
 

@@ -39,8 +39,8 @@ def console_urls() -> list[str]:
                 walk(pattern.url_patterns, prefix + str(pattern.pattern))
             elif isinstance(pattern, URLPattern):
                 route = prefix + str(pattern.pattern)
-                if route.startswith(("login", "logout")):
-                    continue
+                if route.startswith(("login", "logout", "i18n/")):
+                    continue  # the sign-in page's language switch is for anonymous users too
                 for converter in pattern.pattern.converters:
                     route = route.replace(f"<int:{converter}>", "1").replace(f"<{converter}>", "x")
                 urls.append("/" + route.lstrip("^").rstrip("$"))

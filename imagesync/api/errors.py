@@ -14,6 +14,8 @@ import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -44,7 +46,7 @@ class Conflict(exceptions.APIException):
     active (`details.active_task_id` names it)."""
 
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
+    default_detail = gettext_lazy("The request conflicts with the current state.")
     default_code = "conflict"
 
     def __init__(self, detail: str | None = None, details: dict | None = None):
@@ -63,9 +65,9 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, dict]:
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         if isinstance(detail, dict):
-            return "The request is not valid; see details.", detail
+            return _("The request is not valid; see details."), detail
         if isinstance(detail, list):
-            return "The request is not valid; see details.", {"non_field_errors": detail}
+            return _("The request is not valid; see details."), {"non_field_errors": detail}
         return str(detail), {}
     return str(exc.detail), dict(getattr(exc, "details", {}) or {})
 
@@ -84,7 +86,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         )
         return Response(
             error_body(
-                "server_error", "The server could not complete the request; the error was logged."
+                "server_error",
+                _("The server could not complete the request; the error was logged."),
             ),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from django_filters.utils import translate_validation
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -97,8 +98,8 @@ class ProjectScopedMixin:
         )
         if not has_role(self.project_role, needed):
             raise PermissionDenied(
-                f"Your role in this project ({self.project_role}) does not allow this; "
-                f"it needs {needed}."
+                _("Your role in this project (%(role)s) does not allow this; it needs %(needed)s.")
+                % {"role": self.project_role, "needed": needed}
             )
 
     def get_serializer_context(self):
@@ -378,7 +379,7 @@ class SyncTaskViewSet(
     def cancel(self, request, project_id=None, pk=None):
         task = self.get_object()
         if not task.cancel(user=request.user):
-            raise Conflict(f"{task} is no longer active; nothing to cancel.")
+            raise Conflict(_("%(task)s is no longer active; nothing to cancel.") % {"task": task})
         task = self.get_queryset().get(pk=task.pk)
         return Response(self.get_serializer(task).data)
 

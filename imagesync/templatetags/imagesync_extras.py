@@ -7,6 +7,8 @@ import datetime as dt
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from imagesync import reasons
 
@@ -58,10 +60,10 @@ def human_duration(value) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours}h {minutes:02d}m"
+        return _("%(hours)dh %(minutes)02dm") % {"hours": hours, "minutes": minutes}
     if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+        return _("%(minutes)dm %(seconds)02ds") % {"minutes": minutes, "seconds": secs}
+    return _("%(seconds)ds") % {"seconds": secs}
 
 
 @register.simple_tag
@@ -77,9 +79,9 @@ def status_badge(value: str, label: str = "") -> str:
 
 
 TYPE_SHORT = {
-    "swr_private": "SWR private",
-    "swr_shared": "SWR shared",
-    "swr_enterprise": "SWR enterprise",
+    "swr_private": gettext_lazy("SWR private"),
+    "swr_shared": gettext_lazy("SWR shared"),
+    "swr_enterprise": gettext_lazy("SWR enterprise"),
     "harbor": "Harbor",
     "jfrog": "JFrog",
     "other": "OCI / Docker v2",
@@ -89,17 +91,26 @@ TYPE_SHORT = {
 @register.filter
 def type_short(value: str) -> str:
     """A repository type as a short table label (the long label is the cell's title)."""
-    return TYPE_SHORT.get(str(value), str(value))
+    return str(TYPE_SHORT.get(str(value), value))
 
 
 @register.filter
 def scope_short(task) -> str:
     """A task's scope in a few words for the task table."""
     if task.scope == "types":
-        return "Types: " + ", ".join(type_short(t) for t in task.scope_types or [])
+        return _("Types: %(types)s") % {"types": ", ".join(type_short(t) for t in task.scope_types or [])}
     if task.scope == "repositories":
-        return "Chosen repositories"
-    return "All repositories"
+        return _("Chosen repositories")
+    return _("All repositories")
+
+
+@register.filter
+def scope_type_labels(task) -> str:
+    """The repository types a 'types' task covers, as their labels."""
+    from imagesync.models import RepositoryType
+
+    labels = dict(RepositoryType.choices)
+    return ", ".join(str(labels.get(t, t)) for t in task.scope_types or [])
 
 
 @register.filter

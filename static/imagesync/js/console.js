@@ -83,8 +83,10 @@
       var text = copy.getAttribute("data-copy");
       var done = function () {
         copy.classList.add("copied");
-        copy.setAttribute("title", "Copied");
-        window.setTimeout(function () { copy.classList.remove("copied"); copy.setAttribute("title", "Copy full digest"); }, 1500);
+        // The titles come from the page, in its language.
+        var title = copy.getAttribute("title");
+        copy.setAttribute("title", copy.getAttribute("data-copied-title") || "Copied");
+        window.setTimeout(function () { copy.classList.remove("copied"); copy.setAttribute("title", title); }, 1500);
       };
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(text).then(done, function () {});

@@ -1,0 +1,228 @@
+"""The console in English and Simplified Chinese: the catalog is complete and compiled, every
+template string is marked for translation, the language follows the browser, the top bar and
+the user, the time zone follows the user, and codes, parameters and commands stay the same."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from datetime import UTC, datetime
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import translation
+
+from imagesync import reasons
+from imagesync.models import Registry, UserPreference
+from tests.support import i18n_check
+from tests.support.factories import PASSWORD, make_image, make_repository
+from tests.support.po import read_po
+
+ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9,en;q=0.5"}
+
+
+# --- the catalog (the CI check) -------------------------------------------------------------
+
+
+def test_every_template_string_is_marked_for_translation():
+    assert i18n_check.unmarked_template_text() == {}
+
+
+def test_the_template_check_finds_unmarked_text_attributes_and_english_filters(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '{% load i18n %}<h1>{% translate "Image View" %}</h1>\n'
+        '<p title="Copy digest">{{ count }} image{{ count|pluralize }}</p>\n'
+        '{% blocktranslate %}Fine {{ x }}{% endblocktranslate %} SWR · Harbor {{ when|default:"never" }}\n'
+        "{% comment %}Not shown{% endcomment %}<script>var text = 'not checked';</script>"
+    )
+    found = i18n_check.unmarked_template_text(tmp_path)
+    assert found == {
+        "page.html": [
+            "{{ count|pluralize }}",
+            '{{ when|default:"never" }}',
+            "Copy",
+            "digest",
+            "image",
+        ]
+    }
+
+
+def test_the_committed_catalog_is_complete_translated_and_compiled():
+    """Fails when makemessages would add an entry, an entry is untranslated or fuzzy, or the
+    .mo does not hold exactly the .po's translations (run makemessages in a temporary copy)."""
+    assert i18n_check.catalog_problems("zh_Hans") == []
+
+
+def test_the_catalog_check_reports_fuzzy_untranslated_and_stale_entries(tmp_path, monkeypatch):
+    directory = tmp_path / "zh_Hans" / "LC_MESSAGES"
+    directory.mkdir(parents=True)
+    committed = i18n_check.LOCALE / "zh_Hans" / "LC_MESSAGES"
+    po = (committed / "django.po").read_text(encoding="utf-8")
+    po = po.replace(
+        'msgid "Image View"\nmsgstr "镜像视图"', '#, fuzzy\nmsgid "Image View"\nmsgstr "镜像视图"'
+    )
+    po = po.replace('msgid "Manage Task"\nmsgstr "任务管理"', 'msgid "Manage Task"\nmsgstr ""')
+    (directory / "django.po").write_text(po, encoding="utf-8")
+    (directory / "django.mo").write_bytes((committed / "django.mo").read_bytes())
+    monkeypatch.setattr(i18n_check, "LOCALE", tmp_path)
+    monkeypatch.setattr(i18n_check, "ROOT", tmp_path)
+    problems = i18n_check.catalog_problems("zh_Hans", with_makemessages=False)
+    assert "fuzzy: 'Image View'" in problems
+    assert "untranslated: 'Manage Task'" in problems
+    assert any("is stale" in problem for problem in problems)
+
+
+def test_the_chinese_catalog_uses_the_original_console_terms():
+    catalog = {
+        entry.msgid: entry.msgstr[0]
+        for entry in read_po(i18n_check.LOCALE / "zh_Hans" / "LC_MESSAGES" / "django.po")
+    }
+    assert catalog["Container Images"] == "容器镜像"
+    assert catalog["Synchronize Images"] == "同步镜像"
+    assert catalog["Manage Task"] == "任务管理"
+    assert catalog["Image Synchronization"] == "镜像同步"
+    assert catalog["SWR private image"] == "SWR私有镜像"
+    assert catalog["SWR shared image"] == "SWR共享镜像"
+    assert catalog["SWR enterprise edition image"] == "SWR企业版镜像"
+
+
+# --- choosing the language ------------------------------------------------------------------
+
+
+def test_the_sign_in_page_follows_the_browser_language(client, db):
+    chinese = client.get("/login/", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "<h1>登录</h1>" in chinese.content.decode()
+    assert chinese["Content-Language"] == "zh-hans"
+    assert '<html lang="zh-hans">' in chinese.content.decode()
+    english = client.get("/login/", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "<h1>Sign in</h1>" in english.content.decode()
+
+
+def test_the_top_bar_switch_sets_the_language_and_remembers_it_for_the_user(
+    client, admin_user, django_user_model
+):
+    client.force_login(admin_user)
+    assert "Image View" in client.get("/images/").content.decode()
+    response = client.post(reverse("set_language"), {"language": "zh-hans", "next": "/images/"})
+    assert response.status_code == 302 and response["Location"] == "/images/"
+    assert UserPreference.objects.get(user=admin_user).language == "zh-hans"
+    assert "镜像视图" in client.get("/images/").content.decode()
+
+    # Another browser (no cookie) that asks for English: the user still gets Chinese.
+    other = type(client)()
+    other.force_login(admin_user)
+    page = other.get("/images/", headers={"Accept-Language": "en"}).content.decode()
+    assert "镜像视图" in page and "Synchronize Images" not in page
+
+
+def test_the_language_switch_needs_csrf_and_ignores_unknown_languages(client, admin_user):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user)
+    assert strict.post(reverse("set_language"), {"language": "zh-hans"}).status_code == 403
+    client.force_login(admin_user)
+    client.post(reverse("set_language"), {"language": "xx-evil", "next": "/images/"})
+    assert not UserPreference.objects.filter(user=admin_user).exists()
+    assert "Image View" in client.get("/images/").content.decode()
+
+
+def test_a_bad_next_url_is_not_followed(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("set-time-zone"), {"time_zone": "Asia/Shanghai", "next": "https://evil.example/"}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("imagesync:image-list")
+
+
+# --- time zone and formatting ---------------------------------------------------------------
+
+
+@pytest.fixture
+def image(project):
+    registry = Registry.objects.create(
+        project=project, kind="other", name="hub", endpoint="https://hub.example.com"
+    )
+    repository = make_repository(registry, "team/api")
+    return make_image(
+        repository,
+        "1.0",
+        size=123_456_789,
+        registry_updated_at=datetime(2026, 11, 30, 23, 30, tzinfo=UTC),
+        last_synced_at=datetime(2026, 11, 30, 23, 30, tzinfo=UTC),
+    )
+
+
+def test_times_follow_the_users_time_zone_and_filters_keep_their_parameters(
+    client, admin_user, image
+):
+    client.force_login(admin_user)
+    assert "2026-11-30 23:30" in client.get("/images/").content.decode()
+    response = client.post(
+        reverse("set-time-zone"), {"time_zone": "Asia/Shanghai", "next": "/images/"}
+    )
+    assert response.status_code == 302
+    page = client.get("/images/").content.decode()
+    assert "2026-12-01 07:30" in page and "2026-11-30 23:30" not in page
+    assert 'value="Asia/Shanghai" selected' in page
+    # Sorting and filtering take the same parameters in either language.
+    client.post(reverse("set_language"), {"language": "zh-hans"})
+    sorted_page = client.get("/images/", {"sort": "-size", "q": "api"}).content.decode()
+    assert "team/api" in sorted_page and "镜像版本" in sorted_page
+
+
+def test_an_unknown_time_zone_is_refused_without_a_server_error(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(reverse("set-time-zone"), {"time_zone": "Mars/Olympus"})
+    assert response.status_code == 400
+    assert not UserPreference.objects.filter(user=admin_user).exists()
+
+
+def test_the_time_zone_is_applied_only_to_its_user(client, admin_user, operator):
+    UserPreference.remember(admin_user, time_zone="Asia/Shanghai")
+    client.force_login(operator)
+    client.get("/images/")
+    from django.utils import timezone
+
+    assert timezone.get_current_timezone() != zoneinfo.ZoneInfo("Asia/Shanghai")
+
+
+# --- labels, the API and the commands -------------------------------------------------------
+
+
+def test_reason_labels_and_statuses_are_translated_but_codes_are_not():
+    with translation.override("zh-hans"):
+        assert reasons.label(reasons.TIMEOUT) == "超时"
+        assert reasons.label("no_such_code") == "no_such_code"
+    assert reasons.label(reasons.TIMEOUT) == "Timed out"
+
+
+def test_the_api_translates_messages_and_keeps_its_codes(client, viewer, project):
+    client.force_login(viewer)
+    url = f"/api/v1/projects/{project.pk}/registries/"
+    body = {"name": "x", "kind": "other", "endpoint": "https://r.example.com"}
+    english = client.post(url, body, content_type="application/json")
+    chinese = client.post(
+        url, body, content_type="application/json", headers={"Accept-Language": "zh-CN"}
+    )
+    assert english.status_code == chinese.status_code == 403
+    en, zh = json.loads(english.content)["error"], json.loads(chinese.content)["error"]
+    assert en["code"] == zh["code"] == "permission_denied"
+    assert en["message"] != zh["message"] and "角色" in zh["message"]
+
+
+def test_management_commands_stay_in_english(project):
+    out = StringIO()
+    with translation.override("zh-hans"):
+        call_command("registry", "list", "--project", project.name, stdout=out)
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in out.getvalue())
+
+
+def test_the_admin_uses_djangos_translations_and_ours(client, django_user_model):
+    superuser = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    client.force_login(superuser)
+    page = client.get("/admin/", headers={"Accept-Language": "zh-CN"}).content.decode()
+    assert "镜像清单控制台 — 管理" in page  # ours
+    assert "最近动作" in page or "站点管理" in page  # Django's
