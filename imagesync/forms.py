@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.db import transaction
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -69,33 +70,33 @@ class SyncForm(forms.Form):
 
 # The regions the SWR API serves (huaweicloudsdkswr's SwrRegion), with Huawei Cloud's names.
 SWR_REGIONS = (
-    ("af-south-1", "AF-Johannesburg"),
-    ("ap-southeast-1", "CN-Hong Kong"),
-    ("ap-southeast-2", "AP-Bangkok"),
-    ("ap-southeast-3", "AP-Singapore"),
-    ("ap-southeast-5", "AP-Manila"),
-    ("ae-ad-1", "ME-Abu Dhabi"),
-    ("cn-east-2", "CN East-Shanghai2"),
-    ("cn-east-3", "CN East-Shanghai1"),
-    ("cn-north-1", "CN North-Beijing1"),
-    ("cn-north-2", "CN North-Beijing2"),
-    ("cn-north-4", "CN North-Beijing4"),
-    ("cn-north-9", "CN North-Ulanqab1"),
-    ("cn-north-11", "CN North-Ulanqab2"),
-    ("cn-south-1", "CN South-Guangzhou"),
-    ("cn-south-2", "CN South-Shenzhen"),
-    ("cn-southwest-2", "CN Southwest-Guiyang1"),
-    ("eu-west-0", "EU-Paris"),
-    ("eu-west-101", "EU-Dublin"),
-    ("la-north-2", "LA-Mexico City2"),
-    ("la-south-2", "LA-Santiago"),
-    ("me-east-1", "ME-Riyadh"),
-    ("my-kualalumpur-1", "AP-Kuala Lumpur"),
-    ("na-mexico-1", "LA-Mexico City1"),
-    ("ru-moscow-1", "RU-Moscow"),
-    ("ru-northwest-2", "RU-Moscow2"),
-    ("sa-brazil-1", "LA-Sao Paulo1"),
-    ("tr-west-1", "TR-Istanbul"),
+    ("af-south-1", gettext_lazy("AF-Johannesburg")),
+    ("ap-southeast-1", gettext_lazy("CN-Hong Kong")),
+    ("ap-southeast-2", gettext_lazy("AP-Bangkok")),
+    ("ap-southeast-3", gettext_lazy("AP-Singapore")),
+    ("ap-southeast-5", gettext_lazy("AP-Manila")),
+    ("ae-ad-1", gettext_lazy("ME-Abu Dhabi")),
+    ("cn-east-2", gettext_lazy("CN East-Shanghai2")),
+    ("cn-east-3", gettext_lazy("CN East-Shanghai1")),
+    ("cn-north-1", gettext_lazy("CN North-Beijing1")),
+    ("cn-north-2", gettext_lazy("CN North-Beijing2")),
+    ("cn-north-4", gettext_lazy("CN North-Beijing4")),
+    ("cn-north-9", gettext_lazy("CN North-Ulanqab1")),
+    ("cn-north-11", gettext_lazy("CN North-Ulanqab2")),
+    ("cn-south-1", gettext_lazy("CN South-Guangzhou")),
+    ("cn-south-2", gettext_lazy("CN South-Shenzhen")),
+    ("cn-southwest-2", gettext_lazy("CN Southwest-Guiyang1")),
+    ("eu-west-0", gettext_lazy("EU-Paris")),
+    ("eu-west-101", gettext_lazy("EU-Dublin")),
+    ("la-north-2", gettext_lazy("LA-Mexico City2")),
+    ("la-south-2", gettext_lazy("LA-Santiago")),
+    ("me-east-1", gettext_lazy("ME-Riyadh")),
+    ("my-kualalumpur-1", gettext_lazy("AP-Kuala Lumpur")),
+    ("na-mexico-1", gettext_lazy("LA-Mexico City1")),
+    ("ru-moscow-1", gettext_lazy("RU-Moscow")),
+    ("ru-northwest-2", gettext_lazy("RU-Moscow2")),
+    ("sa-brazil-1", gettext_lazy("LA-Sao Paulo1")),
+    ("tr-west-1", gettext_lazy("TR-Istanbul")),
 )
 
 # Options that have their own form field, per kind; the field is named after the option key.
@@ -279,7 +280,10 @@ class RegistryForm(forms.ModelForm):
         forms.ChoiceField(
             label=gettext_lazy("SWR region"),
             required=False,
-            choices=[("", gettext_lazy("Choose a region")), *((r, f"{r} — {n}") for r, n in SWR_REGIONS)],
+            choices=[
+                ("", gettext_lazy("Choose a region")),
+                *((r, format_lazy("{} — {}", r, n)) for r, n in SWR_REGIONS),
+            ],
             error_messages={
                 "invalid_choice": gettext_lazy(
                     "“%(value)s” is not a Huawei Cloud region that SWR serves; "
@@ -344,6 +348,9 @@ class RegistryForm(forms.ModelForm):
             "options",
         ]
         labels = {
+            "name": gettext_lazy("Name"),
+            "kind": gettext_lazy("Kind"),
+            "username": gettext_lazy("Username"),
             "endpoint": gettext_lazy("Endpoint URL"),
             "verify_tls": gettext_lazy("Verify TLS certificate"),
             "ca_bundle": gettext_lazy("CA certificates (PEM)"),
@@ -467,7 +474,9 @@ class RegistryForm(forms.ModelForm):
             if key in REFUSED_OPTIONS:
                 errors.append(REFUSED_OPTIONS[key])
             elif key in KIND_FIELDS[kind]:
-                errors.append(_("“%(key)s” has its own field; set it there, not here.") % {"key": key})
+                errors.append(
+                    _("“%(key)s” has its own field; set it there, not here.") % {"key": key}
+                )
             elif key not in allowed:
                 errors.append(
                     _("“%(key)s” is not an option of a %(kind)s registry; it takes %(options)s.")

@@ -880,7 +880,7 @@ class SyncTask(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual", _("Manual")
         SCHEDULED = "scheduled", _("Scheduled")
-        EVENT = "event", "Event"  # a refresh of repositories named by registry events
+        EVENT = "event", _("Event")  # a refresh of repositories named by registry events
 
     class Scope(models.TextChoices):
         ALL = "all", _("All image repositories")

@@ -100,10 +100,11 @@ def launch_chromium() -> Iterator[object]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-def open_console_page(browser, live_server) -> Iterator[ConsolePage]:
-    """A fresh browser context on the live server; fails the test on any CSP violation or
-    JavaScript error."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+def open_console_page(browser, live_server, locale: str | None = None) -> Iterator[ConsolePage]:
+    """A fresh browser context on the live server (its Accept-Language from `locale`, e.g.
+    "zh-CN"); fails the test on any CSP violation or JavaScript error."""
+    options = {"locale": locale} if locale else {}
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, **options)
     context.set_default_timeout(15_000)
     page = context.new_page()
     console = ConsolePage(page=page, base_url=live_server.url)
@@ -134,3 +135,9 @@ def chromium_browser():
 def ui(chromium_browser, live_server):
     """A signed-out browser page on the live server; fails on CSP violations or JS errors."""
     yield from open_console_page(chromium_browser, live_server)
+
+
+@pytest.fixture
+def ui_zh(chromium_browser, live_server):
+    """As `ui`, from a browser whose language is Simplified Chinese (Accept-Language zh-CN)."""
+    yield from open_console_page(chromium_browser, live_server, locale="zh-CN")
