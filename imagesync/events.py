@@ -267,6 +267,7 @@ class EventReceiver(models.Model):
         """What the connection page shows: last event, events in 24 h, refusals and drift."""
         from imagesync.history import Change
 
+        self.refresh_from_db(fields=self.COUNTERS)
         now = timezone.now()
         events = RegistryEvent.objects.filter(receiver=self)
         last = events.order_by("-received_at").values_list("received_at", flat=True).first()
@@ -868,6 +869,27 @@ class EventRegistryRun(RegistryRun):
             )
             job.task.record_repository(job.result_id, removed=removed, at=now)
         return Outcome(job, SyncTaskRepository.Status.FINISHED)
+
+
+# --- what the page, the command and the API show --------------------------------------------
+
+
+def summary(registry: Registry, base_url: str | None = None, secret: str | None = None) -> dict:
+    """The connection's events setting as the page, `manage.py registry webhook` and the API
+    show it: url, header, setup (with the secret only when it was just created or rotated,
+    else a placeholder) and whether events are on."""
+    receiver = EventReceiver.objects.filter(registry=registry).first()
+    if receiver is None:
+        return {"enabled": False, "url": None, "secret": None, "header": None, "setup": None}
+    url = receiver.url(base_url)
+    return {
+        "enabled": receiver.enabled,
+        "url": url,
+        "secret": secret,
+        "header": receiver.header_name,
+        "header_value": receiver.header_value(secret) if secret else None,
+        "setup": receiver.setup(url, secret),
+    }
 
 
 # --- setup texts ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ urlpatterns = [
     path("registries/<int:pk>/edit/", views.registry_edit, name="registry-edit"),
     path("registries/<int:pk>/delete/", views.registry_delete, name="registry-delete"),
     path("registries/<int:pk>/test/", views.registry_test, name="registry-test"),
+    path("registries/<int:pk>/events/", views.registry_events, name="registry-events"),
     path("audit/", views.audit_list, name="audit-list"),
     re_path(
         r"^hooks/registry/(?P<token>[A-Za-z0-9_-]{16,64})/$",

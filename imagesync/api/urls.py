@@ -69,6 +69,8 @@ v1 = [
     _route(f"{project}/history/diff/", History, {"get": "diff"}, "history-diff"),
     _route(f"{project}/registries/", Registries, LIST_CREATE, "registry-list"),
     _route(f"{project}/registries/<api_id:pk>/", Registries, READ_WRITE, "registry-detail"),
+    _route(f"{project}/registries/<api_id:pk>/events/", Registries,
+           {"get": "events", "post": "events"}, "registry-events"),
     _route(f"{project}/registries/<api_id:pk>/test/", Registries, {"post": "test"},
            "registry-test"),
     _route(f"{project}/sync-tasks/", SyncTasks, LIST_CREATE, "synctask-list"),

@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django_filters.utils import translate_validation
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -17,6 +18,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from apitokens.models import ApiToken
+from imagesync import events as registry_events
 from imagesync.api import serializers
 from imagesync.api.errors import Conflict
 from imagesync.api.filters import ProjectFilterBackend
@@ -243,6 +245,7 @@ class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
 
     serializer_class = serializers.RegistrySerializer
     write_role = "admin"
+    action_roles = {"events": "admin"}  # the receiver URL and setup are for admins only
     filterset_class = None
     filter_backends: list = []
 
@@ -282,6 +285,38 @@ class RegistryViewSet(ProjectScopedMixin, viewsets.ModelViewSet):
             "registry": self.get_serializer(registry).data,
         }
         return Response(data)
+
+    @extend_schema(
+        summary="Registry events: receiver URL, header, setup and health (project admins); "
+        'POST {"action": "enable" | "disable" | "rotate"} changes them, and only that answer '
+        "carries the new secret",
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def events(self, request, project_id=None, pk=None):
+        registry = self.get_object()
+        secret = None
+        if request.method == "POST":
+            action_name = request.data.get("action") if hasattr(request.data, "get") else None
+            if action_name not in ("enable", "disable", "rotate"):
+                raise ValidationError({"action": ["Choose enable, disable or rotate."]})
+            receiver = registry_events.EventReceiver.of(registry)
+            if action_name == "enable":
+                secret = receiver.enable(request.user, via="API")
+            elif action_name == "disable":
+                receiver.disable(request.user, via="API")
+            else:
+                secret = receiver.rotate(request.user, via="API")
+        shown = registry_events.summary(registry, request.build_absolute_uri("/"), secret)
+        receiver = registry_events.EventReceiver.objects.filter(registry=registry).first()
+        health = receiver.health() if receiver else None
+        if health:
+            health["drift_recent"] = [
+                {"time": c.time, "kind": c.kind, "repository": c.repository_path, "tag": c.tag}
+                for c in health["drift_recent"]
+            ]
+        return Response({**shown, "health": health})
 
 
 def _refused(refused: SyncRefused, *, default_conflict: bool) -> Exception:

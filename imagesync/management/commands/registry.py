@@ -10,6 +10,7 @@
     manage.py registry list [--project P]
     manage.py registry test N [--project P]
     manage.py registry remove N [--project P]
+    manage.py registry webhook N [--project P] [--rotate] [--disable] [--format {text,json}]
 
 A secret is read from standard input (--password-stdin), never from the command line. `add`
 runs the console's RegistryForm, so it accepts and refuses what the console does, with the
@@ -83,11 +84,11 @@ def format_row(cells, widths) -> str:
 
 
 class Command(BaseCommand):
-    help = "Add, list, test and remove registry connections."
+    help = "Add, list, test and remove registry connections; set up their registry events."
 
     def add_arguments(self, parser):
         parser.__class__ = OneLineParser
-        actions = parser.add_subparsers(dest="action", metavar="{add,list,test,remove}")
+        actions = parser.add_subparsers(dest="action", metavar="{add,list,test,remove,webhook}")
         actions.required = True
 
         add = actions.add_parser("add", help="Connect a registry.")
@@ -135,6 +136,20 @@ class Command(BaseCommand):
         remove = actions.add_parser("remove", help="Remove a registry and its inventory.")
         remove.add_argument("name")
         remove.add_argument("--project")
+
+        webhook = actions.add_parser(
+            "webhook",
+            help="Turn registry events on and print the receiver URL, header and setup.",
+        )
+        webhook.add_argument("name")
+        webhook.add_argument("--project")
+        webhook.add_argument(
+            "--rotate",
+            action="store_true",
+            help="A new secret (printed once); the old one stops working at once.",
+        )
+        webhook.add_argument("--disable", action="store_true", help="Turn registry events off.")
+        webhook.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args, action, **options):
         return getattr(self, f"do_{action}")(**options)
@@ -226,6 +241,41 @@ class Command(BaseCommand):
         if not ok:
             raise CommandError(f"Connection to {name!r} failed [{code}]: {message}")
         self.stdout.write(f"Connection to {name!r} succeeded." + (f" {message}" if message else ""))
+
+    def do_webhook(self, *, name, project=None, rotate=False, disable=False, format="text", **_):
+        """Events are turned on if they were off. The secret can only be printed when it is
+        created (first time on) or rotated: it is stored encrypted and never shown again."""
+        from imagesync.events import EventReceiver, summary
+
+        registry = self.registry(name, project)
+        receiver = EventReceiver.of(registry)
+        secret = None
+        if disable:
+            receiver.disable(via="command line")
+        elif not receiver.enabled:
+            secret = receiver.enable(via="command line")
+        if rotate:
+            secret = receiver.rotate(via="command line")
+        shown = summary(registry, secret=secret)
+        if format == "json":
+            keys = ("url", "secret", "header", "setup", "enabled")
+            self.stdout.write(json.dumps({key: shown[key] for key in keys}, indent=2))
+            return
+        state = "on" if shown["enabled"] else "off"
+        self.stdout.write(f"Registry events of {name!r}: {state}")
+        self.stdout.write(f"URL:    {shown['url']}")
+        if secret:
+            self.stdout.write(f"Secret: {secret}")
+            self.stdout.write("        (shown only now; store it in the registry's setup below)")
+            self.stdout.write(f"Header: {shown['header']}: {shown['header_value']}")
+        else:
+            self.stdout.write(
+                "Secret: not shown -- it was shown when it was created; --rotate makes a new "
+                "one (the old one stops working at once)."
+            )
+            self.stdout.write(f"Header: {shown['header']}")
+        self.stdout.write("Setup:")
+        self.stdout.write(shown["setup"])
 
     def do_remove(self, *, name, project=None, **_):
         registry = self.registry(name, project)
