@@ -3,7 +3,8 @@
 The language follows the browser (`Accept-Language`, through Django's LocaleMiddleware) until
 the user picks one in the top bar; from then on it is stored here, so the user gets it in any
 browser they sign in from. The time zone is the console's `TIME_ZONE` until the user picks
-one. Both are applied by `UserPreferenceMiddleware` on every request of a signed-in user.
+one (on the pages; the API keeps `TIME_ZONE`). Both are applied by `UserPreferenceMiddleware`
+on every request of a signed-in user.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ class UserPreferenceMiddleware:
         if preference and preference.language and supported_language(preference.language):
             translation.activate(preference.language)
             request.LANGUAGE_CODE = translation.get_language()
-        if preference and preference.time_zone in time_zone_names():
+        # The API keeps the console's time zone (its day parameters are documented in it).
+        on_pages = not request.path.startswith("/api/")
+        if preference and on_pages and preference.time_zone in time_zone_names():
             timezone.activate(zoneinfo.ZoneInfo(preference.time_zone))
         else:
             timezone.deactivate()

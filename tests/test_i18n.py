@@ -173,6 +173,18 @@ def test_times_follow_the_users_time_zone_and_filters_keep_their_parameters(
     assert "team/api" in sorted_page and "镜像版本" in sorted_page
 
 
+def test_a_pages_day_filter_uses_the_users_time_zone_and_the_api_the_consoles(
+    client, admin_user, project, image
+):
+    """Updated 2026-11-30 23:30 UTC is 2026-12-01 07:30 in Shanghai."""
+    UserPreference.remember(admin_user, time_zone="Asia/Shanghai")
+    client.force_login(admin_user)
+    page = client.get("/images/", {"updated_from": "2026-12-01"}).content.decode()
+    assert "<strong>1</strong> image" in page
+    api = client.get(f"/api/v1/projects/{project.pk}/images/", {"updated_after": "2026-12-01"})
+    assert api.status_code == 200 and json.loads(api.content)["count"] == 0
+
+
 def test_an_unknown_time_zone_is_refused_without_a_server_error(client, admin_user):
     client.force_login(admin_user)
     response = client.post(reverse("set-time-zone"), {"time_zone": "Mars/Olympus"})
