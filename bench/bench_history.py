@@ -433,7 +433,7 @@ def _state(repository, tag: str, generation: int, moment: datetime) -> dict:
 
 def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
     """One repository's tags with their whole history: intervals, changes, sync results."""
-    from imagesync.history import Change, ImageInterval
+    from imagesync.history import Change, ImageInterval, fork_of
     from imagesync.models import Image, SyncTaskRepository
 
     identity = {
@@ -468,6 +468,9 @@ def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
                     first_seen_at=seen,
                     valid_from=task.finished_at,
                     valid_to=tasks[end].finished_at if end is not None else None,
+                    fork=fork_of(task.finished_at, tasks[end].finished_at)
+                    if end is not None
+                    else None,
                     opened_by=task,
                     closed_by=tasks[end] if end is not None else None,
                 )
@@ -601,13 +604,13 @@ def timed(client, url: str, rounds: int) -> list[float]:
 
 
 def explain(project, moment: datetime) -> None:
-    """The plans of the as-of page's queries: the page's ids, and the type counts of the
-    intervals still open and of those closed since."""
+    """The plans of the as-of page's queries: the page's ids, and the type counts of each
+    part of the moment's intervals (imagesync.history.stabbing_parts)."""
     from django.db import connection
     from django.db.models import Count
 
     from imagesync.filters import ImageAsOfFilter
-    from imagesync.history import ImageInterval
+    from imagesync.history import STABBING_PARTS, ImageInterval
 
     def filterset(branch=None):
         return ImageAsOfFilter(
@@ -618,7 +621,7 @@ def explain(project, moment: datetime) -> None:
         )
 
     queries = {"page ids": filterset().rows.values_list("pk", flat=True)[:20]}
-    for branch in ("open", "closed_since"):
+    for branch in STABBING_PARTS:
         counted = filterset(branch).qs.order_by().values_list("repository_type")
         queries[f"type counts, {branch}"] = counted.annotate(n=Count("*"))
     for label, queryset in queries.items():

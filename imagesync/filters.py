@@ -46,7 +46,13 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from imagesync.history import Change, ImageInterval, history_start
+from imagesync.history import (
+    STABBING_PARTS,
+    Change,
+    ImageInterval,
+    history_start,
+    stabbing_parts,
+)
 from imagesync.models import (
     Image,
     Project,
@@ -708,13 +714,14 @@ class ImageAsOfFilter(ImageFilter):
         return cleaned.get("as_of") or timezone.now()
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        """ImageInterval.objects.at(moment) and the filters, written as the ids of the two
-        parts of the moment's intervals -- still open, closed since -- each read from one range
-        of the covering (project, valid_to, valid_from, repository_type, id) index, with the
-        type filter, which that index answers too. The OR of at() instead reads every interval
-        the sort's index walks past (for a moment long ago, most of a million) to test it.
-        The sort's index (or another filter's) leads and only tests ids against those parts:
-        SQLite would otherwise read every id's row first."""
+        """ImageInterval.objects.at(moment) and the filters, written as the ids of the parts of
+        the moment's intervals (see imagesync.history.stabbing_parts: still open, and the
+        closed ones registered at the nodes of the moment's path in a relational interval
+        tree), each read from ranges of a covering index that return only matching rows, with
+        the type filter, which those indexes answer too. The OR of at() instead reads every
+        interval the sort's index walks past (for a moment long ago, most of a million) to
+        test it. The sort's index (or another filter's) leads and only tests ids against those
+        parts: SQLite would otherwise read every id's row first."""
         if self.branch is not None:
             return super().filter_queryset(self._part(queryset, self.branch))
         member = _not_indexed("id", BigIntegerField())
@@ -722,7 +729,7 @@ class ImageAsOfFilter(ImageFilter):
         data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
         data.setlist("type", self.form.cleaned_data.get("type") or [])
         parts = Q()
-        for branch in ("open", "closed_since"):
+        for branch in STABBING_PARTS:
             part = type(self)(
                 data, queryset=queryset, request=self.request, project=self.project, branch=branch
             )
@@ -734,12 +741,8 @@ class ImageAsOfFilter(ImageFilter):
         return queryset
 
     def _part(self, queryset: QuerySet, branch: str) -> QuerySet:
-        moment = self.moment
-        if branch == "open":
-            return queryset.filter(valid_to__isnull=True, valid_from__lte=moment)
         started = _not_indexed("valid_from", DateTimeField())
-        queryset = queryset.filter(valid_to__gt=moment).alias(started=started)
-        return queryset.filter(started__lte=moment)
+        return stabbing_parts(queryset, self.moment, valid_from=started)[branch]
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return qs.filter(repository_type__in=value) if value else qs
@@ -771,10 +774,9 @@ class ImageAsOfFilter(ImageFilter):
         data.pop("type", None)
         data["as_of"] = moment.isoformat()  # the same instant (a day of today ends "now")
         counts: dict[str, int] = {}
-        # The intervals still open and those closed after the moment, apart: each is one range
-        # of the (project, valid_to, valid_from, repository_type) index, counted from the index
-        # alone, where the two together are a scan of every interval of the project.
-        for branch in ("open", "closed_since"):
+        # Each part of the moment's intervals apart: ranges of a covering index, counted from
+        # the index alone, where at() would be a scan of every interval of the project.
+        for branch in STABBING_PARTS:
             others = type(self)(
                 data,
                 queryset=self.queryset,

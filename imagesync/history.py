@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import BigIntegerField, Case, Q, Value, When
 from django.utils import timezone
 
 from imagesync.models import (
@@ -165,6 +165,9 @@ class ImageInterval(RepositoryIdentity, ImageState):
 
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
+    # Set when the interval closes: the node of a relational interval tree over whole seconds
+    # at which it is registered (see `fork_of`); NULL while open.
+    fork = models.BigIntegerField(null=True, blank=True)
     # Not indexed: read with their interval, never looked up (a deleted task's rows are found
     # by a scan, once, when its project goes).
     opened_by = models.ForeignKey(
@@ -188,12 +191,17 @@ class ImageInterval(RepositoryIdentity, ImageState):
             )
         ]
         indexes = [
-            # The inventory as of a moment, counted per type and listed by id from the index
-            # alone (id too: PostgreSQL's indexes do not hold it): the open intervals
-            # (valid_to NULL) and those closed after the moment, each one range.
+            # The inventory as of a moment (see `stabbing_parts`), counted per type and listed
+            # by id from these two indexes alone (id too: PostgreSQL's indexes do not hold it):
+            # the open intervals (fork and valid_to NULL), and the closed ones registered at
+            # each node of the moment's path, as ranges of valid_to or of valid_from.
             models.Index(
-                fields=["project", "valid_to", "valid_from", "repository_type", "id"],
-                name="interval_proj_valid_ids_idx",
+                fields=["project", "fork", "valid_to", "valid_from", "repository_type", "id"],
+                name="interval_proj_fork_to_idx",
+            ),
+            models.Index(
+                fields=["project", "fork", "valid_from", "repository_type", "id"],
+                name="interval_proj_fork_from_idx",
             ),
             models.Index(fields=["repository", "tag", "valid_from"], name="interval_repo_tag_idx"),
             models.Index(fields=["project", "digest"], name="interval_proj_digest_idx"),
@@ -220,6 +228,93 @@ class ImageInterval(RepositoryIdentity, ImageState):
         interval.first_seen_at = image.first_seen_at or now
         interval.identify(repository)
         return interval
+
+
+# --- the inventory as of a moment: a relational interval tree ---------------------------------
+#
+# "The intervals open at t" (valid_from <= t < valid_to) is a stabbing query, which no B-tree
+# answers by itself: two ranges, each matching about half of the history. Each closed interval
+# is therefore registered at one node of a virtual binary tree over whole seconds since 1970,
+# its fork: the node of the smallest subtree that holds both its ends, which lies inside the
+# interval (a relational interval tree: Kriegel, Poetke, Seidl, "Managing intervals
+# efficiently in object-relational databases", VLDB 2000). Every interval that holds
+# t is registered at a node of the path from the root to t's second, and at a node after t it
+# holds t exactly when valid_from <= t, at a node before t exactly when valid_to > t. So the
+# moment is ~40 ranges of two indexes, (fork, valid_from) and (fork, valid_to), that return
+# only matching rows. The fork is only an accelerator: a closed interval without one (none is
+# written so) is still found, by its own small range (see `stabbing_parts`).
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FORK_LEVELS = 40  # nodes up to 2**40 seconds: far beyond any moment the console records
+
+
+def _second(moment: datetime) -> int:
+    """`moment` as whole seconds since 1970 (rounded down)."""
+    elapsed = moment - _EPOCH
+    return elapsed.days * 86400 + elapsed.seconds
+
+
+def _at_second(second: int) -> datetime:
+    return _EPOCH + timedelta(seconds=second)
+
+
+def fork_of(valid_from: datetime, valid_to: datetime) -> int:
+    """The node a closed interval is registered at: its end's second with the bits below the
+    highest one in which its start's and end's seconds differ cleared (their common prefix,
+    then a 1: the middle of the smallest subtree holding both)."""
+    low, high = _second(valid_from), _second(valid_to)
+    if low >= high:
+        return high
+    level = (low ^ high).bit_length() - 1
+    return (high >> level) << level
+
+
+def fork_when_closed(now: datetime) -> Case:
+    """`fork_of(valid_from, now)` of each row, as an SQL expression for the UPDATE that closes
+    intervals at `now`: the end being the same for all of them, the fork is one of ~31 nodes
+    (the end's second with its lowest 1, 2, ... bits cleared), the first, from the top level
+    down, that is after the row's start."""
+    high = _second(now)
+    whens = [
+        When(
+            valid_from__lt=_at_second((high >> level) << level),
+            then=Value((high >> level) << level),
+        )
+        for level in range(high.bit_length() - 1, 0, -1)
+    ]
+    return Case(*whens, default=Value(high), output_field=BigIntegerField())
+
+
+def stabbing_nodes(moment: datetime) -> tuple[list[int], list[int]]:
+    """The nodes of the path to `moment`'s second: (after it, at or before it). An interval
+    registered at a node after the moment holds it when valid_from <= moment; at a node at or
+    before it, when valid_to > moment (and valid_from <= moment, at the moment's own node)."""
+    second = _second(moment)
+    after, before = set(), {second}
+    for level in range(FORK_LEVELS):
+        node = ((second >> (level + 1)) << (level + 1)) | (1 << level)
+        (after if node > second else before).add(node)
+    return sorted(after), sorted(before)
+
+
+def stabbing_parts(queryset: models.QuerySet, moment: datetime, valid_from=None) -> dict:
+    """`queryset` (intervals) narrowed to those open at `moment`, as disjoint parts, each a
+    range (or ~20 ranges) of one index: still open; registered at a node after the moment;
+    at a node at or before it; closed without a fork. `valid_from` is the expression those
+    last two test the start with (SQLite must not read them through the start's index)."""
+    after, before = stabbing_nodes(moment)
+    queryset = queryset.alias(
+        started=valid_from if valid_from is not None else models.F("valid_from")
+    )
+    return {
+        "open": queryset.filter(fork__isnull=True, valid_to__isnull=True, valid_from__lte=moment),
+        "after": queryset.filter(fork__in=after, valid_from__lte=moment),
+        "before": queryset.filter(fork__in=before, valid_to__gt=moment, started__lte=moment),
+        "unforked": queryset.filter(fork__isnull=True, valid_to__gt=moment, started__lte=moment),
+    }
+
+
+STABBING_PARTS = ("open", "after", "before", "unforked")
 
 
 @dataclass
@@ -276,7 +371,9 @@ class HistoryRecorder:
         for start in range(0, len(tags), BATCH_SIZE):
             ImageInterval.objects.filter(
                 repository=self.repository, tag__in=tags[start : start + BATCH_SIZE]
-            ).current().update(valid_to=self.now, closed_by=self.task)
+            ).current().update(
+                valid_to=self.now, closed_by=self.task, fork=fork_when_closed(self.now)
+            )
         self._open_intervals(self.opened_tags)
         Change.objects.bulk_create(self.changes, batch_size=BATCH_SIZE)
 
@@ -338,6 +435,7 @@ _INTERVAL_COPY = {
     **{column: column for column in ImageState.STATE_FIELDS if column != "tag"},
     "valid_from": "%now",
     "valid_to": "NULL",
+    "fork": "NULL",
     "opened_by_id": "%task_id",
     "closed_by_id": "NULL",
 }
