@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import BigIntegerField, Case, Q, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from imagesync.models import (
     BATCH_SIZE,
@@ -92,14 +93,14 @@ class Change(RepositoryIdentity):
     or removed, with when the console saw it and which task saw it."""
 
     class Kind(models.TextChoices):
-        ADDED = "added", "Added"
-        REPUSHED = "repushed", "Re-pushed"
-        REMOVED = "removed", "Removed"
+        ADDED = "added", _("Added")
+        REPUSHED = "repushed", _("Re-pushed")
+        REMOVED = "removed", _("Removed")
 
     class Source(models.TextChoices):
-        SYNC = "sync", "Synchronization"
-        EVENT = "event", "Registry event"
-        CONNECTION_REMOVED = "connection_removed", "Connection removed"
+        SYNC = "sync", _("Synchronization")
+        EVENT = "event", _("Registry event")
+        CONNECTION_REMOVED = "connection_removed", _("Connection removed")
 
     tag = models.CharField(max_length=128)
     time = models.DateTimeField(help_text="When the console observed the change.")

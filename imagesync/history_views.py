@@ -20,6 +20,9 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from imagesync import exports
@@ -117,10 +120,12 @@ MAX_TAG_LENGTH = 128  # the OCI limit; anything longer cannot be a stored tag
 class DigestLookupForm(forms.Form):
     digest = DigestPrefixField(
         min_hex=MIN_DIGEST_HEX,
-        label="Digest",
+        label=gettext_lazy("Digest"),
         max_length=160,
-        help_text="A digest (sha256:…) or at least its first 4 hex characters.",
-        widget=forms.TextInput(attrs={"placeholder": "sha256:3f4a… or 3f4a9c", "size": 40}),
+        help_text=gettext_lazy("A digest (sha256:…) or at least its first 4 hex characters."),
+        widget=forms.TextInput(
+            attrs={"placeholder": gettext_lazy("sha256:3f4a… or 3f4a9c"), "size": 40}
+        ),
     )
 
 
@@ -210,24 +215,33 @@ class HistoryDiffForm(forms.Form):
         super().__init__(data)
         self.project = project
         self.now = now or timezone.now()
-        placeholder = {"placeholder": "YYYY-MM-DD or 2026-11-01T08:00"}
-        for end, word in (("from", "From"), ("to", "To")):
+        placeholder = {"placeholder": _("YYYY-MM-DD or 2026-11-01T08:00")}
+        words = (("from", gettext_lazy("From")), ("to", gettext_lazy("To")))
+        for end, word in words:
             self.fields[end] = MomentField(
                 required=False,
-                label=f"{word} (day or time)",
+                label=format_lazy(gettext_lazy("{} (day or time)"), word),
                 widget=forms.TextInput(attrs=placeholder),
             )
-        for end, word in (("from", "From"), ("to", "To")):
+        for end, word in words:
             self.fields[f"{end}_task"] = forms.IntegerField(
-                required=False, min_value=1, max_value=MAX_ID, label=f"{word} task (id)"
+                required=False,
+                min_value=1,
+                max_value=MAX_ID,
+                label=format_lazy(gettext_lazy("{} task (id)"), word),
             )
 
     def _task_moment(self, end: str, task_id: int) -> datetime | None:
         task = SyncTask.objects.filter(project=self.project, pk=task_id).first()
         if task is None:
-            self.add_error(f"{end}_task", f"There is no task #{task_id} in this project.")
+            self.add_error(
+                f"{end}_task",
+                _("There is no task #%(task)s in this project.") % {"task": task_id},
+            )
         elif task.finished_at is None:
-            self.add_error(f"{end}_task", f"Task #{task_id} has not finished yet.")
+            self.add_error(
+                f"{end}_task", _("Task #%(task)s has not finished yet.") % {"task": task_id}
+            )
         else:
             return task.finished_at
         return None
@@ -236,7 +250,10 @@ class HistoryDiffForm(forms.Form):
         """The moment `end` names, clipped (days only) or checked against the history."""
         value, task_id = self.cleaned_data.get(end), self.cleaned_data.get(f"{end}_task")
         if value is not None and task_id is not None:
-            self.add_error(f"{end}_task", f"Give {end} or {end}_task, not both.")
+            self.add_error(
+                f"{end}_task",
+                _("Give %(end)s or %(end)s_task, not both.") % {"end": end},
+            )
             return None
         if task_id is not None:
             moment = self._task_moment(end, task_id)
@@ -253,13 +270,14 @@ class HistoryDiffForm(forms.Form):
         if moment is None:
             return None
         if moment > self.now:
-            self.add_error(end if task_id is None else f"{end}_task", "That is in the future.")
+            self.add_error(end if task_id is None else f"{end}_task", _("That is in the future."))
             return None
         if moment < start_of_history:
             when = timezone.localtime(start_of_history).strftime("%Y-%m-%d %H:%M:%S")
             self.add_error(
                 end if task_id is None else f"{end}_task",
-                f"The history of this project starts at {when}; give a later moment.",
+                _("The history of this project starts at %(when)s; give a later moment.")
+                % {"when": when},
             )
             return None
         return moment
@@ -269,18 +287,18 @@ class HistoryDiffForm(forms.Form):
         if self.errors:
             return data
         if self.project is None:
-            raise forms.ValidationError("Choose a project first.")
+            raise forms.ValidationError(_("Choose a project first."))
         start_of_history = history_start(self.project)
         if start_of_history is None:
-            raise forms.ValidationError("No history has been recorded in this project yet.")
+            raise forms.ValidationError(_("No history has been recorded in this project yet."))
         start = self._moment("from", start_of_history)
         end = self._moment("to", start_of_history)
         if self.errors:
             return data
         if start is None:
-            self.add_error("from", "Give a start: a day, a time, or a task (from_task).")
+            self.add_error("from", _("Give a start: a day, a time, or a task (from_task)."))
         elif start > end:
-            raise forms.ValidationError("“From” is after “to”; swap them.")
+            raise forms.ValidationError(_("“From” is after “to”; swap them."))
         data["start"], data["end"] = start, end
         return data
 

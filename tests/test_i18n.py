@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from imagesync import reasons
-from imagesync.models import Registry, UserPreference
+from imagesync.models import Registry, Repository, UserPreference
 from tests.support import i18n_check
 from tests.support.factories import PASSWORD, make_image, make_repository
 from tests.support.po import read_po
@@ -238,3 +238,42 @@ def test_the_admin_uses_djangos_translations_and_ours(client, django_user_model)
     page = client.get("/admin/", headers={"Accept-Language": "zh-CN"}).content.decode()
     assert "镜像清单控制台 — 管理" in page  # ours
     assert "最近动作" in page or "站点管理" in page  # Django's
+
+
+# --- every page in Chinese ----------------------------------------------------------------
+
+
+def test_every_console_page_in_chinese_shows_no_english_ui_word(client, admin_user, project):
+    """Every page of tests/support/web.console_urls, as a project admin with a seeded project
+    (a registry, images, a partly failed task), in Chinese: only proper names and data are
+    left in English (the stored failure messages are data: registries write them)."""
+    from imagesync.preferences import time_zone_names
+    from tests.support.factories import seed_project
+    from tests.support.web import body_of, console_urls
+
+    seeded = seed_project(project, "zzq")
+    data = {
+        project.name,
+        seeded.registry.name,
+        *Repository.objects.values_list("path", flat=True),
+        *Repository.objects.values_list("name", flat=True),
+        *Repository.objects.values_list("namespace", flat=True),
+        seeded.image.tag,
+        seeded.task.failure_reason,
+        *reasons.LABELS,  # reason codes are shown beside their labels
+        *seeded.task.results.values_list("reason_message", flat=True),
+        "registry.create",
+        "SWROperatePolicy",
+        admin_user.username,
+        *time_zone_names(),
+    }
+    client.force_login(admin_user)
+    client.post(reverse("set_language"), {"language": "zh-hans"})
+    for name, url in console_urls(seeded).items():
+        response = client.get(url)
+        if response.status_code == 405 or response.get("Content-Type", "").startswith("text/csv"):
+            continue  # a POST-only action, or an export (its header is column keys)
+        assert response.status_code == 200, url
+        text = i18n_check.html_visible_text(body_of(response))
+        words = i18n_check.page_english_words(text, data)
+        assert not words, f"English left on {name} ({url}): {sorted(set(words))}"

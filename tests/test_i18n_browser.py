@@ -18,23 +18,12 @@ from playwright.sync_api import expect
 
 from imagesync.models import Image, ProjectMembership, SyncTask, UserPreference
 from tests.support.factories import PASSWORD
+from tests.support.i18n_check import page_english_words
 from tests.support.registry_seed import push_image, push_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.registry]
 
 FINAL_STATUS = re.compile(r"^(succeeded|partially_succeeded|failed|cancelled|interrupted|skipped)$")
-
-# Words that stay as they are in Chinese: proper names, formats and units, the name of the
-# English language in the language switch, parameter values.
-ALLOWED = {
-    "SWR", "Harbor", "JFrog", "Artifactory", "OCI", "Docker", "Huawei",
-    "CSV", "JSON", "HTTP", "HTTPS", "TLS", "URL", "ID", "API", "AK", "PEM", "CA", "ISO",
-    "YYYY", "MM", "DD", "MiB", "KiB", "GiB", "TiB",
-    "English", "true", "false",
-}  # fmt: skip
-WORD = re.compile(r"[A-Za-z]{2,}")
-# A token that is data, not UI: URLs, paths, versions, codes, digests, times.
-DATA_TOKEN = re.compile(r"://|[/_.:@#\d]|^-|-$")
 
 VISIBLE_TEXT = """() => {
   const parts = [document.title, document.body.innerText];
@@ -52,15 +41,7 @@ VISIBLE_TEXT = """() => {
 
 def english_words(ui, data: set[str]) -> list[str]:
     """English words on the page that are neither proper names nor data."""
-    text = ui.page.evaluate(VISIBLE_TEXT)
-    for value in sorted(data, key=len, reverse=True):
-        text = text.replace(value, " ")
-    found = []
-    for token in re.split(r"[\s,;()（）：，。、“”\"'·|›‹▲▼↕✓✕◷↻⊘⚠»◐•]+", text):
-        if not token or DATA_TOKEN.search(token):
-            continue
-        found += [word for word in WORD.findall(token) if word not in ALLOWED]
-    return found
+    return page_english_words(ui.page.evaluate(VISIBLE_TEXT), data)
 
 
 def assert_all_chinese(ui, data: set[str], where: str) -> None:

@@ -87,6 +87,40 @@ class _VisibleText(HTMLParser):
             self.pieces.append(data)
 
 
+# --- a rendered page --------------------------------------------------------------------------
+
+# Words a page in another language may still show: proper names, formats and units, the name
+# of the English language in the language switch, parameter values.
+PAGE_ALLOWED_WORDS = ALLOWED_WORDS | {
+    "CA", "AK", "PEM", "ISO", "YYYY", "MM", "DD", "MiB", "KiB", "GiB", "TiB",
+    "English", "true", "false",
+}  # fmt: skip
+_PAGE_WORD = re.compile(r"[A-Za-z]{2,}")
+# A token that is data, not words: URLs, paths, versions, codes, digests, times.
+_DATA_TOKEN = re.compile(r"://|[/_.:@#\d]|^-|-$")
+_SEPARATORS = re.compile(r"[\s,;()（）：，。、“”\"'·|›‹▲▼↕✓✕◷↻⊘⚠»◐•]+")
+
+
+def page_english_words(text: str, data: set[str] = frozenset()) -> list[str]:
+    """English words in a page's visible text that are neither allowed names nor data (the
+    strings in `data`, and tokens that look like URLs, paths, codes or numbers)."""
+    for value in sorted(filter(None, data), key=len, reverse=True):
+        text = text.replace(value, " ")
+    found = []
+    for token in _SEPARATORS.split(text):
+        if token and not _DATA_TOKEN.search(token):
+            found += [w for w in _PAGE_WORD.findall(token) if w not in PAGE_ALLOWED_WORDS]
+    return found
+
+
+def html_visible_text(html: str) -> str:
+    """The text of an HTML page and its title, aria-label, placeholder and alt attributes."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    return "\n".join(parser.pieces)
+
+
 def _english_words(text: str) -> list[str]:
     return [w for w in WORD.findall(text) if w not in ALLOWED_WORDS and len(w) > 1]
 
