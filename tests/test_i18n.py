@@ -100,6 +100,14 @@ def test_the_sign_in_page_follows_the_browser_language(client, db):
     assert "<h1>Sign in</h1>" in english.content.decode()
 
 
+def test_the_sign_in_page_has_the_switch_and_it_works_signed_out(client, db):
+    page = client.get("/login/").content.decode()
+    assert 'name="language"' in page and 'action="/i18n/setlang/"' in page
+    response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/login/"})
+    assert response.status_code == 302 and response["Location"] == "/login/"
+    assert "<h1>登录</h1>" in client.get("/login/").content.decode()
+
+
 def test_the_top_bar_switch_sets_the_language_and_remembers_it_for_the_user(
     client, admin_user, django_user_model
 ):
