@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import translation
 
@@ -233,11 +233,19 @@ def test_the_api_translates_messages_and_keeps_its_codes(client, viewer, project
     assert en["message"] != zh["message"] and "角色" in zh["message"]
 
 
-def test_management_commands_stay_in_english(project):
-    out = StringIO()
-    with translation.override("zh-hans"):
-        call_command("registry", "list", "--project", project.name, stdout=out)
-    assert not any("\u4e00" <= ch <= "\u9fff" for ch in out.getvalue())
+def test_management_commands_stay_in_english_even_after_a_chinese_request(
+    client, admin_user, project
+):
+    """A command shares the thread's language with what ran before it (in tests, or a
+    command called from code): a Chinese page must not leave its language behind."""
+    UserPreference.remember(admin_user, language="zh-hans")
+    client.force_login(admin_user)
+    assert "镜像视图" in client.get("/images/").content.decode()
+    args = ["registry", "add", "--project", project.name, "--kind", "other", "--name", "plain"]
+    with pytest.raises(CommandError) as refused:
+        call_command(*args, "--url", "http://registry.example.com", stdout=StringIO())
+    assert "This endpoint uses plain http://" in str(refused.value)
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in str(refused.value))
 
 
 def test_the_admin_uses_djangos_translations_and_ours(client, django_user_model):
