@@ -4,7 +4,6 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from imagesync.models import Project, ProjectMembership, UserPreference, has_role
-from imagesync.preferences import time_zone_names
 
 
 def project_scope(request) -> dict:
@@ -18,7 +17,6 @@ def project_scope(request) -> dict:
         "current_project": project,
         "current_role": role,
         "current_role_label": ProjectMembership.Role(role).label if role else _("none"),
-        "time_zones": time_zone_names(),
         "user_time_zone": preference.time_zone if preference else "",
         "console_time_zone": settings.TIME_ZONE,
         "user_projects": Project.objects.for_user(user).order_by("name"),

@@ -16,11 +16,12 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django.views.i18n import set_language as django_set_language
 
 
@@ -118,7 +119,7 @@ class UserPreferenceMiddleware:
 
 
 def _next_url(request: HttpRequest) -> str:
-    target = request.POST.get("next", "")
+    target = request.POST.get("next", "") or request.GET.get("next", "")
     if url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
@@ -138,9 +139,13 @@ def set_language(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def set_time_zone(request: HttpRequest) -> HttpResponse:
-    """Stores the signed-in user's time zone ("" goes back to the console's)."""
+    """The time zone page: the selector, and on POST the signed-in user's choice is stored
+    ("" goes back to the console's)."""
+    if request.method == "GET":
+        context = {"time_zones": time_zone_names(), "next": _next_url(request)}
+        return render(request, "preferences_time_zone.html", context)
     name = request.POST.get("time_zone", "")
     if name and name not in time_zone_names():
         return HttpResponse(_("Unknown time zone."), status=400, content_type="text/plain")
