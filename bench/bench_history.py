@@ -533,10 +533,17 @@ def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
 
 
 def analyze() -> None:
+    """Statistics for the planners; on PostgreSQL also VACUUM, as autovacuum would after a
+    bulk load: without the visibility map it sets, every index-only scan reads the table too
+    (the as-of page measured 2.1 s instead of 0.15 s on a freshly seeded database)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        if connection.vendor == "postgresql":
+            for table in ("imagesync_imageinterval", "imagesync_change", "imagesync_image"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        else:
+            cursor.execute("ANALYZE")
 
 
 def page_cases(project) -> list[tuple[str, str, dict]]:
