@@ -46,7 +46,7 @@ from imagesync.tables import (
     Column,
     page_size,
 )
-from imagesync.views import _is_fragment, _project, _project_rows, _render
+from imagesync.views import IdsThenRows, _is_fragment, _project, _project_rows, _render
 
 # --- Changes --------------------------------------------------------------------------------
 
@@ -82,7 +82,10 @@ def change_list(request: HttpRequest) -> HttpResponse:
     """Changes: every change of the project, newest first, filtered, sorted and paginated
     from the URL."""
     filterset = _change_filterset(request)
-    page = Paginator(filterset.rows, page_size(request.GET)).get_page(request.GET.get("page"))
+    # The page's ids first, from the other end past the middle: a deep page of a million
+    # changes is then an index walk, not an OFFSET over whole rows.
+    rows = IdsThenRows(filterset.rows, details=lambda changes: changes)
+    page = Paginator(rows, page_size(request.GET)).get_page(request.GET.get("page"))
     has_changes = page.paginator.count > 0 or _project_rows(request, Change).exists()
     context = {
         "filterset": filterset,
