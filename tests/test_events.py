@@ -391,3 +391,28 @@ def test_unique_tokens(registry, project):
         )
         tokens.add(EventReceiver.of(reg).token)
     assert len(tokens) == 6
+
+
+def test_a_mark_made_while_a_refresh_runs_is_not_left_waiting(
+    client, fakes, events_on, monkeypatch
+):
+    """The event for team/db arrives after the refresh claimed team/api, within the window
+    whose refresh is already enqueued: the refresh enqueues another one when it ends."""
+    receiver, secret = events_on
+    registry = receiver.registry
+    enqueued: list[int] = []
+    monkeypatch.setattr("imagesync.tasks.enqueue_event_refresh", enqueued.append)
+    fake = fakes[registry.name] = FakeClient({"team/api": [image("1")], "team/db": [image("2")]})
+
+    def another_push():
+        fake.hooks.pop("team/api")
+        body = distribution_envelope([("push", "team/db", "2")])
+        assert hook_post(client, receiver, body, secret).status_code == 202
+
+    fake.hooks["team/api"] = another_push
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "1")]), secret)
+    assert enqueued == [registry.pk]  # the first mark; the second one found the window's key
+    refresh_registry(registry.pk, wait=False)
+    assert enqueued == [registry.pk, registry.pk]
+    refresh_registry(registry.pk, wait=False)
+    assert inventory(registry) == {"team/api:1": image("1").digest, "team/db:2": image("2").digest}
