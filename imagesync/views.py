@@ -115,9 +115,12 @@ def _row_ids(values) -> tuple[list[int], bool]:
 
 
 def _active_task(project: Project | None, user) -> SyncTask | None:
+    """The project's active sync, which a new one would wait for (an event refresh runs
+    beside syncs and is not one: see imagesync.events)."""
     if project is None:
         return None
-    return SyncTask.objects.for_user(user).filter(project=project).active().first()
+    tasks = SyncTask.objects.for_user(user).filter(project=project).active()
+    return tasks.exclude(trigger=SyncTask.Trigger.EVENT).first()
 
 
 def _task_link(task: SyncTask) -> str:

@@ -211,3 +211,12 @@ def test_events_for_a_removed_connection_are_counted_and_ignored(registry, clien
     hook_post(client, receiver, distribution_envelope([("push", "a", "2")]), secret)
     receiver.refresh_from_db()
     assert receiver.ignored_removed == 1 and RegistryEvent.objects.count() == 1
+
+
+def test_a_running_event_refresh_does_not_hide_the_synchronize_form(login, operator, registry):
+    from imagesync.models import SyncTask
+
+    SyncTask.objects.create(project=registry.project, trigger="event", status="running")
+    page = login(operator).get(reverse("imagesync:sync-panel")).content.decode()
+    assert "View the running task" not in page
+    assert "A synchronization of this project is already" not in page
