@@ -88,6 +88,24 @@ def test_each_filter_narrows_the_list(login, viewer, history, query, expected):
     assert rows_of(login(viewer).get(URL, query)) == expected
 
 
+@pytest.mark.parametrize("budget", [5000, 4, 3])  # 4 distinct tags: listed, or too many
+def test_the_tag_filter_matches_any_part_in_any_case(login, viewer, history, budget, monkeypatch):
+    monkeypatch.setattr("imagesync.filters.DISTINCT_TAGS_BUDGET", budget)
+    client = login(viewer)
+    assert rows_of(client.get(URL, {"tag": "V"})) == [
+        "removed v2",
+        "added v3",
+        "repushed v1",
+        "added v2",
+        "added v1",
+    ]
+    assert rows_of(client.get(URL, {"tag": "1"})) == ["repushed v1", "added w1", "added v1"]
+    assert rows_of(client.get(URL, {"tag": "w1"})) == ["added w1"]
+    assert rows_of(client.get(URL, {"tag": "%"})) == []
+    assert rows_of(client.get(URL, {"tag": "x"})) == []
+    assert "<strong>3</strong> changes" in body_of(client.get(URL, {"tag": "1"}))
+
+
 def test_a_digest_matches_the_old_or_the_new_digest_by_prefix(login, viewer, history):
     client = login(viewer)
     # v1's first digest: its addition, and the re-push that replaced it
