@@ -127,7 +127,8 @@ class Change(RepositoryIdentity):
         verbose_name_plural = "changes"
         ordering = ["-time", "-id"]
         indexes = [
-            models.Index(fields=["project", "time"], name="change_proj_time_idx"),
+            # With id, a deep page of the newest first is read from the index alone.
+            models.Index(fields=["project", "time", "id"], name="change_proj_time_id_idx"),
             models.Index(fields=["project", "kind", "time"], name="change_proj_kind_time_idx"),
             models.Index(fields=["project", "tag"], name="change_proj_tag_idx"),
             models.Index(fields=["project", "new_digest"], name="change_proj_new_idx"),
