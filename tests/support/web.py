@@ -16,13 +16,18 @@ SEEDED_PARAMS = {
     "tag": lambda seeded: seeded.image.tag,
 }
 # Console URLs that only accept POST (state changes); everything else is a page or fragment.
-POST_ONLY = {"project-select", "task-cancel", "task-retry", "registry-test"}
+POST_ONLY = {"project-select", "task-cancel", "task-retry", "registry-test", "registry-events"}
+# URLs in imagesync/urls.py that are not console pages: a registry POSTs its events there, with
+# a per-connection token in the URL and its secret (tests/test_events*.py test it).
+NOT_CONSOLE = {"registry-events-receiver"}
 
 
 def console_url_names() -> list[tuple[str, list[str]]]:
     """(name, path parameters) of every console URL in imagesync/urls.py."""
     found = []
     for pattern in get_resolver("imagesync.urls").url_patterns:
+        if pattern.name in NOT_CONSOLE:
+            continue
         params = list(pattern.pattern.converters)
         found.append((pattern.name, params))
     return found
