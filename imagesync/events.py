@@ -68,10 +68,11 @@ from django.db import connection, models, transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
-from imagesync import crypto, reasons
+from imagesync import crypto, reasons, usage
 from imagesync.models import (
     SWR_TYPES,
     AuthorizationGrant,
+    Image,
     Registry,
     Repository,
     RepositoryType,
@@ -218,8 +219,12 @@ class EventReceiver(models.Model):
         return plain
 
     def count(self, counter: str, n: int = 1) -> None:
+        """Add to a counter. Pull events are counted this way on every request (the console's
+        own listings cause one per tag), so the COMMIT does not wait for the disk."""
         if n:
-            EventReceiver.objects.filter(pk=self.pk).update(**{counter: F(counter) + n})
+            with transaction.atomic():
+                _commit_without_waiting_for_disk()
+                EventReceiver.objects.filter(pk=self.pk).update(**{counter: F(counter) + n})
 
     count.alters_data = True
 
@@ -383,6 +388,8 @@ class Parsed:
     touched: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, path) -> action
     ids: list[str] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
+    # Manifest pulls by anyone but the console: (path, digest, tag, time), for usage only.
+    pulls: list = field(default_factory=list)
 
     def touch(self, type_: str, path, action: str) -> None:
         if not isinstance(path, str) or len(path) > 255 or not _PATH_RE.match(path):
@@ -432,7 +439,8 @@ def _parse_distribution(document: dict, parsed: Parsed) -> None:
         target = event.get("target") or {}
         media = target.get("mediaType")
         if action == "pull":
-            parsed.ignored["pull"] += 1
+            parsed.ignored["pull"] += 1  # no refresh: a pull changes usage, not the inventory
+            _note_pull(event, target, parsed)
         elif action == "mount":
             parsed.ignored["blob"] += 1
         elif action not in ("push", "delete"):
@@ -443,6 +451,24 @@ def _parse_distribution(document: dict, parsed: Parsed) -> None:
             parsed.touch(RepositoryType.OTHER, target.get("repository"), action)
     if len(parsed.ids) != len(events):
         parsed.ids = []  # dedup by the whole body instead
+
+
+def _note_pull(event: dict, target: dict, parsed: Parsed) -> None:
+    """Keep a manifest pull for last pulled (imagesync.usage.record_pulls), unless it was the
+    console's own request (Distribution reports its manifest HEADs as pulls too) or a blob."""
+    media = target.get("mediaType")
+    if media and media not in MANIFEST_TYPES:
+        return
+    request = event.get("request") if isinstance(event.get("request"), dict) else {}
+    if usage.is_console_agent(request.get("useragent")):
+        return
+    path, digest, tag = target.get("repository"), target.get("digest"), target.get("tag")
+    if not isinstance(path, str) or not _PATH_RE.match(path) or len(path) > 255:
+        return
+    digest = digest if isinstance(digest, str) and len(digest) <= 100 else ""
+    tag = tag if isinstance(tag, str) and len(tag) <= 128 else ""
+    if (digest or tag) and len(parsed.pulls) < MAX_REPOSITORIES_PER_EVENT:
+        parsed.pulls.append((path, digest, tag, event.get("timestamp")))
 
 
 HARBOR_ACTIONS = {
@@ -634,6 +660,11 @@ def receive(token: str, headers, stream, content_length) -> int:
         return 400
     for what, n in parsed.ignored.items():
         receiver.count(f"ignored_{what}", n)
+    if parsed.pulls and receiver.kind == Registry.Kind.OTHER:
+        now = timezone.now()
+        pulls = [(p, d, t, usage.pull_time(when, now)) for p, d, t, when in parsed.pulls]
+        with transaction.atomic():
+            usage.record_pulls(receiver.registry_id, pulls)
     types = enabled_types(receiver.registry)
     wanted = {key: action for key, action in parsed.touched.items() if key[0] in types}
     receiver.count("ignored_type", len(parsed.touched) - len(wanted))
@@ -959,6 +990,7 @@ class EventRegistryRun(RegistryRun):
             if not repository.take_listing(now):
                 job.task.record_repository(job.result_id, at=now)
                 return Outcome(job, SyncTaskRepository.Status.FINISHED)
+            Image.objects.filter(repository=repository, tagged=False).delete()  # no history
             removed = forget_images(repository, now, job.task, source=Change.Source.EVENT)
             Repository.objects.filter(pk=repository.pk).update(
                 removed_at=now, image_count=0, last_synced_at=now

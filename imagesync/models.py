@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from imagesync import crypto, reasons
+from imagesync import crypto, reasons, usage
 
 if TYPE_CHECKING:
     from imagesync.registries.base import ImageInfo, RepositoryInfo
@@ -207,6 +207,12 @@ class Registry(models.Model):
     connection_message = models.CharField(max_length=512, blank=True)
     connection_checked_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    usage_missing_code = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text=_("Why the last sync could not read pull data (a reason code); empty: it could."),
+    )
+    usage_missing_message = models.CharField(max_length=512, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -342,6 +348,7 @@ class Registry(models.Model):
         now = timezone.now()
         with transaction.atomic():
             self.audit("registry.delete", user, via=via)
+            Image.objects.filter(repository__registry=self, tagged=False).delete()  # no history
             for repository in self.repositories.filter(image_count__gt=0):
                 repository.registry = self
                 forget_images(repository, now, source=Change.Source.CONNECTION_REMOVED)
@@ -394,19 +401,27 @@ class RepositoryQuerySet(models.QuerySet):
         new: list[Repository] = []
         changed: list[Repository] = []
         for key, info in seen.items():
-            state = (None, info.namespace, info.name or info.path, dict(info.extra or {}))
+            state = (
+                None,
+                info.namespace,
+                info.name or info.path,
+                dict(info.extra or {}),
+                info.pull_count,
+            )
             repo = existing.get(key)
             if repo is None:
                 new.append(
                     Repository(registry=registry, type=info.type, path=info.path, first_seen_at=now)
                 )
                 repo = new[-1]
-            elif (repo.removed_at, repo.namespace, repo.name, repo.extra) != state:
+            elif (repo.removed_at, repo.namespace, repo.name, repo.extra, repo.pull_count) != state:
                 changed.append(repo)
-            repo.removed_at, repo.namespace, repo.name, repo.extra = state
+            repo.removed_at, repo.namespace, repo.name, repo.extra, repo.pull_count = state
         Repository.objects.bulk_create(new, batch_size=BATCH_SIZE)
         Repository.objects.bulk_update(
-            changed, ["removed_at", "namespace", "name", "extra"], batch_size=BATCH_SIZE
+            changed,
+            ["removed_at", "namespace", "name", "extra", "pull_count"],
+            batch_size=BATCH_SIZE,
         )
         vanished = [
             repo
@@ -419,6 +434,7 @@ class RepositoryQuerySet(models.QuerySet):
         removed_images = 0
         for repo in vanished:
             repo.registry = registry
+            Image.objects.filter(repository=repo, tagged=False).delete()  # not in the history
             removed_images += forget_images(repo, now, task)
         Repository.objects.filter(pk__in=[repo.pk for repo in vanished]).update(
             removed_at=now, image_count=0
@@ -448,6 +464,11 @@ class Repository(models.Model):
         help_text=_("Connector data needed to list it again (e.g. instance id)."),
     )
     image_count = models.PositiveIntegerField(default=0)
+    pull_count = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Pulls of the whole repository, where the registry counts them (usage)."),
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(
@@ -499,11 +520,14 @@ class Repository(models.Model):
         newest = latest_tag(listing.values())
         existing = {
             row[1]: row
-            for row in Image.objects.filter(repository=self).values_list(*_IMAGE_STATE_FIELDS)
+            for row in Image.objects.filter(repository=self, tagged=True).values_list(
+                *_IMAGE_STATE_FIELDS
+            )
         }
         counts = ReconcileCounts()
         to_create: list[Image] = []
         to_update: list[Image] = []
+        usage_update: list[Image] = []  # only pull figures changed: no change, no history
         for tag, info in listing.items():
             is_latest = tag == newest
             row = existing.get(tag)
@@ -517,8 +541,15 @@ class Repository(models.Model):
             if content_changed or row[9] != is_latest:
                 image = Image.from_listing(self, info, is_latest=is_latest, now=now)
                 image.pk, image.first_seen_at = row[0], row[10]
+                _keep_usage(image, info, row)
                 to_update.append(image)
                 history.restated(row[2], image)
+            elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
+                image = Image(pk=row[0])
+                image.last_pulled, image.pull_count, image.pull_source, image.pull_known = (
+                    _usage_of(info)
+                )
+                usage_update.append(image)
             if content_changed:
                 counts.updated += 1
             else:
@@ -532,6 +563,8 @@ class Repository(models.Model):
             Image.objects.filter(pk__in=vanished[start : start + BATCH_SIZE]).delete()
         Image.objects.bulk_update(to_update, _IMAGE_UPDATE_FIELDS, batch_size=BATCH_SIZE)
         Image.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
+        Image.objects.bulk_update(usage_update, _USAGE_FIELDS, batch_size=BATCH_SIZE)
+        self._reconcile_untagged(getattr(images, "untagged", ()), now)
         history.write()
         if counts.unchanged:
             Image.objects.filter(repository=self, last_synced_at__lt=now).update(last_synced_at=now)
@@ -541,6 +574,31 @@ class Repository(models.Model):
         return counts
 
     reconcile.alters_data = True
+
+    def _reconcile_untagged(self, untagged: Iterable[ImageInfo], now: datetime) -> None:
+        """Make the stored untagged images (keyed by digest) exactly `untagged`. They are not
+        in the history, which records what tags point to, nor in the task's counts."""
+        listing = {info.digest: info for info in untagged if info.digest}
+        existing = dict(
+            Image.objects.filter(repository=self, tagged=False).values_list("digest", "pk")
+        )
+        gone = [pk for digest, pk in existing.items() if digest not in listing]
+        for start in range(0, len(gone), BATCH_SIZE):
+            Image.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
+        fresh, kept = [], []
+        for digest, info in listing.items():
+            image = Image.from_listing(self, info, is_latest=False, now=now)
+            image.tag, image.tagged = "", False
+            if digest in existing:
+                image.pk = existing[digest]
+                kept.append(image)
+            else:
+                fresh.append(image)
+        fields = [f for f in _IMAGE_UPDATE_FIELDS if f != "is_latest"] + _USAGE_FIELDS
+        Image.objects.bulk_update(kept, fields, batch_size=BATCH_SIZE)
+        Image.objects.bulk_create(fresh, batch_size=BATCH_SIZE)
+
+    _reconcile_untagged.alters_data = True
 
     def take_listing(self, started: datetime) -> bool:
         """Whether a listing of this repository that started at `started` may be stored: False
@@ -566,7 +624,8 @@ class Repository(models.Model):
         """tag -> digest of the images stored for this repository (what the last sync found)."""
         if not self.image_count:  # a new repository (or an empty one): nothing to read
             return {}
-        return dict(Image.objects.filter(repository=self).values_list("tag", "digest").iterator())
+        rows = Image.objects.filter(repository=self, tagged=True).values_list("tag", "digest")
+        return dict(rows.iterator())
 
     def as_info(self) -> RepositoryInfo:
         """The plain description a registry client lists images of."""
@@ -578,6 +637,7 @@ class Repository(models.Model):
             namespace=self.namespace,
             name=self.name,
             extra=dict(self.extra or {}),
+            pull_count=self.pull_count,
         )
 
 
@@ -636,6 +696,29 @@ class Image(ImageState):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="images")
     last_synced_at = models.DateTimeField(default=timezone.now)
+    # Usage (imagesync.usage): not part of the image's state, so never a history change.
+    last_pulled = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the registry last saw a pull of it.")
+    )
+    pull_count = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Pulls the registry counts (of the whole repository for some sources)."),
+    )
+    pull_source = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=usage.SOURCE_CHOICES,
+        help_text=_("Where the pull figures come from; empty: the registry reports none."),
+    )
+    pull_known = models.BooleanField(
+        default=False,
+        help_text=_("Whether no pull time means never pulled (otherwise: unknown)."),
+    )
+    tagged = models.BooleanField(
+        default=True,
+        help_text=_("False for an artifact no tag names (served by digest; its tag is empty)."),
+    )
 
     objects = ImageQuerySet.as_manager()
 
@@ -644,7 +727,14 @@ class Image(ImageState):
         verbose_name_plural = _("images")
         ordering = ["repository__path", "tag"]
         constraints = [
-            models.UniqueConstraint(fields=["repository", "tag"], name="image_unique_tag")
+            models.UniqueConstraint(
+                fields=["repository", "tag"], condition=Q(tagged=True), name="image_unique_tag"
+            ),
+            models.UniqueConstraint(
+                fields=["repository", "digest"],
+                condition=Q(tagged=False),
+                name="image_unique_untagged",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "tag"], name="image_proj_tag_idx"),
@@ -655,6 +745,10 @@ class Image(ImageState):
             models.Index(fields=["project", "image_created_at"], name="image_proj_created_idx"),
             models.Index(fields=["project", "multi_arch"], name="image_proj_multiarch_idx"),
             models.Index(fields=["project", "is_latest"], name="image_proj_latest_idx"),
+            models.Index(fields=["project", "last_pulled"], name="image_proj_pulled_idx"),
+            models.Index(
+                fields=["project", "pull_known", "last_pulled"], name="image_proj_usage_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -683,6 +777,11 @@ class Image(ImageState):
             registry_updated_at=aware(info.updated),
             first_seen_at=now,
             last_synced_at=now,
+            last_pulled=aware(info.last_pulled),
+            pull_count=info.pull_count,
+            pull_source=info.pull_source,
+            pull_known=bool(info.pull_source) and info.pull_known,
+            tagged=info.tagged,
         )
 
 
@@ -700,7 +799,12 @@ _IMAGE_STATE_FIELDS = (
     "registry_updated_at",
     "is_latest",
     "first_seen_at",
+    "last_pulled",
+    "pull_count",
+    "pull_source",
+    "pull_known",
 )
+_USAGE_FIELDS = ["last_pulled", "pull_count", "pull_source", "pull_known"]
 _IMAGE_UPDATE_FIELDS = [
     "digest",
     "media_type",
@@ -711,7 +815,21 @@ _IMAGE_UPDATE_FIELDS = [
     "registry_updated_at",
     "is_latest",
     "last_synced_at",
+    *_USAGE_FIELDS,
 ]
+
+
+def _usage_of(info: ImageInfo) -> tuple:
+    """The usage fields as a listing gives them, in _USAGE_FIELDS order."""
+    known = bool(info.pull_source) and info.pull_known
+    return (aware(info.last_pulled), info.pull_count, info.pull_source, known)
+
+
+def _keep_usage(image: Image, info: ImageInfo, row: tuple) -> None:
+    """A listing that says nothing of use (no source, e.g. Distribution) keeps the stored
+    figures (pull events' last pulled)."""
+    if not info.pull_source:
+        image.last_pulled, image.pull_count, image.pull_source, image.pull_known = row[11:15]
 
 
 def _history_source(task) -> str:

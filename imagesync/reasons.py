@@ -45,6 +45,8 @@ ALREADY_RUNNING = "already_running"
 NEVER_STARTED = "never_started"
 REFUSED = "refused"
 SEVERAL_ERRORS = "several_errors"
+# On a repository that was synchronized, but whose pull data (usage) could not be read.
+USAGE_UNAVAILABLE = "usage_unavailable"
 
 LABELS: dict[str, Any] = {  # lazy: each page shows them in its language
     AUTH_FAILED: _("Authentication failed"),
@@ -65,6 +67,7 @@ LABELS: dict[str, Any] = {  # lazy: each page shows them in its language
     NEVER_STARTED: _("Never started"),
     REFUSED: _("Refused"),
     SEVERAL_ERRORS: _("Several errors"),
+    USAGE_UNAVAILABLE: _("Pull data unavailable"),
 }
 
 

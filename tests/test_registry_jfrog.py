@@ -521,7 +521,8 @@ def test_the_aql_query_asks_for_both_manifest_kinds_with_properties():
         {"name": {"$eq": "list.manifest.json"}},
     ]
     assert query.endswith(
-        '.include("repo","path","name","size","created","modified","updated","sha256","property")'
+        '.include("repo","path","name","size","created","modified","updated","sha256","property",'
+        '"stat.downloaded","stat.downloads")'
     )
 
 

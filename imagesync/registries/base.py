@@ -69,13 +69,24 @@ class RepositoryInfo:
     extra: Mapping[str, Any] = field(
         default_factory=dict
     )  # e.g. {"instance_id": ...} to list it again
+    # Pulls the registry counts for the whole repository (Harbor, SWR), None when it does not.
+    pull_count: int | None = None
 
     @classmethod
-    def from_path(cls, type: str, path: str, **extra: Any) -> RepositoryInfo:
+    def from_path(
+        cls, type: str, path: str, *, pull_count: int | None = None, **extra: Any
+    ) -> RepositoryInfo:
         namespace, _, rest = path.partition("/")
         if not rest:
             namespace, rest = "", path
-        return cls(type=type, path=path, namespace=namespace, name=rest, extra=dict(extra))
+        return cls(
+            type=type,
+            path=path,
+            namespace=namespace,
+            name=rest,
+            extra=dict(extra),
+            pull_count=pull_count,
+        )
 
 
 @dataclass
@@ -101,6 +112,14 @@ class ImageInfo:
     multi_arch: bool = False
     created: datetime | None = None  # image created time (from the config)
     updated: datetime | None = None  # registry push/update time
+    # Usage, where the registry reports it (see imagesync.usage): when the image was last
+    # pulled, how many pulls the registry counts, which figure that is (pull_source, "" when
+    # the listing says nothing of use) and whether "no pull time" means never pulled.
+    last_pulled: datetime | None = None
+    pull_count: int | None = None
+    pull_source: str = ""
+    pull_known: bool = False
+    tagged: bool = True  # False: an artifact no tag names, served by digest (tag is "")
 
     def details(self) -> DigestDetails:
         return DigestDetails(
@@ -312,7 +331,7 @@ class Transport:
         )
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.session.headers["User-Agent"] = "imagesync-console/0.1"
+        self.session.headers["User-Agent"] = USER_AGENT
         self._ca_file = None
         if not config.verify_tls:
             self.verify: bool | str = False
@@ -564,6 +583,23 @@ DISTRIBUTION_CODES: Mapping[str, str] = {
     "UNSUPPORTED": UNSUPPORTED,
 }
 
+
+class Listing(list):
+    """What `list_images` returns: the tagged images (a plain list of ImageInfo), plus the
+    untagged images the registry reports (`untagged`, one per digest no tag names) and, when
+    the registry's usage data could not be read, why (`usage_missing`: (reason code,
+    message)); the inventory is synchronized either way."""
+
+    def __init__(self, images: Iterable[ImageInfo] = ()):
+        super().__init__(images)
+        self.untagged: list[ImageInfo] = []
+        self.usage_missing: tuple[str, str] | None = None
+
+
+# The console's own requests say who they are, so that a registry's pull notifications of
+# them can be told from real pulls (imagesync.usage.is_console_agent).
+USER_AGENT = "imagesync-console/0.1"
+
 # What `list_images` is told: digests already learned, and the inventory's tag -> digest.
 Known = Mapping[str, DigestDetails]
 Previous = Mapping[str, str] | None
@@ -648,7 +684,8 @@ class RegistryClient:
         client accepts it; one whose cost per tag depends on whether the tag is new uses it
         (the OCI client resolves a known tag with a cheap HEAD and fetches a new one in one
         GET), the others ignore it because their listing carries every tag's digest anyway."""
-        return self._list_images(repository, known or {}, previous)
+        found = self._list_images(repository, known or {}, previous)
+        return found if isinstance(found, Listing) else Listing(found)
 
     def _check(self) -> str:
         """What to tell the user when the connection works; raises RegistryError when not."""

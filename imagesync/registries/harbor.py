@@ -129,20 +129,26 @@ class HarborClient(RegistryClient):
                     raise RegistryError(
                         BAD_RESPONSE, f"The registry sent a repository without a name ({what})."
                     )
-                info = RepositoryInfo.from_path("harbor", name, project=project)
+                pulls = base.as_count(repo.get("pull_count"))  # shown with each image
+                info = RepositoryInfo.from_path("harbor", name, project=project, pull_count=pulls)
                 if info.namespace != project:
                     # Harbor names are always "<project>/<repo>"; keep the project we listed.
-                    info = RepositoryInfo("harbor", name, project, name, {"project": project})
+                    info = RepositoryInfo(
+                        "harbor", name, project, name, {"project": project}, pulls
+                    )
                 found.append(info)
         # Pages that shifted (a repository created meanwhile) can repeat an entry.
         yield from {info.path: info for info in found}.values()
 
     def _list_images(
         self, repository: RepositoryInfo, known: base.Known, previous: Mapping[str, str] | None
-    ) -> list[ImageInfo]:
-        """One ImageInfo per tag; untagged artifacts are not images anyone can pull by name.
+    ) -> base.Listing:
+        """One ImageInfo per tag, and one untagged ImageInfo per artifact no tag names (Harbor's
+        default artifact set already leaves out the untagged children of an index).
 
-        `known` and `previous` are not needed: one artifact listing carries every detail."""
+        `known` and `previous` are not needed: one artifact listing carries every detail, the
+        pull times included. Nothing is fetched by tag: a GET of a manifest by tag is a pull
+        to Harbor and would move the very pull_time read here."""
         project = str(repository.extra.get("project") or repository.namespace)
         prefix = f"{project}/"
         if not project or not repository.path.startswith(prefix):
@@ -155,10 +161,23 @@ class HarborClient(RegistryClient):
         what = f"listing artifacts of {repository.path}"
         include_all = self.config.flag("include_non_images", False)
         images: dict[str, ImageInfo] = {}
+        untagged: dict[str, ImageInfo] = {}
+        children: set[str] = set()
+        pull_times = False
+        pulls = repository.pull_count
         for artifact in self._paged(path, what, {"with_tag": "true"}):
             if not include_all and artifact.get("type", "IMAGE") not in ("IMAGE", None):
                 continue  # Helm charts, SBOMs, CNAB bundles are not container images
+            pull_times = pull_times or "pull_time" in artifact
+            for ref in artifact.get("references") or []:
+                if isinstance(ref, dict) and isinstance(ref.get("child_digest"), str):
+                    children.add(ref["child_digest"])
+            lone = self._untagged(artifact, what)
+            if lone is not None:
+                lone.pull_count = pulls
+                untagged[lone.digest] = lone
             for image in self._images_of(artifact, what):
+                image.pull_count = pulls
                 seen = images.setdefault(image.tag, image)
                 if seen.digest != image.digest:
                     # A push between two pages moved the tag: the listing is not one snapshot.
@@ -167,7 +186,49 @@ class HarborClient(RegistryClient):
                         f"Tag {image.tag} moved while {repository.path} was being listed.",
                         retryable=True,
                     )
-        return list(images.values())
+        listing = base.Listing(images.values())
+        # An index's platform manifests are parts of it, not images of their own.
+        listing.untagged = [info for digest, info in untagged.items() if digest not in children]
+        if (images or untagged) and not pull_times:
+            listing.usage_missing = (
+                UNSUPPORTED,
+                "this Harbor version sends no pull times with its artifacts.",
+            )
+        return listing
+
+    @staticmethod
+    def _pulled(artifact: dict, tag: dict | None = None) -> tuple[Any, bool]:
+        """(last pulled, whether known) of an artifact, or of one of its tags: the newer of
+        the tag's and the artifact's pull_time (a pull by digest moves only the artifact's).
+        Harbor's zero time 0001-01-01 means never pulled."""
+        if "pull_time" not in artifact and not (tag and "pull_time" in tag):
+            return None, False
+        times = [base.parse_time(artifact.get("pull_time"))]
+        if tag:
+            times.append(base.parse_time(tag.get("pull_time")))
+        found = [t for t in times if t is not None]
+        return (max(found) if found else None), True
+
+    def _untagged(self, artifact: dict, what: str) -> ImageInfo | None:
+        """An artifact no tag names, as an untagged image; None when it has tags or is an
+        attestation, signature or SBOM (accessories of another image, not images)."""
+        if artifact.get("tags"):
+            return None
+        digest = artifact.get("digest")
+        if not isinstance(digest, str) or not digest:
+            return None
+        annotations = artifact.get("annotations") or {}
+        if isinstance(annotations, dict) and annotations.get("vnd.docker.reference.type"):
+            return None  # BuildKit attestation manifest
+        kind = str(artifact.get("artifact_type") or "")
+        if any(word in kind for word in ("sbom", "signature", "in-toto", "attestation")):
+            return None
+        details = self._details(artifact, what)
+        image = ImageInfo.of("", digest, details, base.parse_time(artifact.get("push_time")))
+        image.tagged = False
+        image.last_pulled, image.pull_known = self._pulled(artifact)
+        image.pull_source = "harbor"
+        return image
 
     def _images_of(self, artifact: dict, what: str) -> list[ImageInfo]:
         digest = artifact.get("digest")
@@ -187,7 +248,10 @@ class HarborClient(RegistryClient):
             if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
                 raise RegistryError(BAD_RESPONSE, f"The registry sent a malformed tag ({what}).")
             updated = base.parse_time(tag.get("push_time")) or artifact_pushed
-            images.append(ImageInfo.of(tag["name"], digest, details, updated))
+            image = ImageInfo.of(tag["name"], digest, details, updated)
+            image.last_pulled, image.pull_known = self._pulled(artifact, tag)
+            image.pull_source = "harbor"
+            images.append(image)
         return images
 
     @staticmethod

@@ -40,10 +40,14 @@ class ManifestEntry:
     is_list: bool
     created: datetime | None
     updated: datetime | None
+    last_pulled: datetime | None = None
+    pulls: int | None = None  # None: statistics not read
 
 
-def aql_query(repo: str, transitive: bool = False) -> str:
-    """The one AQL query listing every manifest (all images, all tags) of one repository."""
+def aql_query(repo: str, transitive: bool = False, stats: bool = True) -> str:
+    """The one AQL query listing every manifest (all images, all tags) of one repository, with
+    the download statistics of each manifest file (`stats`: the tag's last pull and pull
+    count; a file never downloaded comes without them)."""
     criteria = {
         "repo": {"$eq": repo},
         "$or": [{"name": {"$eq": name}} for name in MANIFEST_NAMES],
@@ -59,11 +63,23 @@ def aql_query(repo: str, transitive: bool = False) -> str:
         "sha256",
         "property",
     )
+    if stats:
+        fields += ("stat.downloaded", "stat.downloads")
     query = f"items.find({json.dumps(criteria, separators=(',', ':'))})"
     query += ".include({})".format(",".join(json.dumps(f) for f in fields))
     if transitive:  # virtual (and remote) keys hold no items themselves
         query += ".transitive()"
     return query
+
+
+def _stats_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Last download and downloads of a manifest file from its AQL `stats`
+    ([{"downloaded": "...", "downloads": 3}]); none: never downloaded."""
+    stats = item.get("stats") or []
+    first = stats[0] if isinstance(stats, list) and stats and isinstance(stats[0], dict) else {}
+    pulls = base.as_count(first.get("downloads")) or 0
+    when = base.parse_time(first.get("downloaded")) if pulls else None
+    return {"last_pulled": when, "pulls": pulls}
 
 
 def _newer(entry: ManifestEntry, other: ManifestEntry) -> bool:
@@ -118,6 +134,7 @@ class JFrogClient(RegistryClient):
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._listings: dict[str, dict[str, dict[str, ManifestEntry]]] = {}
+        self._stats_missing: dict[str, tuple[str, str]] = {}  # aql repo -> (code, why)
         self._details: dict[str, url.DigestDetails] = {}
         self.aql_calls = 0
 
@@ -197,13 +214,17 @@ class JFrogClient(RegistryClient):
         listing = self._listing(key, aql_repo, bool(repository.extra.get("transitive")))
         entries = listing.get(image, {})
         fetch = self.config.flag("fetch_manifests", True)
-        images = []
+        images = base.Listing()
         for tag in sorted(entries):
             entry = entries[tag]
             details = known.get(entry.digest)
             if details is None and fetch:
                 details = self._digest_details(key, image, entry.digest)
             images.append(self._image(entry, details))
+        with self._lock:
+            missing = self._stats_missing.get(aql_repo)
+        if missing is not None and images:
+            images.usage_missing = missing
         return images
 
     # --- AQL --------------------------------------------------------------------------------
@@ -232,13 +253,33 @@ class JFrogClient(RegistryClient):
         what = f"AQL listing of repository {key}"
         with self._lock:
             self.aql_calls += 1
-        response = self._call(
-            "POST",
-            "api/search/aql",
-            what,
-            data=aql_query(aql_repo, transitive).encode(),
-            headers={"Content-Type": "text/plain"},
-        )
+        try:
+            response = self._call(
+                "POST",
+                "api/search/aql",
+                what,
+                data=aql_query(aql_repo, transitive).encode(),
+                headers={"Content-Type": "text/plain"},
+            )
+        except RegistryError as exc:
+            if exc.status not in (400, 403):
+                raise
+            # An account (or a server) that may not read download statistics: list without
+            # them, and say which data is missing and why.
+            with self._lock:
+                self.aql_calls += 1
+                self._stats_missing[aql_repo] = (
+                    exc.code,
+                    "Artifactory refused the download statistics (AQL stat.downloaded) "
+                    f"of repository {key}: {self.scrub(exc.message)[:200]}",
+                )
+            response = self._call(
+                "POST",
+                "api/search/aql",
+                what,
+                data=aql_query(aql_repo, transitive, stats=False).encode(),
+                headers={"Content-Type": "text/plain"},
+            )
         results, body = base.json_items(response, what, "results")
         window = body.get("range") if isinstance(body.get("range"), dict) else {}
         notification = str(window.get("notification") or body.get("notification") or "")
@@ -262,7 +303,7 @@ class JFrogClient(RegistryClient):
             image, _, tag = path.rpartition("/")
             if not image or not tag:
                 continue
-            entry = self._entry(tag, name, item)
+            entry = self._entry(tag, name, item, aql_repo not in self._stats_missing)
             if entry is None:
                 continue
             tags = listing.setdefault(image, {})
@@ -273,7 +314,9 @@ class JFrogClient(RegistryClient):
         return listing
 
     @staticmethod
-    def _entry(tag: str, name: str, item: Mapping[str, Any]) -> ManifestEntry | None:
+    def _entry(
+        tag: str, name: str, item: Mapping[str, Any], with_stats: bool = True
+    ) -> ManifestEntry | None:
         props: dict[str, str] = {}
         for prop in item.get("properties") or []:
             if isinstance(prop, dict) and isinstance(prop.get("key"), str):
@@ -295,6 +338,7 @@ class JFrogClient(RegistryClient):
             is_list=name == "list.manifest.json" or manifests.is_index(media_type),
             created=base.parse_time(item.get("created")),
             updated=base.parse_time(item.get("modified")) or base.parse_time(item.get("updated")),
+            **(_stats_of(item) if with_stats else {}),
         )
 
     @staticmethod
@@ -302,6 +346,9 @@ class JFrogClient(RegistryClient):
         if details is None:  # AQL alone: no size or platforms
             details = base.DigestDetails(entry.media_type, multi_arch=entry.is_list)
         image = ImageInfo.of(entry.tag, entry.digest, details, entry.updated)
+        if entry.pulls is not None:
+            image.last_pulled, image.pull_count = entry.last_pulled, entry.pulls
+            image.pull_source, image.pull_known = "jfrog", True
         image.media_type = entry.media_type or image.media_type
         image.created = image.created or entry.created
         return image

@@ -345,7 +345,9 @@ class SwrClient(RegistryClient):
             raise RegistryError(BAD_RESPONSE, "SWR listed a repository without namespace or name.")
         if self.registry_host:
             extra.setdefault("registry_host", self.registry_host)
-        return RepositoryInfo.from_path(type, f"{namespace}/{name}", **extra)
+        # Downloads of the whole repository: the only usage figure SWR's basic editions keep.
+        pulls = base.as_count(item.get("num_download"))
+        return RepositoryInfo.from_path(type, f"{namespace}/{name}", pull_count=pulls, **extra)
 
     def _private_repositories(self) -> list[RepositoryInfo]:
         scopes: list[dict[str, Any]] = [{"namespace": ns} for ns in self.namespaces] or [{}]
@@ -395,7 +397,8 @@ class SwrClient(RegistryClient):
             f"/repos/{_segment(repository.name)}/tags"
         )
         what = f"listing tags of {repository.path}"
-        images = []
+        images = base.Listing()
+        pulls = repository.pull_count
         for item in self._pages_with_content_range(path, {}, what, _tag_key):
             tag = item.get("Tag", item.get("tag"))
             if not isinstance(tag, str) or not tag:
@@ -411,7 +414,16 @@ class SwrClient(RegistryClient):
                 tag, digest, details, base.parse_time(item.get("updated")) or created
             )
             image.created = created
+            if pulls is not None:
+                # A count per repository and no time: "never pulled" only when nothing was.
+                image.pull_count, image.pull_source = pulls, "swr_repository"
+                image.pull_known = pulls == 0
             images.append(image)
+        if pulls is None and images:
+            images.usage_missing = (
+                UNSUPPORTED,
+                "SWR sent no download count (num_download) for this repository.",
+            )
         return images
 
     # -- enterprise edition -------------------------------------------------------------------
@@ -451,8 +463,11 @@ class SwrClient(RegistryClient):
                 }
                 if host:
                     extra["registry_host"] = host
+                pulls = base.as_count(item.get("pull_count"))
                 repositories.append(
-                    RepositoryInfo.from_path(ENTERPRISE, f"{namespace}/{name}", **extra)
+                    RepositoryInfo.from_path(
+                        ENTERPRISE, f"{namespace}/{name}", pull_count=pulls, **extra
+                    )
                 )
         return repositories
 
@@ -494,8 +509,11 @@ class SwrClient(RegistryClient):
             f"/namespaces/{_segment(namespace)}/repositories/{_segment(name)}/artifacts"
         )
         what = f"listing artifacts of {repository.path}"
-        images = []
+        images = base.Listing()
+        pulls = repository.pull_count
+        pull_times = False
         for artifact in self._pages_with_total(path, "artifacts", what, _artifact_key):
+            pull_times = pull_times or "pull_time" in artifact
             digest = str(artifact.get("digest") or "")
             kind = manifests.media_type(artifact.get("manifest_media_type"))
             cached = known.get(digest) if digest else None
@@ -504,13 +522,50 @@ class SwrClient(RegistryClient):
             tags = artifact.get("tags") or []
             if not isinstance(tags, list):
                 raise RegistryError(BAD_RESPONSE, f"SWR sent an unexpected answer ({what}).")
+            if not tags and digest and _is_image(artifact):
+                lone = ImageInfo.of("", digest, details, artifact_pushed)
+                lone.tagged, lone.pull_count = False, pulls
+                _set_pulled(lone, artifact)
+                images.untagged.append(lone)
             for tag in tags:
                 tag_name = tag.get("name") if isinstance(tag, dict) else None
                 if not isinstance(tag_name, str) or not tag_name:
                     raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
                 updated = base.parse_time(tag.get("push_time")) or artifact_pushed
-                images.append(ImageInfo.of(tag_name, digest, details, updated))
+                image = ImageInfo.of(tag_name, digest, details, updated)
+                image.pull_count = pulls
+                _set_pulled(image, artifact, tag)
+                images.append(image)
+        if (images or images.untagged) and not pull_times:
+            images.usage_missing = (
+                UNSUPPORTED,
+                "SWR Enterprise Edition sent no pull times with its artifacts.",
+            )
         return images
+
+
+def _set_pulled(image: ImageInfo, artifact: dict[str, Any], tag: Any = None) -> None:
+    """Last pulled of an Enterprise Edition artifact (or of one of its tags): the newer of the
+    two pull_time values; the zero time 0001-01-01 means never pulled."""
+    tag = tag if isinstance(tag, dict) else {}
+    if "pull_time" not in artifact and "pull_time" not in tag:
+        return
+    found = [
+        t
+        for t in (base.parse_time(artifact.get("pull_time")), base.parse_time(tag.get("pull_time")))
+        if t is not None
+    ]
+    image.last_pulled = max(found) if found else None
+    image.pull_source, image.pull_known = "swr", True
+
+
+def _is_image(artifact: dict[str, Any]) -> bool:
+    """An untagged artifact that is an image of its own: not a chart, SBOM, signature or
+    attestation (accessories of another image)."""
+    if str(artifact.get("type") or "IMAGE").upper() != "IMAGE":
+        return False
+    kind = str(artifact.get("artifact_type") or artifact.get("media_type") or "").lower()
+    return not any(word in kind for word in ("sbom", "signature", "in-toto", "attestation"))
 
 
 def _details(

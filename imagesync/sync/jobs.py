@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from imagesync import reasons
 from imagesync.models import ReconcileCounts, Registry, Repository, SyncTask, SyncTaskRepository
-from imagesync.registries.base import ImageInfo, RegistryError
+from imagesync.registries.base import ImageInfo, Listing, RegistryError
 from imagesync.sync.known import KnownDigests
 from imagesync.sync.limits import shared_limits
 from imagesync.sync.pool import db_guard
@@ -124,7 +124,9 @@ class RegistryRun:
     def _list(self, repo: Repository) -> list[ImageInfo]:
         with db_guard():
             previous = repo.stored_tags()
-        images = list(self.client.list_images(repo.as_info(), self.known, previous=previous))
+        images = self.client.list_images(repo.as_info(), self.known, previous=previous)
+        if not isinstance(images, Listing):  # keeps untagged images and the usage note
+            images = Listing(images)
         with self.known_lock:
             self.known.learn(images)
         return images
@@ -153,6 +155,7 @@ class RegistryRun:
                     unchanged=counts.unchanged,
                     at=now,
                 )
+                _record_usage_note(job, images)
         except Exception:
             logger.exception("Storing the images of %s failed.", job.repository.path)
             message = "The images could not be stored; the previous inventory was kept."
@@ -166,6 +169,28 @@ class RegistryRun:
                 return _recorded_elsewhere(job)
             job.task.record_repository(job.result_id, failed=True, code=code, message=message)
         return Outcome(job, SyncTaskRepository.Status.FAILED, code=code, message=message)
+
+
+def _record_usage_note(job: Job, images: list[ImageInfo]) -> None:
+    """A listing whose pull data could not be read (no permission for the statistics, an
+    older API) still synchronized the inventory; say on the repository's result and on the
+    connection which data is missing and why. A listing that read pull data clears the
+    connection's note."""
+    missing = getattr(images, "usage_missing", None)
+    registry = job.repository.registry
+    if missing:
+        code, message = missing
+        text = f"Synchronized without pull data: {message}"[:512]
+        SyncTaskRepository.objects.filter(pk=job.result_id).update(
+            reason_code=reasons.USAGE_UNAVAILABLE, reason_message=text
+        )
+        Registry.objects.filter(pk=registry.pk).update(
+            usage_missing_code=code or reasons.USAGE_UNAVAILABLE, usage_missing_message=text
+        )
+    elif any(info.pull_source for info in images):
+        Registry.objects.filter(pk=registry.pk).exclude(usage_missing_code="").update(
+            usage_missing_code="", usage_missing_message=""
+        )
 
 
 def _still_unfinished(result_id: int) -> bool:

@@ -1,0 +1,137 @@
+"""Usage: what registries say about the use of an image (last pulled, pull count) and the
+untagged images they still serve by digest.
+
+Where the figures come from (`Image.pull_source`):
+
+- ``harbor``: the artifact's and tag's `pull_time` from the artifact listing (the newer of the
+  two; Harbor's zero time 0001-01-01 means never pulled), the repository's `pull_count`;
+- ``jfrog``: `stat.downloaded` / `stat.downloads` of each tag's manifest file, read for a
+  whole repository key by one extra AQL query;
+- ``swr``: SWR Enterprise Edition's artifact and tag `pull_time` (zero time: never), the
+  repository's `pull_count`;
+- ``swr_repository``: SWR's private and shared repositories count downloads per repository
+  (`num_download`) and keep no pull time: every image of the repository shows that count,
+  and is "never pulled" only when it is 0;
+- ``events``: pull notifications of a Distribution registry with registry events turned on
+  (manifest pulls by anyone but the console itself), from the moment events were on;
+- ``""``: the registry reports nothing: "unknown", never "never".
+
+`pull_known` tells "never pulled" (known, no pull time) from "unknown". A pull only changes
+these fields: it is no change of what a tag points to, so it writes no history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from imagesync.registries.base import USER_AGENT, parse_time
+
+HARBOR = "harbor"
+JFROG = "jfrog"
+SWR = "swr"
+SWR_REPOSITORY = "swr_repository"
+EVENTS = "events"
+NONE = ""
+
+SOURCE_CHOICES = [
+    (HARBOR, "Harbor"),
+    (JFROG, "JFrog"),
+    (SWR, "SWR"),
+    (SWR_REPOSITORY, _("SWR (repository pulls)")),
+    (EVENTS, _("registry events")),
+    (NONE, _("none")),
+]
+SOURCE_LABELS = dict(SOURCE_CHOICES)
+# Sources whose pull count is the whole repository's, not the image's.
+REPOSITORY_COUNTS = (HARBOR, SWR, SWR_REPOSITORY)
+# The names `pull_source` takes in exports and the API ("none" for no source).
+SOURCE_CODES = {HARBOR, JFROG, SWR, SWR_REPOSITORY, EVENTS, "none"}
+
+# The usage summary's "not pulled in N days" columns.
+SUMMARY_DAYS = (30, 90, 365)
+
+
+def source_label(source: str) -> str:
+    return str(SOURCE_LABELS.get(source or NONE, source))
+
+
+def source_code(source: str) -> str:
+    """The `pull_source` value of exports and the API."""
+    return source or "none"
+
+
+def is_console_agent(user_agent: object) -> bool:
+    """Whether a request was the console's own (its HTTP client's User-Agent)."""
+    product = USER_AGENT.split("/", 1)[0] + "/"
+    return isinstance(user_agent, str) and user_agent.startswith(product)
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def not_pulled_since(cutoff: datetime) -> Q:
+    """Images known not to have been pulled since `cutoff` (never, or last before it)."""
+    return Q(pull_known=True) & (Q(last_pulled__isnull=True) | Q(last_pulled__lt=cutoff))
+
+
+NEVER_PULLED = Q(pull_known=True, last_pulled__isnull=True)
+UNKNOWN = Q(pull_known=False)
+
+
+def usage_summary(images, now: datetime | None = None) -> list[dict]:
+    """Per repository type: images not pulled in 30 / 90 / 365 days, never pulled, unknown,
+    untagged (and tagged) — one grouped query over `images` (any tagged/untagged filter of
+    the caller is ignored: untagged images are counted here)."""
+    now = now or timezone.now()
+    counts = {
+        f"not_{days}": Count("id", filter=Q(tagged=True) & not_pulled_since(now - timedelta(days)))
+        for days in SUMMARY_DAYS
+    }
+    counts["never"] = Count("id", filter=Q(tagged=True) & NEVER_PULLED)
+    counts["unknown"] = Count("id", filter=Q(tagged=True) & UNKNOWN)
+    counts["untagged"] = Count("id", filter=Q(tagged=False))
+    counts["tagged"] = Count("id", filter=Q(tagged=True))
+    rows = (
+        images.order_by().values("repository__type").annotate(**counts).order_by("repository__type")
+    )
+    return [{"type": row.pop("repository__type"), **row} for row in rows]
+
+
+# --- pull events -----------------------------------------------------------------------------
+
+
+def pull_time(value: object, now: datetime) -> datetime:
+    """An event's time, or now when it has none or claims the future."""
+    when = parse_time(value) if isinstance(value, str) else None
+    if when is None or when > now + timedelta(minutes=5):
+        return now
+    return when
+
+
+def record_pulls(registry_id: int, pulls: list[tuple[str, str, str, datetime]]) -> int:
+    """Set last pulled (source "events") of the images of a connection that pull events name:
+    (repository path, digest, tag, time). Only images already in the inventory, matched by
+    repository and digest (by tag when the event has no digest); an older pull never moves
+    last pulled back. No re-list, no history: a pull changes usage, not the inventory.
+    Returns the rows updated."""
+    from imagesync.models import Image
+
+    updated = 0
+    latest: dict[tuple[str, str, str], datetime] = {}
+    for path, digest, tag, when in pulls:
+        key = (path, digest, "" if digest else tag)
+        if key not in latest or when > latest[key]:
+            latest[key] = when
+    for (path, digest, tag), when in latest.items():
+        match = Q(digest=digest) if digest else Q(tag=tag, tagged=True)
+        rows = Image.objects.filter(
+            match,
+            repository__registry_id=registry_id,
+            repository__path=path,
+        ).filter(Q(last_pulled__isnull=True) | Q(last_pulled__lt=when))
+        updated += rows.update(last_pulled=when, pull_source=EVENTS, pull_known=True)
+    return updated
