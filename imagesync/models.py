@@ -758,6 +758,11 @@ class Image(ImageState):
     def short_digest(self) -> str:
         return self.digest.split(":", 1)[-1][:12]
 
+    @property
+    def repository_pulls(self) -> bool:
+        """Whether pull_count counts the whole repository's pulls (not this image's)."""
+        return self.pull_source in usage.REPOSITORY_COUNTS
+
     @classmethod
     def from_listing(
         cls, repository: Repository, info: ImageInfo, *, is_latest: bool, now: datetime

@@ -183,6 +183,12 @@ def _namespace(image: Any) -> str:
     return repository.namespace
 
 
+def _pull_source(image: Any) -> str:
+    from imagesync.usage import source_code
+
+    return source_code(image.pull_source)
+
+
 # --- the lists ----------------------------------------------------------------------------------
 
 IMAGES = Table(
@@ -242,9 +248,23 @@ IMAGES = Table(
         ),
         Column("multi_arch", _("Multi-arch"), ("multi_arch",), _attr("multi_arch")),
         Column("latest", _("Latest version"), (), _attr("is_latest")),
+        # Usage (imagesync.usage), after the fields scripts already read.
+        Column(
+            "last_pulled",
+            _("Last pulled"),
+            ("last_pulled",),
+            _time("last_pulled"),
+            sub=_("source"),
+        ),
+        Column("pull_count", _("Pulls"), ("pull_count",), _attr("pull_count"), css="num"),
+        Column("pull_source", _("Pull data source"), (), _pull_source),
+        Column("tagged", _("Tagged"), (), _attr("tagged")),
         Column("id", _("Id"), ("id",)),
     ),
-    page="name tag namespace type registry digest size platforms created updated last_synced",
+    page=(
+        "name tag namespace type registry digest size platforms created updated last_synced"
+        " last_pulled pull_count"
+    ),
     default_sort="-updated",
 )
 
@@ -468,7 +488,18 @@ def _interval_namespace(interval: Any) -> str:
 _AS_OF_VALUES["namespace"] = _interval_namespace
 
 
+# Usage is not history: as of a moment these columns say nothing (tags only, no pull data).
+_AS_OF_USAGE = {
+    "last_pulled": lambda interval: None,
+    "pull_count": lambda interval: None,
+    "pull_source": lambda interval: "none",
+    "tagged": lambda interval: True,
+}
+
+
 def _as_of(column: Column) -> Column:
+    if column.key in _AS_OF_USAGE:
+        return Column(column.key, column.label, (), _AS_OF_USAGE[column.key], css=column.css)
     fields: list[str] = []
     for name in column.order_by:
         mapped = _AS_OF_FIELDS.get(name, name)

@@ -23,6 +23,7 @@ these fields: it is no change of what a tag points to, so it writes no history.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -82,23 +83,46 @@ NEVER_PULLED = Q(pull_known=True, last_pulled__isnull=True)
 UNKNOWN = Q(pull_known=False)
 
 
-def usage_summary(images, now: datetime | None = None) -> list[dict]:
-    """Per repository type: images not pulled in 30 / 90 / 365 days, never pulled, unknown,
-    untagged (and tagged) — one grouped query over `images` (any tagged/untagged filter of
-    the caller is ignored: untagged images are counted here)."""
+def usage_summary(project, images, now: datetime | None = None) -> list[dict]:
+    """Per repository type: tagged images not pulled in 30 / 90 / 365 days, never pulled,
+    with unknown pull data, and untagged images. One GROUP BY repository over `images` (the
+    (project, ...) rows of one project, no join), summed per type in Python; each number
+    comes with the Image View URL listing exactly those rows."""
+    from django.urls import reverse
+
+    from imagesync.models import Repository, RepositoryType
+
     now = now or timezone.now()
+    tagged = Q(tagged=True)
     counts = {
-        f"not_{days}": Count("id", filter=Q(tagged=True) & not_pulled_since(now - timedelta(days)))
+        f"not_{days}": Count("id", filter=tagged & not_pulled_since(now - timedelta(days)))
         for days in SUMMARY_DAYS
     }
-    counts["never"] = Count("id", filter=Q(tagged=True) & NEVER_PULLED)
-    counts["unknown"] = Count("id", filter=Q(tagged=True) & UNKNOWN)
+    counts["never"] = Count("id", filter=tagged & NEVER_PULLED)
+    counts["unknown"] = Count("id", filter=tagged & UNKNOWN)
     counts["untagged"] = Count("id", filter=Q(tagged=False))
-    counts["tagged"] = Count("id", filter=Q(tagged=True))
-    rows = (
-        images.order_by().values("repository__type").annotate(**counts).order_by("repository__type")
-    )
-    return [{"type": row.pop("repository__type"), **row} for row in rows]
+    rows = images.order_by().values("repository_id").annotate(**counts)
+    type_of = dict(Repository.objects.of_project(project).values_list("pk", "type"))
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        type_ = type_of.get(row.pop("repository_id"))
+        into = totals.setdefault(type_, dict.fromkeys(counts, 0))
+        for key, n in row.items():
+            into[key] += n
+    url = reverse("imagesync:image-list")
+    links = {f"not_{days}": {"not_pulled_days": days} for days in SUMMARY_DAYS}
+    links.update(never={"pulled": "never"}, unknown={"pulled": "unknown"})
+    links["untagged"] = {"tagged": "untagged"}
+    summary = []
+    for value, label in RepositoryType.choices:
+        if value not in totals:
+            continue
+        cells = [
+            {"key": key, "count": n, "url": f"{url}?{urlencode({'type': value, **links[key]})}"}
+            for key, n in totals[value].items()
+        ]
+        summary.append({"type": value, "label": label, "cells": cells})
+    return summary
 
 
 # --- pull events -----------------------------------------------------------------------------

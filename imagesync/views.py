@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from imagesync import events, exports
+from imagesync import events, exports, usage
 from imagesync.filters import (
     ImageFilter,
     RepositoryFilter,
@@ -288,6 +288,12 @@ def image_list(request):
         "active_task": _active_task(project, request.user),
         "columns": filterset.table.headers(filterset.sort),
         "is_fragment": _is_fragment(request),
+        "usage_summary": (
+            usage.usage_summary(project, _project_rows(request))
+            if project is not None and filterset.moment is None and has_images
+            else []
+        ),
+        "usage_days": usage.SUMMARY_DAYS,
         "as_of": filterset.moment,
         # A datetime-local input shows only its own format; a day given in the URL shows the
         # moment it stands for (the end of that day).

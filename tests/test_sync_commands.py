@@ -212,6 +212,10 @@ def test_export_json_is_one_array_of_records_with_every_field(stored):
         "name": "api",
         "multi_arch": True,
         "latest": False,
+        "last_pulled": None,
+        "pull_count": None,
+        "pull_source": "none",
+        "tagged": True,
     }
     assert records[0]["namespace"] == "" and records[0]["size"] is None
 
@@ -246,6 +250,10 @@ def test_export_csv_has_a_header_and_one_row_per_image(stored, tmp_path):
         "name",
         "multi_arch",
         "latest",
+        "last_pulled",
+        "pull_count",
+        "pull_source",
+        "tagged",
     ]
     assert rows[2]["platforms"] == "linux/amd64,linux/arm64/v8"
     assert rows[0]["size"] == "" and rows[0]["created"] == ""

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apitokens.models import ApiToken
+from imagesync import usage
 from imagesync.forms import OPTION_FIELDS, RegistryForm
 from imagesync.models import (
     Image,
@@ -55,6 +56,9 @@ class ImageSerializer(serializers.ModelSerializer):
     registry_name = serializers.CharField(source="repository.registry.name", read_only=True)
     short_digest = serializers.CharField(read_only=True)
     platforms = serializers.ListField(child=serializers.CharField(), read_only=True)
+    pull_source = serializers.SerializerMethodField(
+        help_text="harbor, jfrog, swr, swr_repository, events or none (see README, Usage)."
+    )
 
     class Meta:
         model = Image
@@ -70,8 +74,16 @@ class ImageSerializer(serializers.ModelSerializer):
             *Image.STATE_FIELDS,
             "short_digest",
             "last_synced_at",
+            "last_pulled",
+            "pull_count",
+            "pull_source",
+            "pull_known",
+            "tagged",
         ]
         read_only_fields = fields
+
+    def get_pull_source(self, image) -> str:
+        return usage.source_code(image.pull_source)
 
 
 class ImageAsOfSerializer(serializers.Serializer):

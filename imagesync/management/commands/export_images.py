@@ -30,10 +30,14 @@ day for the end of that day), with the same fields: what Image View shows as of 
 EXPORT_ORDER = "registry,repository,tag"
 
 
-def images_of(project) -> Iterator[Image]:
-    """Every image of the project, in registry / repository / tag order."""
+TAGGED = {"tagged": {"tagged": True}, "untagged": {"tagged": False}, "all": {}}
+
+
+def images_of(project, tagged: str = "tagged") -> Iterator[Image]:
+    """Every image of the project (tagged ones by default, as Image View), in registry /
+    repository / tag order (untagged ones, whose tag is empty, first in their repository)."""
     rows = (
-        Image.objects.filter(project=project)
+        Image.objects.filter(project=project, **TAGGED[tagged])
         .select_related("repository__registry")
         .order_by(*IMAGES.order_by(EXPORT_ORDER))
     )
@@ -64,11 +68,18 @@ class Command(ExportCommand):
             "--as-of",
             help="The inventory as of this moment: an ISO 8601 time, or a day (its end).",
         )
+        parser.add_argument(
+            "--tagged",
+            choices=sorted(TAGGED),
+            default="tagged",
+            help="Tagged images (default, as Image View), untagged ones (artifacts no tag "
+            "names, with an empty tag) or all.",
+        )
 
     def handle(self, *args, **options) -> None:
         project = find_project(options["project"])
         if options.get("as_of") is not None:
             columns, rows = images_as_of(project, options["as_of"])
         else:
-            columns, rows = IMAGES.exported, images_of(project)
+            columns, rows = IMAGES.exported, images_of(project, options["tagged"])
         self.export(options, columns, rows, "images")
