@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import BigIntegerField, Case, Q, Value, When
+from django.db.models import BigIntegerField, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -271,20 +272,21 @@ def fork_of(valid_from: datetime, valid_to: datetime) -> int:
     return (high >> level) << level
 
 
-def fork_when_closed(now: datetime) -> Case:
+def fork_when_closed(now: datetime) -> RawSQL:
     """`fork_of(valid_from, now)` of each row, as an SQL expression for the UPDATE that closes
     intervals at `now`: the end being the same for all of them, the fork is one of ~31 nodes
     (the end's second with its lowest 1, 2, ... bits cleared), the first, from the top level
-    down, that is after the row's start."""
+    down, that is after the row's start. Written as SQL text: as a Case of 31 Whens, Django
+    took longer to build it than the database to run it (a re-sync of 200 repositories)."""
     high = _second(now)
-    whens = [
-        When(
-            valid_from__lt=_at_second((high >> level) << level),
-            then=Value((high >> level) << level),
-        )
-        for level in range(high.bit_length() - 1, 0, -1)
-    ]
-    return Case(*whens, default=Value(high), output_field=BigIntegerField())
+    column = connection.ops.quote_name("valid_from")
+    sql, params = ["CASE"], []
+    for level in range(high.bit_length() - 1, 0, -1):
+        node = (high >> level) << level
+        sql.append(f"WHEN {column} < %s THEN %s")
+        params += [connection.ops.adapt_datetimefield_value(_at_second(node)), node]
+    sql.append("ELSE %s END")
+    return RawSQL(" ".join(sql), [*params, high], output_field=BigIntegerField())
 
 
 def stabbing_nodes(moment: datetime) -> tuple[list[int], list[int]]:
@@ -324,49 +326,46 @@ class HistoryRecorder:
     """Collects what one reconcile (or one removal) of a repository changed and writes it with
     a few bulk statements: Change rows, the intervals it closes and those it opens. Use it
     inside the transaction that changes the inventory, after the images are written: the new
-    intervals are copied from the stored image rows by the database (INSERT ... SELECT), so a
-    first sync of 100,000 tags builds no interval object in Python. (Changes are still built
-    here, in the listing's order, which the Changes list shows for one moment.)"""
+    intervals are copied from the stored image rows by the database (INSERT ... SELECT), and
+    so are the changes when every one is an addition (a first sync, a new repository), so a
+    first sync of 100,000 tags builds no history object in Python. Other changes are built
+    here, in the listing's order, which the Changes list shows for one moment (a copy is in
+    the images' order, which is the listing's too: they were created in it)."""
 
     repository: Repository
     now: datetime
     task: SyncTask | None = None
     source: str = Change.Source.SYNC
-    changes: list[Change] = field(default_factory=list)
+    # (kind, tag, old digest, new digest, the registry's push time), in the listing's order
+    changes: list[tuple] = field(default_factory=list)
     opened_tags: list[str] = field(default_factory=list)
     closed_tags: list[str] = field(default_factory=list)
 
     def added(self, image: Image) -> None:
-        self._change(Change.Kind.ADDED, image.tag, "", image.digest, image.registry_updated_at)
+        self.changes.append(
+            (Change.Kind.ADDED, image.tag, "", image.digest, image.registry_updated_at)
+        )
         self.opened_tags.append(image.tag)
 
     def restated(self, old_digest: str, image: Image) -> None:
         """A stored tag whose state changed: re-pushed when its digest did (a Change), else a
         new interval only (its details or its "latest" mark changed)."""
         if old_digest != image.digest:
-            self._change(
-                Change.Kind.REPUSHED, image.tag, old_digest, image.digest, image.registry_updated_at
+            self.changes.append(
+                (
+                    Change.Kind.REPUSHED,
+                    image.tag,
+                    old_digest,
+                    image.digest,
+                    image.registry_updated_at,
+                )
             )
         self.closed_tags.append(image.tag)
         self.opened_tags.append(image.tag)
 
     def removed(self, tag: str, digest: str) -> None:
-        self._change(Change.Kind.REMOVED, tag, digest, "", None)
+        self.changes.append((Change.Kind.REMOVED, tag, digest, "", None))
         self.closed_tags.append(tag)
-
-    def _change(self, kind: str, tag: str, old: str, new: str, pushed: datetime | None) -> None:
-        change = Change(
-            time=self.now,
-            kind=kind,
-            tag=tag,
-            old_digest=old,
-            new_digest=new,
-            registry_pushed_at=pushed,
-            source=self.source,
-            task=self.task,
-        )
-        change.identify(self.repository)
-        self.changes.append(change)
 
     def write(self) -> None:
         tags = self.closed_tags
@@ -376,16 +375,34 @@ class HistoryRecorder:
             ).current().update(
                 valid_to=self.now, closed_by=self.task, fork=fork_when_closed(self.now)
             )
-        self._open_intervals(self.opened_tags)
-        Change.objects.bulk_create(self.changes, batch_size=BATCH_SIZE)
+        self._copy_images(ImageInterval, _INTERVAL_COPY, self.opened_tags)
+        if all(change[0] == Change.Kind.ADDED for change in self.changes):
+            self._copy_images(Change, _ADDED_COPY, [change[1] for change in self.changes])
+            return
+        Change.objects.bulk_create(map(self._change, self.changes), batch_size=BATCH_SIZE)
 
-    def _open_intervals(self, tags: list[str]) -> None:
-        """An open interval per stored image of these tags, copied from the image row."""
+    def _change(self, change: tuple) -> Change:
+        kind, tag, old, new, pushed = change
+        row = Change(
+            time=self.now,
+            kind=kind,
+            tag=tag,
+            old_digest=old,
+            new_digest=new,
+            registry_pushed_at=pushed,
+            source=self.source,
+            task=self.task,
+        )
+        row.identify(self.repository)
+        return row
+
+    def _copy_images(self, model, copy: dict[str, str], tags: list[str]) -> None:
+        """A row of `model` per stored image of these tags, copied from the image row by the
+        database, in the images' order."""
         if not tags:
             return
         quote = connection.ops.quote_name
-        valid_from = ImageInterval._meta.get_field("valid_from")
-        moment = valid_from.get_db_prep_value(self.now, connection)
+        moment = model._meta.get_field("time" if model is Change else "valid_from")
         registry = self.repository.registry
         values = {
             "registry_id": registry.pk,
@@ -394,19 +411,22 @@ class HistoryRecorder:
             "repository_path": self.repository.path,
             "namespace": self.repository.namespace,
             "name": self.repository.name,
-            "now": moment,
+            "now": moment.get_db_prep_value(self.now, connection),
             "task_id": self.task.pk if self.task is not None else None,
+            "source": str(self.source),
+            "added": str(Change.Kind.ADDED),
+            "empty": "",
         }
-        targets = ", ".join(quote(column) for column in _INTERVAL_COPY)
+        targets = ", ".join(quote(column) for column in copy)
         sources, params = [], []
-        for source in _INTERVAL_COPY.values():
+        for source in copy.values():
             if source.startswith("%"):
                 sources.append("%s")
                 params.append(values[source[1:]])
             else:
                 sources.append("NULL" if source == "NULL" else quote(source))
         sql = (
-            f"INSERT INTO {quote(ImageInterval._meta.db_table)} ({targets}) SELECT {', '.join(sources)}"
+            f"INSERT INTO {quote(model._meta.db_table)} ({targets}) SELECT {', '.join(sources)}"
             f" FROM {quote(Image._meta.db_table)} WHERE {quote('repository_id')} = %s AND"
         )
         with connection.cursor() as cursor:
@@ -419,7 +439,7 @@ class HistoryRecorder:
                 )
 
 
-# What a new interval copies from its image row (a bare name), takes from the recorder (%name)
+# What a new row copies from its image row (a bare name), takes from the recorder (%name)
 # or is (NULL).
 _IDENTITY_COPY = {
     "project_id": "project_id",
@@ -440,6 +460,16 @@ _INTERVAL_COPY = {
     "fork": "NULL",
     "opened_by_id": "%task_id",
     "closed_by_id": "NULL",
+}
+_ADDED_COPY = {
+    **_IDENTITY_COPY,
+    "time": "%now",
+    "kind": "%added",
+    "old_digest": "%empty",
+    "new_digest": "digest",
+    "registry_pushed_at": "registry_updated_at",
+    "source": "%source",
+    "task_id": "%task_id",
 }
 
 
