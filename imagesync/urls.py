@@ -8,6 +8,7 @@ urlpatterns = [
     path("project/select/", views.select_project, name="project-select"),
     path("images/", views.image_list, name="image-list"),
     path("images/export.csv", views.image_export, name="image-export"),
+    path("images/usage/", views.image_usage, name="image-usage"),
     path("changes/", history_views.change_list, name="change-list"),
     path("changes/export.csv", history_views.change_export, name="change-export"),
     path(

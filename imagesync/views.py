@@ -288,12 +288,7 @@ def image_list(request):
         "active_task": _active_task(project, request.user),
         "columns": filterset.table.headers(filterset.sort),
         "is_fragment": _is_fragment(request),
-        "usage_summary": (
-            usage.usage_summary(project, _project_rows(request))
-            if project is not None and filterset.moment is None and has_images
-            else []
-        ),
-        "usage_days": usage.SUMMARY_DAYS,
+        "usage_summary_shown": project is not None and filterset.moment is None and has_images,
         "as_of": filterset.moment,
         # A datetime-local input shows only its own format; a day given in the URL shows the
         # moment it stands for (the end of that day).
@@ -304,6 +299,16 @@ def image_list(request):
         ),
     }
     return _render(request, "imagesync/image_list.html", "imagesync/_image_table.html", context)
+
+
+@require_GET
+def image_usage(request):
+    """Image View's usage summary (loaded when it is opened): per repository type, the images
+    not pulled in 30 / 90 / 365 days, never pulled, with unknown pull data, untagged."""
+    project = _project(request)
+    totals = usage.cached_usage_counts(project, _project_rows(request)) if project else {}
+    context = {"usage_summary": usage.usage_summary(totals), "usage_days": usage.SUMMARY_DAYS}
+    return render(request, "imagesync/_usage_summary_table.html", context)
 
 
 @require_GET

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imagesync.history import Change
-from imagesync.models import Image, Registry, SyncTask, SyncTaskRepository
+from imagesync.models import Image, Registry, Repository, SyncTask, SyncTaskRepository
 from imagesync.registries.base import Listing
 from imagesync.tasks import run_sync_task
 from tests.support.factories import make_image, make_repository
@@ -248,9 +248,13 @@ def test_bad_usage_filters_are_inline_errors_and_400s(rows, login, viewer, proje
         assert client.get(API.format(project.pk), params).status_code == 400
 
 
+SUMMARY = reverse("imagesync:image-usage")
+
+
 def test_the_usage_summary_counts_per_type_and_links_to_the_rows(rows, login, viewer):
     client = login(viewer)
-    summary = client.get(URL).context["usage_summary"]
+    assert 'id="usage-summary"' in client.get(URL).content.decode()  # loaded when opened
+    summary = client.get(SUMMARY).context["usage_summary"]
     harbor = next(row for row in summary if row["type"] == "harbor")
     counts = {cell["key"]: cell["count"] for cell in harbor["cells"]}
     assert counts == {
@@ -273,13 +277,28 @@ def test_the_summary_is_one_grouped_query(rows, project, django_assert_max_num_q
 
     images = Image.objects.filter(project=project)
     with django_assert_max_num_queries(2):  # the GROUP BY, and the project's repository types
-        summary = usage.usage_summary(project, images)
-    assert {row["type"] for row in summary} == {"harbor", "other"}
+        totals = usage.usage_counts(project, images)
+    assert set(totals) == {"harbor", "other"}
+
+
+def test_the_summary_is_counted_again_after_a_sync(rows, login, viewer, project):
+    client = login(viewer)
+
+    def never() -> int:
+        summary = client.get(SUMMARY).context["usage_summary"]
+        harbor = next(row for row in summary if row["type"] == "harbor")
+        return next(cell["count"] for cell in harbor["cells"] if cell["key"] == "never")
+
+    assert never() == 1
+    Image.objects.filter(tag="recent").update(last_pulled=None)
+    assert never() == 1  # reused for a minute...
+    Repository.objects.filter(path="lib/web").update(last_synced_at=timezone.now())
+    assert never() == 2  # ...or until the next sync
 
 
 def test_an_outsider_sees_no_usage_of_another_project(rows, login, outsider):
-    response = login(outsider).get(URL)
-    assert response.context["usage_summary"] == []
+    response = login(outsider).get(SUMMARY)
+    assert response.status_code == 200 and response.context["usage_summary"] == []
 
 
 def test_the_api_lists_usage_with_the_same_filters(rows, login, viewer, project):

@@ -58,7 +58,7 @@ def test_the_usage_summary_links_to_the_unused_and_untagged_images(ui, seeded):
     unknown_row = page.locator("#image-table tbody tr", has_text="1.0")
     expect(unknown_row.locator("td.usage")).to_have_text("unknown")
 
-    page.get_by_text("Usage: unused and untagged images").click()
+    page.get_by_text("Usage: unused and untagged images").click()  # loads the summary
     harbor = page.locator("#usage-summary tr[data-type=harbor]")
     expect(harbor.locator("a[data-usage=never]")).to_have_text("1")
     harbor.locator("a[data-usage=never]").click()
