@@ -6,8 +6,11 @@ the ORM broker (the embedded default), or PostgreSQL (a dedicated database, re-c
 Redis (`--database postgres`). A real Distribution registry (Debian `docker-registry`) is
 configured with a `notifications:` block pointing at the console's receiver URL.
 
-1. Latency: `--pushes` times, push a new tag to the registry and poll the database until the
-   image is in the inventory (what Image View shows); p50/p95/max of push end -> visible.
+1. Latency: `--pushes` times, push a new tag to one of `--repositories` repositories (round
+   robin) and poll the database until the image is in the inventory (what Image View shows);
+   p50/p95/max of push end -> visible. A refresh re-lists the whole repository (one manifest
+   HEAD per known tag, each reported back by Distribution as a pull event), so the figure
+   grows with the tags per repository: `--repositories 1` ends with 100 tags in one.
    It is the registry's delivery + the receiver + django-q2's broker poll (ORM: Q_CLUSTER poll,
    0.2 s by default; Redis: a blocking pop) + the coalescing window
    (REGISTRY_EVENTS_COALESCE_MS) + one re-list and reconcile.
@@ -87,6 +90,13 @@ def parse_args() -> argparse.Namespace:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12")
     )
     parser.add_argument("--pushes", type=int, default=100)
+    parser.add_argument(
+        "--repositories",
+        type=int,
+        default=10,
+        help="pushes go round robin to this many repositories (a refresh re-lists the whole "
+        "repository: its cost grows with the repository's tags)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="each throughput slice")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
@@ -208,11 +218,11 @@ class Visible:
 def latency(args, env, reg, visible: Visible) -> dict:
     figures = []
     for i in range(args.pushes):
-        tag = f"v{i}"
-        push_image(reg, "bench/app", tag, created=f"2025-01-01T00:00:{i % 60:02d}Z")
+        tag, path = f"v{i}", f"bench/app{i % args.repositories}"
+        push_image(reg, path, tag, created=f"2025-01-01T00:00:{i % 60:02d}Z")
         pushed = time.monotonic()
         deadline = pushed + 60
-        while not visible.has("bench/app", tag):
+        while not visible.has(path, tag):
             if time.monotonic() > deadline:
                 raise SystemExit(f"push {tag} never became visible")
             time.sleep(0.02)
@@ -326,7 +336,8 @@ def main() -> int:
         if not args.skip_latency:
             figures = latency(args, env, reg, Visible(env))
             print(
-                f"push -> visible over {args.pushes} pushes: p50 {figures['p50']:.2f} s, "
+                f"push -> visible over {args.pushes} pushes to {args.repositories} "
+                f"repositories: p50 {figures['p50']:.2f} s, "
                 f"p95 {figures['p95']:.2f} s, max {figures['max']:.2f} s "
                 f"(coalescing window {args.coalesce_ms} ms); load average {os.getloadavg()}"
             )
