@@ -1,7 +1,8 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ImagesyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "imagesync"
-    verbose_name = "Container images"
+    verbose_name = _("Container images")
