@@ -640,15 +640,15 @@ class ImageFilter(ListFilterSet):
         """The filters, and Tagged unless `tagged` says otherwise (today's view unchanged)."""
         rows = super().filter_queryset(queryset)
         if self.moment is None and not self.form.cleaned_data.get("tagged"):
-            rows = rows.filter(tagged=True)
+            rows = rows.filter(usage.TAGGED)
         return rows
 
     def filter_tagged(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         if self.moment is not None:
             return qs  # the history holds tags only
         if value == "untagged":
-            return qs.filter(tagged=False)
-        return qs if value == "all" else qs.filter(tagged=True)
+            return qs.filter(usage.UNTAGGED)
+        return qs if value == "all" else qs.filter(usage.TAGGED)
 
     def filter_not_pulled(self, qs: QuerySet, name: str, value: int | None) -> QuerySet:
         if value is None or self.moment is not None:

@@ -737,17 +737,29 @@ class Image(ImageState):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "tag"], name="image_proj_tag_idx"),
-            models.Index(fields=["project", "digest"], name="image_proj_digest_idx"),
-            models.Index(fields=["project", "size"], name="image_proj_size_idx"),
-            models.Index(fields=["project", "registry_updated_at"], name="image_proj_updated_idx"),
-            models.Index(fields=["project", "last_synced_at"], name="image_proj_synced_idx"),
-            models.Index(fields=["project", "image_created_at"], name="image_proj_created_idx"),
-            models.Index(fields=["project", "multi_arch"], name="image_proj_multiarch_idx"),
-            models.Index(fields=["project", "is_latest"], name="image_proj_latest_idx"),
-            models.Index(fields=["project", "last_pulled"], name="image_proj_pulled_idx"),
+            # Every Image View query says tagged = true (the default) or false, so each sort's
+            # and filter's index leads with it: a page walks only rows it shows, as before
+            # untagged images existed (imagesync.usage).
+            models.Index(fields=["project", "tagged", "tag"], name="image_proj_tag_idx"),
+            models.Index(fields=["project", "tagged", "digest"], name="image_proj_digest_idx"),
+            models.Index(fields=["project", "tagged", "size"], name="image_proj_size_idx"),
             models.Index(
-                fields=["project", "pull_known", "last_pulled"], name="image_proj_usage_idx"
+                fields=["project", "tagged", "registry_updated_at"], name="image_proj_updated_idx"
+            ),
+            models.Index(
+                fields=["project", "tagged", "last_synced_at"], name="image_proj_synced_idx"
+            ),
+            models.Index(
+                fields=["project", "tagged", "image_created_at"], name="image_proj_created_idx"
+            ),
+            models.Index(
+                fields=["project", "tagged", "multi_arch"], name="image_proj_multiarch_idx"
+            ),
+            models.Index(fields=["project", "tagged", "is_latest"], name="image_proj_latest_idx"),
+            models.Index(fields=["project", "tagged", "last_pulled"], name="image_proj_pulled_idx"),
+            models.Index(
+                fields=["project", "tagged", "pull_known", "last_pulled"],
+                name="image_proj_usage_idx",
             ),
         ]
 

@@ -76,11 +76,18 @@ def is_console_agent(user_agent: object) -> bool:
 
 def not_pulled_since(cutoff: datetime) -> Q:
     """Images known not to have been pulled since `cutoff` (never, or last before it)."""
-    return Q(pull_known=True) & (Q(last_pulled__isnull=True) | Q(last_pulled__lt=cutoff))
+    return KNOWN & (Q(last_pulled__isnull=True) | Q(last_pulled__lt=cutoff))
 
 
-NEVER_PULLED = Q(pull_known=True, last_pulled__isnull=True)
-UNKNOWN = Q(pull_known=False)
+# Written as `IN (...)`, not as the bare boolean Django writes for `=True`: SQLite uses only an
+# equality (or IN) on `tagged` / `pull_known` to walk the (project, tagged, ...) indexes. The
+# bare `tagged` is kept too: it is the condition of the (repository, tag) unique index, which
+# SQLite uses for a query only when that term appears in it.
+TAGGED = Q(tagged__in=[True]) & Q(tagged=True)
+UNTAGGED = Q(tagged__in=[False])
+KNOWN = Q(pull_known__in=[True])
+NEVER_PULLED = KNOWN & Q(last_pulled__isnull=True)
+UNKNOWN = Q(pull_known__in=[False])
 
 
 SUMMARY_SECONDS = 60  # a summary is reused this long (or until the next sync's results)
