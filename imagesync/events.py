@@ -65,7 +65,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from imagesync import crypto, reasons, usage
@@ -805,6 +805,20 @@ def refresh_registry(registry_id: int, *, wait: bool = True) -> int | None:
                 receiver__registry=registry, received_at__lt=timezone.now() - EVENT_RETENTION
             ).delete()
     return task.pk
+
+
+def requeue_forgotten(older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Enqueue a refresh of every connection with a pending mark that no refresh took in time
+    (the enqueue failed, or a worker died holding it); the number of connections. The
+    watchdog calls it every minute."""
+    cutoff = timezone.now() - older_than
+    waiting = RefreshPending.objects.filter(marked_at__lt=cutoff).filter(
+        Q(task__isnull=True) | ~Q(task__status__in=SyncTask.ACTIVE_STATUSES)
+    )
+    registry_ids = set(waiting.values_list("registry_id", flat=True))
+    for registry_id in registry_ids:
+        schedule_refresh(registry_id, force=True)
+    return len(registry_ids)
 
 
 def _free(registry: Registry):

@@ -110,7 +110,11 @@ def refresh_registry_events(registry_id: int, wait: bool = True) -> int | None:
 
 
 def watchdog() -> dict[str, int]:
-    """Finish tasks whose worker stopped responding; re-enqueue lost queued tasks."""
+    """Finish tasks whose worker stopped responding; re-enqueue lost queued tasks and the
+    registry event refreshes that no worker took."""
+    from imagesync.events import requeue_forgotten
     from imagesync.sync.watchdog import watchdog
 
-    return watchdog(announce=enqueue_sync_jobs)
+    found = watchdog(announce=enqueue_sync_jobs)
+    found["event_refreshes_requeued"] = requeue_forgotten()
+    return found

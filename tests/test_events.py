@@ -416,3 +416,21 @@ def test_a_mark_made_while_a_refresh_runs_is_not_left_waiting(
     assert enqueued == [registry.pk, registry.pk]
     refresh_registry(registry.pk, wait=False)
     assert inventory(registry) == {"team/api:1": image("1").digest, "team/db:2": image("2").digest}
+
+
+def test_the_watchdog_requeues_a_mark_that_no_refresh_took(client, events_on, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from imagesync.tasks import watchdog
+
+    receiver, secret = events_on
+    enqueued: list[int] = []
+    monkeypatch.setattr("imagesync.tasks.enqueue_event_refresh", enqueued.append)
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "1")]), secret)
+    enqueued.clear()  # say the broker lost it
+    assert watchdog()["event_refreshes_requeued"] == 0  # too recent to call it lost
+    RefreshPending.objects.update(marked_at=timezone.now() - timedelta(minutes=2))
+    assert watchdog()["event_refreshes_requeued"] == 1
+    assert enqueued == [receiver.registry_id]
