@@ -65,7 +65,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
 from imagesync import crypto, reasons, usage
@@ -775,12 +775,11 @@ def refresh_registry(registry_id: int, *, wait: bool = True) -> int | None:
         if registry is None:
             return None
         _free_abandoned(registry)
-        first = _free(registry).aggregate(first=Min("marked_at"))["first"]
-    if first is None:
+        marks = _free(registry).aggregate(first=Min("marked_at"), last=Max("marked_at"))
+    if marks["first"] is None:
         return None
-    delay = coalesce_seconds() - (timezone.now() - first).total_seconds()
-    if wait and delay > 0:
-        time.sleep(min(delay, coalesce_seconds()))
+    if wait:
+        _wait_for_the_burst(registry, marks["first"], marks["last"])
     with db_guard():
         task = claim(registry)
     if task is None:
@@ -819,6 +818,26 @@ def requeue_forgotten(older_than: timedelta = timedelta(seconds=30)) -> int:
     for registry_id in registry_ids:
         schedule_refresh(registry_id, force=True)
     return len(registry_ids)
+
+
+QUIET_SECONDS = 0.25  # a burst is over when no event came for this long
+
+
+def _wait_for_the_burst(registry: Registry, first, last) -> None:
+    """Sleep until the burst is over: no new mark for QUIET_SECONDS (one push of a multi-arch
+    image is several manifest events milliseconds apart), or the coalescing window after its
+    first mark has passed, whichever comes first. A lone push waits only the quiet time; a
+    long burst is taken once a window."""
+    window = coalesce_seconds()
+    deadline = first + timedelta(seconds=window)
+    while True:
+        wake = min(deadline, last + timedelta(seconds=min(QUIET_SECONDS, window)))
+        delay = (wake - timezone.now()).total_seconds()
+        if delay <= 0:
+            return
+        time.sleep(min(delay, window))
+        with db_guard():
+            last = _free(registry).aggregate(last=Max("marked_at"))["last"] or last
 
 
 def _free(registry: Registry):

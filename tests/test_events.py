@@ -434,3 +434,34 @@ def test_the_watchdog_requeues_a_mark_that_no_refresh_took(client, events_on, mo
     RefreshPending.objects.update(marked_at=timezone.now() - timedelta(minutes=2))
     assert watchdog()["event_refreshes_requeued"] == 1
     assert enqueued == [receiver.registry_id]
+
+
+def test_a_lone_push_waits_only_the_quiet_time_a_burst_at_most_the_window(
+    client, fakes, events_on, settings, monkeypatch
+):
+    from imagesync import events
+
+    settings.REGISTRY_EVENTS_COALESCE_MS = 1000
+    receiver, secret = events_on
+    fakes[receiver.registry.name] = FakeClient({"team/api": [image("1")]})
+    slept: list[float] = []
+    real_sleep = events.time.sleep
+
+    def sleep(seconds):
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(events.time, "sleep", sleep)
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "1")]), secret)
+    refresh_registry(receiver.registry_id)
+    assert len(slept) == 1 and 0 < slept[0] <= events.QUIET_SECONDS
+
+    def keep_pushing(seconds):  # a new event arrives during every sleep
+        sleep(seconds)
+        hook_post(client, receiver, distribution_envelope([("push", "team/api", "x")]), secret)
+
+    slept.clear()
+    monkeypatch.setattr(events.time, "sleep", keep_pushing)
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "2")]), secret)
+    refresh_registry(receiver.registry_id)
+    assert sum(slept) <= 1.0 + events.QUIET_SECONDS
