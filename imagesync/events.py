@@ -18,8 +18,8 @@ touched, stores the event, marks those repositories pending and enqueues at most
 per connection per coalescing window (REGISTRY_EVENTS_COALESCE_MS).
 
 The refresh (`refresh_registry`, run by the worker through imagesync.tasks) waits until the
-window after the burst's first mark has passed, claims every pending repository of the
-connection, and runs them as a SyncTask with the trigger "event" through the sync engine's
+burst is over (QUIET_SECONDS without a new mark, at most the window after its first mark),
+claims every pending repository of the connection, and runs them as a SyncTask with the trigger "event" through the sync engine's
 `RegistryRun` -- the connection's normal client and the same reconcile as a full sync. Nothing
 from a payload is written into the inventory. A repository whose listing says "not found" and
 that a successful listing of the registry's repositories no longer shows is emptied, as a full
