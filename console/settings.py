@@ -221,8 +221,9 @@ SYNC_JOB_ATTEMPTS = env_int("SYNC_JOB_ATTEMPTS", 3, minimum=1)
 HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 400, minimum=1)
 SYNC_SCHEDULE_CRON = os.environ.get("SYNC_SCHEDULE_CRON", "0 1 * * *")
 
-# Registry events (imagesync.events): a refresh waits REGISTRY_EVENTS_COALESCE_MS after the
-# first event of a burst, then takes every repository marked meanwhile; a connection's receiver
+# Registry events (imagesync.events): a refresh waits for a quiet moment, at most
+# REGISTRY_EVENTS_COALESCE_MS after the first event of a burst, then takes every repository
+# marked meanwhile; a connection's receiver
 # answers 429 beyond REGISTRY_EVENTS_PER_MINUTE requests and 413 to a body over
 # REGISTRY_EVENTS_MAX_BYTES. CONSOLE_URL: the console's address as registries reach it (the
 # receiver URLs that `manage.py registry webhook` and the API print).
