@@ -22,6 +22,7 @@ from django import forms
 from django.conf import settings
 from django.db import connection
 from django.db.models import (
+    BigIntegerField,
     Case,
     Count,
     DateTimeField,
@@ -785,17 +786,32 @@ class ImageAsOfFilter(ImageFilter):
             return super().filter_queryset(self._part(queryset, self.branch))
         data = self.data.copy()
         data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
+        # SQLite follows the ids unless told (unary "+") to walk the sort's index instead,
+        # which is cheaper only when the newest rows of the default sort are the moment's.
+        member = _not_indexed("id", BigIntegerField()) if self._walk_newest() else F("id")
         parts = Q()
         for branch in STABBING_PARTS:
             part = type(self)(
                 data, queryset=queryset, request=self.request, project=self.project, branch=branch
             )
-            parts |= Q(pk__in=part.qs.order_by().values("pk"))
+            parts |= Q(member__in=part.qs.order_by().values("pk"))
         # Every filter is in the parts (each narrows the rows its part reads); only the sort
         # is left to the page.
         return self.filters["ordering"].filter(
-            queryset.filter(parts), self.form.cleaned_data.get("ordering")
+            queryset.alias(member=member).filter(parts), self.form.cleaned_data.get("ordering")
         )
+
+    WALK_OPENED_SINCE = 20000
+
+    def _walk_newest(self) -> bool:
+        """On SQLite, for the default sort (newest push first), whether few intervals were
+        opened after the moment: the walk down the sort's index then passes those few and
+        finds the moment's rows (3 days back: 40 ms, against ~150 ms to read the moment's
+        ~100,000 rows); for a moment long ago it would pass most of the history."""
+        if connection.vendor != "sqlite" or self.sort != self.table.default_sort:
+            return False
+        opened = ImageInterval.objects.filter(project=self.project, valid_from__gt=self.moment)
+        return opened.values("pk")[: self.WALK_OPENED_SINCE].count() < self.WALK_OPENED_SINCE
 
     def _part(self, queryset: QuerySet, branch: str) -> QuerySet:
         started = _not_indexed("valid_from", DateTimeField())
