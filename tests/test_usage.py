@@ -338,3 +338,59 @@ def test_the_inventory_as_of_a_moment_ignores_usage_filters(rows, login, viewer)
     moment = (timezone.now() + timedelta(seconds=-1)).strftime("%Y-%m-%dT%H:%M:%S")
     response = client.get(URL, {"as_of": moment, "pulled": "never", "tagged": "untagged"})
     assert response.status_code == 200
+
+
+# --- pull notifications at the receiver ------------------------------------------------------
+
+
+def pull_body(*events: dict) -> bytes:
+    import json
+
+    return json.dumps({"events": list(events)}).encode()
+
+
+def pull_event(repository: str, digest: str, **changes) -> dict:
+    from tests.support.registry_events import distribution_event
+
+    event = distribution_event("pull", repository, None, digest=digest)
+    event.update(changes)
+    return event
+
+
+def test_pull_notifications_set_last_pulled_of_inventory_images_only(registry, client):
+    from imagesync.events import EventReceiver
+    from tests.support.registry_events import DOCKER_LAYER, hook_post
+
+    receiver = EventReceiver.of(registry)
+    secret = receiver.enable()
+    repository = make_repository(registry, "team/api")
+    row = make_image(repository, "1.0")
+    console = {"useragent": "imagesync-console/0.1", "method": "HEAD"}
+    bodies = [
+        pull_event("team/api", row.digest, request=console),  # the console's own request
+        pull_event(
+            "team/api",
+            row.digest,
+            target={"repository": "team/api", "digest": row.digest, "mediaType": DOCKER_LAYER},
+        ),  # a blob
+        pull_event("team/api", "sha256:" + "0" * 64),  # not in the inventory
+        pull_event("other/repo", row.digest),  # another repository
+    ]
+    for event in bodies:
+        assert hook_post(client, receiver, pull_body(event), secret).status_code == 202
+    row.refresh_from_db()
+    assert row.last_pulled is None and row.pull_source == ""
+
+    later = pull_event("team/api", row.digest, timestamp="2026-11-30T10:00:00.5Z")
+    earlier = pull_event("team/api", row.digest, timestamp="2026-11-01T10:00:00Z")
+    assert hook_post(client, receiver, pull_body(later), secret).status_code == 202
+    assert hook_post(client, receiver, pull_body(earlier), secret).status_code == 202
+    row.refresh_from_db()
+    assert row.last_pulled.isoformat() == "2026-11-30T10:00:00.500000+00:00"  # never back
+    assert (row.pull_source, row.pull_known) == ("events", True)
+    assert not Change.objects.exists()
+
+    future = pull_event("team/api", row.digest, timestamp="2999-01-01T00:00:00Z")
+    assert hook_post(client, receiver, pull_body(future), secret).status_code == 202
+    row.refresh_from_db()
+    assert row.last_pulled <= timezone.now()  # a clock in the future is not believed
