@@ -591,6 +591,18 @@ def _count(key: str, timeout: int) -> int:
     return cache.incr(key)
 
 
+def _add(key: str, timeout: int) -> bool:
+    """Set a key unless it exists; whether it was set (Redis: one SET NX, as in _count)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is not None and hasattr(backend, "get_client"):
+        full_key = cache.make_and_validate_key(key)
+        client = getattr(_redis, "client", None)
+        if client is None:
+            client = _redis.client = backend.get_client(full_key, write=True)
+        return bool(client.set(full_key, 1, nx=True, ex=timeout))
+    return cache.add(key, 1, timeout=timeout)
+
+
 def enabled_types(registry: Registry) -> tuple[str, ...]:
     """Repository types whose events this connection follows (SWR: the Enterprise Edition
     only, and only when its listing includes it)."""
@@ -740,25 +752,16 @@ def _queued_key(registry_id: int) -> str:
     return f"imagesync:events:queued:{registry_id}"
 
 
-_scheduled_here: dict[int, float] = {}  # registry id -> when this process last scheduled
-
-
 def schedule_refresh(registry_id: int, *, force: bool = False) -> None:
     """Enqueue a refresh of the connection unless one was enqueued within the coalescing
-    window (by any process: a key in the cache; by this one: remembered here, which spares
-    the cache a request per event during a burst -- safe because a refresh claims no earlier
-    than a window after the first mark, and looks for marks left behind when it ends)."""
+    window (a key in the cache, set if absent: one Redis SET NX per event)."""
     from imagesync.tasks import enqueue_event_refresh
 
-    now = time.monotonic()
-    if not force and now - _scheduled_here.get(registry_id, -1e9) < 0.9 * coalesce_seconds():
-        return
     window = max(1, int(coalesce_seconds() + 0.999))
     try:
-        fresh = cache.add(_queued_key(registry_id), 1, timeout=window)
+        fresh = _add(_queued_key(registry_id), window)
     except Exception:
         fresh = True
-    _scheduled_here[registry_id] = now
     if fresh or force:
         transaction.on_commit(lambda: enqueue_event_refresh(registry_id))
 

@@ -465,3 +465,17 @@ def test_a_lone_push_waits_only_the_quiet_time_a_burst_at_most_the_window(
     hook_post(client, receiver, distribution_envelope([("push", "team/api", "2")]), secret)
     refresh_registry(receiver.registry_id)
     assert sum(slept) <= 1.0 + events.QUIET_SECONDS
+
+
+def test_an_event_right_after_a_quick_refresh_is_enqueued_again(
+    client, fakes, events_on, settings, monkeypatch
+):
+    settings.REGISTRY_EVENTS_COALESCE_MS = 1000
+    receiver, secret = events_on
+    fakes[receiver.registry.name] = FakeClient({"team/api": [image("1")]})
+    enqueued: list[int] = []
+    monkeypatch.setattr("imagesync.tasks.enqueue_event_refresh", enqueued.append)
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "1")]), secret)
+    refresh_registry(receiver.registry_id, wait=False)  # done well within the window
+    hook_post(client, receiver, distribution_envelope([("push", "team/api", "2")]), secret)
+    assert enqueued == [receiver.registry_id, receiver.registry_id]
