@@ -114,7 +114,7 @@ def environment(args, work: Path) -> dict:
         "IMAGESYNC_VAR_DIR": str(work / "var"),
         "SECRET_KEY": "events-bench-" + "x" * 40,
         "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "REGISTRY_EVENTS_COALESCE_MS": str(args.coalesce_ms),
         "REGISTRY_EVENTS_PER_MINUTE": "100000000",
         "Q_WORKERS": "2",

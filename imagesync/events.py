@@ -902,6 +902,9 @@ class Refresh:
         try:
             run.open()
         except Exception as exc:  # RegistryError, or a secret that cannot be decrypted
+            logger.warning(
+                "The client of registry %s could not be built: %r", self.registry.pk, exc
+            )
             code = getattr(exc, "code", reasons.INTERNAL_ERROR)
             message = getattr(exc, "message", "The registry client could not be built.")
             for result_id in results.values():
