@@ -1727,11 +1727,10 @@ __all__ = [
     "has_role",
 ]
 
-# The history's models live in their own module; importing them here registers them.
+# The history's models and those of registry events (receiver, refresh) live in their own
+# modules; importing them here registers them.
+from imagesync.events import EventReceiver, RefreshPending, RegistryEvent  # noqa: E402, F401
 from imagesync.history import Change, ImageInterval  # noqa: E402
-
-# Registry events (receiver, refresh) likewise.
-from imagesync.events import EventReceiver, RefreshPending, RegistryEvent  # noqa: E402
 
 # A user's language and time zone (imagesync.preferences) likewise.
 from imagesync.preferences import UserPreference  # noqa: E402, F401

@@ -4,70 +4,111 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagesync', '0017_change_time_id_index'),
+        ("imagesync", "0017_change_time_id_index"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='image',
-            name='image_unique_tag',
+            model_name="image",
+            name="image_unique_tag",
         ),
         migrations.AddField(
-            model_name='image',
-            name='last_pulled',
-            field=models.DateTimeField(blank=True, help_text='When the registry last saw a pull of it.', null=True),
+            model_name="image",
+            name="last_pulled",
+            field=models.DateTimeField(
+                blank=True, help_text="When the registry last saw a pull of it.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='image',
-            name='pull_count',
-            field=models.BigIntegerField(blank=True, help_text='Pulls the registry counts (of the whole repository for some sources).', null=True),
+            model_name="image",
+            name="pull_count",
+            field=models.BigIntegerField(
+                blank=True,
+                help_text="Pulls the registry counts (of the whole repository for some sources).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='image',
-            name='pull_known',
-            field=models.BooleanField(default=False, help_text='Whether no pull time means never pulled (otherwise: unknown).'),
+            model_name="image",
+            name="pull_known",
+            field=models.BooleanField(
+                default=False,
+                help_text="Whether no pull time means never pulled (otherwise: unknown).",
+            ),
         ),
         migrations.AddField(
-            model_name='image',
-            name='pull_source',
-            field=models.CharField(blank=True, choices=[('harbor', 'Harbor'), ('jfrog', 'JFrog'), ('swr', 'SWR'), ('swr_repository', 'SWR (repository pulls)'), ('events', 'registry events'), ('', 'none')], help_text='Where the pull figures come from; empty: the registry reports none.', max_length=16),
+            model_name="image",
+            name="pull_source",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("harbor", "Harbor"),
+                    ("jfrog", "JFrog"),
+                    ("swr", "SWR"),
+                    ("swr_repository", "SWR (repository pulls)"),
+                    ("events", "registry events"),
+                    ("", "none"),
+                ],
+                help_text="Where the pull figures come from; empty: the registry reports none.",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='image',
-            name='tagged',
-            field=models.BooleanField(default=True, help_text='False for an artifact no tag names (served by digest; its tag is empty).'),
+            model_name="image",
+            name="tagged",
+            field=models.BooleanField(
+                default=True,
+                help_text="False for an artifact no tag names (served by digest; its tag is empty).",
+            ),
         ),
         migrations.AddField(
-            model_name='registry',
-            name='usage_missing_code',
-            field=models.CharField(blank=True, help_text='Why the last sync could not read pull data (a reason code); empty: it could.', max_length=32),
+            model_name="registry",
+            name="usage_missing_code",
+            field=models.CharField(
+                blank=True,
+                help_text="Why the last sync could not read pull data (a reason code); empty: it could.",
+                max_length=32,
+            ),
         ),
         migrations.AddField(
-            model_name='registry',
-            name='usage_missing_message',
+            model_name="registry",
+            name="usage_missing_message",
             field=models.CharField(blank=True, max_length=512),
         ),
         migrations.AddField(
-            model_name='repository',
-            name='pull_count',
-            field=models.BigIntegerField(blank=True, help_text='Pulls of the whole repository, where the registry counts them (usage).', null=True),
+            model_name="repository",
+            name="pull_count",
+            field=models.BigIntegerField(
+                blank=True,
+                help_text="Pulls of the whole repository, where the registry counts them (usage).",
+                null=True,
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'last_pulled'], name='image_proj_pulled_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "last_pulled"], name="image_proj_pulled_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'pull_known', 'last_pulled'], name='image_proj_usage_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "pull_known", "last_pulled"], name="image_proj_usage_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(condition=models.Q(('tagged', True)), fields=('repository', 'tag'), name='image_unique_tag'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("tagged", True)),
+                fields=("repository", "tag"),
+                name="image_unique_tag",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(condition=models.Q(('tagged', False)), fields=('repository', 'digest'), name='image_unique_untagged'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("tagged", False)),
+                fields=("repository", "digest"),
+                name="image_unique_untagged",
+            ),
         ),
     ]

@@ -4,90 +4,106 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagesync', '0018_usage'),
+        ("imagesync", "0018_usage"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_tag_idx',
+            model_name="image",
+            name="image_proj_tag_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_digest_idx',
+            model_name="image",
+            name="image_proj_digest_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_size_idx',
+            model_name="image",
+            name="image_proj_size_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_updated_idx',
+            model_name="image",
+            name="image_proj_updated_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_synced_idx',
+            model_name="image",
+            name="image_proj_synced_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_created_idx',
+            model_name="image",
+            name="image_proj_created_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_multiarch_idx',
+            model_name="image",
+            name="image_proj_multiarch_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_latest_idx',
+            model_name="image",
+            name="image_proj_latest_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_pulled_idx',
+            model_name="image",
+            name="image_proj_pulled_idx",
         ),
         migrations.RemoveIndex(
-            model_name='image',
-            name='image_proj_usage_idx',
+            model_name="image",
+            name="image_proj_usage_idx",
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'tag'], name='image_proj_tag_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "tagged", "tag"], name="image_proj_tag_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'digest'], name='image_proj_digest_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "digest"], name="image_proj_digest_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'size'], name='image_proj_size_idx'),
+            model_name="image",
+            index=models.Index(fields=["project", "tagged", "size"], name="image_proj_size_idx"),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'registry_updated_at'], name='image_proj_updated_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "registry_updated_at"], name="image_proj_updated_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'last_synced_at'], name='image_proj_synced_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "last_synced_at"], name="image_proj_synced_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'image_created_at'], name='image_proj_created_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "image_created_at"], name="image_proj_created_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'multi_arch'], name='image_proj_multiarch_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "multi_arch"], name="image_proj_multiarch_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'is_latest'], name='image_proj_latest_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "is_latest"], name="image_proj_latest_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'last_pulled'], name='image_proj_pulled_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "last_pulled"], name="image_proj_pulled_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['project', 'tagged', 'pull_known', 'last_pulled'], name='image_proj_usage_idx'),
+            model_name="image",
+            index=models.Index(
+                fields=["project", "tagged", "pull_known", "last_pulled"],
+                name="image_proj_usage_idx",
+            ),
         ),
     ]
