@@ -699,9 +699,13 @@ def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -
         paths = [path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT]
         duplicate = not _insert_event(receiver.pk, key, now, Parsed(touched=wanted).action, paths)
         if not duplicate:
-            mark_pending(receiver.registry_id, wanted.keys(), now)
+            mark_pending(receiver.registry_id, wanted.keys(), now, schedule=False)
+    # After the COMMIT: a burst's events all upsert the same pending rows, so the cache
+    # round trip is not spent holding their row locks.
     if duplicate:
         receiver.count("duplicates")
+    else:
+        schedule_refresh(receiver.registry_id)
     return not duplicate
 
 
@@ -725,9 +729,12 @@ def _insert_event(receiver_id: int, key: str, now, action: str, paths: list[str]
         return cursor.fetchone() is not None
 
 
-def mark_pending(registry_id: int, repositories, now=None, *, force: bool = False) -> None:
+def mark_pending(
+    registry_id: int, repositories, now=None, *, force: bool = False, schedule: bool = True
+) -> None:
     """Upsert one pending row per repository and enqueue a refresh of the connection, at most
-    one per coalescing window (`force`: enqueue whatever the window)."""
+    one per coalescing window (`force`: enqueue whatever the window; `schedule` False: the
+    caller enqueues)."""
     now = now or timezone.now()
     keys = list(repositories)
     if keys:
@@ -741,7 +748,8 @@ def mark_pending(registry_id: int, repositories, now=None, *, force: bool = Fals
                 "ON CONFLICT (registry_id, type, path) DO UPDATE SET marked_at = excluded.marked_at",
                 params,
             )
-    schedule_refresh(registry_id, force=force)
+    if schedule:
+        schedule_refresh(registry_id, force=force)
 
 
 def coalesce_seconds() -> float:
