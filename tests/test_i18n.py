@@ -296,3 +296,26 @@ def test_every_console_page_in_chinese_shows_no_english_ui_word(client, admin_us
         text = i18n_check.html_visible_text(body_of(response))
         words = i18n_check.page_english_words(text, data)
         assert not words, f"English left on {name} ({url}): {sorted(set(words))}"
+
+
+def test_a_failed_repositorys_reason_shows_its_label_in_the_users_language(
+    client, admin_user, project
+):
+    """The stored message is the registry's words (data); the reason beside it is the user's
+    language: Manage Task's row, the task's page and its repository results."""
+    from tests.support.factories import make_partial_task
+
+    registry = Registry.objects.create(
+        project=project, name="hub", kind=Registry.Kind.OTHER, endpoint="https://r.example"
+    )
+    repository = make_repository(registry, "team/api")
+    task = make_partial_task(repository, "connect ECONNREFUSED", failure_code="unreachable")
+    client.force_login(admin_user)
+    client.post(reverse("set_language"), {"language": "zh-hans"})
+    for url in (reverse("imagesync:task-list"), reverse("imagesync:task-detail", args=[task.pk])):
+        page = client.get(url).content.decode()
+        assert '无法访问 <code class="reason-code">unreachable</code>' in page, url
+    client.post(reverse("set_language"), {"language": "en"})
+    page = client.get(reverse("imagesync:task-detail", args=[task.pk])).content.decode()
+    assert 'Unreachable <code class="reason-code">unreachable</code>' in page
+    assert "无法访问" not in page

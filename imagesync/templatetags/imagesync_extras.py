@@ -98,7 +98,9 @@ def type_short(value: str) -> str:
 def scope_short(task) -> str:
     """A task's scope in a few words for the task table."""
     if task.scope == "types":
-        return _("Types: %(types)s") % {"types": ", ".join(type_short(t) for t in task.scope_types or [])}
+        return _("Types: %(types)s") % {
+            "types": ", ".join(type_short(t) for t in task.scope_types or [])
+        }
     if task.scope == "repositories":
         return _("Chosen repositories")
     return _("All repositories")
