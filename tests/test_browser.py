@@ -14,36 +14,15 @@ import pytest
 from playwright.sync_api import expect
 
 from imagesync.models import Image, ProjectMembership, Registry, SyncTask
+from tests.support.browser import FINAL_STATUS
 from tests.support.factories import PASSWORD
-from tests.support.registry_seed import push_image, push_index
+from tests.support.registry_seed import push_image
 
-pytestmark = [pytest.mark.browser, pytest.mark.registry]
-
-FINAL_STATUS = re.compile(r"^(succeeded|partially_succeeded|failed|cancelled|interrupted|skipped)$")
-
-
-@pytest.fixture(autouse=True)
-def tasks_run_inline(settings, monkeypatch):
-    """django-q2 runs async_task inline, so a sync started in the browser really runs."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
-    monkeypatch.setattr("django_q.conf.Conf.SYNC", True)
-
-
-@pytest.fixture
-def admin(transactional_db, django_user_model, project):
-    user = django_user_model.objects.create_user(username="alice-admin", password=PASSWORD)
-    ProjectMembership.objects.create(user=user, project=project, role="admin")
-    return user
-
-
-@pytest.fixture
-def pushed(fresh_registry):
-    """Three repositories in an empty registry: two single-platform tags and a multi-arch index."""
-    push_image(fresh_registry, "team/api", "1.0")
-    push_image(fresh_registry, "team/api", "1.1", arch="arm64", variant="v8")
-    push_index(fresh_registry, "team/web", "latest", platforms=["linux/amd64", "linux/arm64"])
-    push_image(fresh_registry, "infra/proxy", "2.4")
-    return {("api", "1.0"), ("api", "1.1"), ("web", "latest"), ("proxy", "2.4")}
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.registry,
+    pytest.mark.usefixtures("tasks_run_inline"),
+]
 
 
 def connect_registry(ui, registry) -> None:

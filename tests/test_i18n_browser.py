@@ -16,14 +16,18 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from imagesync.models import Image, ProjectMembership, SyncTask, UserPreference
+from imagesync.models import Image, SyncTask, UserPreference
+from tests.support.browser import FINAL_STATUS
 from tests.support.factories import PASSWORD
 from tests.support.i18n_check import page_english_words
-from tests.support.registry_seed import push_image, push_index
+from tests.support.registry_seed import push_image
 
-pytestmark = [pytest.mark.browser, pytest.mark.registry]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.registry,
+    pytest.mark.usefixtures("tasks_run_inline"),
+]
 
-FINAL_STATUS = re.compile(r"^(succeeded|partially_succeeded|failed|cancelled|interrupted|skipped)$")
 
 VISIBLE_TEXT = """() => {
   const parts = [document.title, document.body.innerText];
@@ -47,29 +51,6 @@ def english_words(ui, data: set[str]) -> list[str]:
 def assert_all_chinese(ui, data: set[str], where: str) -> None:
     words = english_words(ui, data)
     assert not words, f"English left on {where}: {sorted(set(words))}"
-
-
-@pytest.fixture(autouse=True)
-def tasks_run_inline(settings, monkeypatch):
-    """django-q2 runs async_task inline, so a sync started in the browser really runs."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
-    monkeypatch.setattr("django_q.conf.Conf.SYNC", True)
-
-
-@pytest.fixture
-def admin(transactional_db, django_user_model, project):
-    user = django_user_model.objects.create_user(username="alice-admin", password=PASSWORD)
-    ProjectMembership.objects.create(user=user, project=project, role="admin")
-    return user
-
-
-@pytest.fixture
-def pushed(fresh_registry):
-    push_image(fresh_registry, "team/api", "1.0")
-    push_image(fresh_registry, "team/api", "1.1", arch="arm64", variant="v8")
-    push_index(fresh_registry, "team/web", "latest", platforms=["linux/amd64", "linux/arm64"])
-    push_image(fresh_registry, "infra/proxy", "2.4")
-    return {("api", "1.0"), ("api", "1.1"), ("web", "latest"), ("proxy", "2.4")}
 
 
 def wait_for_task_end(ui, task_id: int) -> str:

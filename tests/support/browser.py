@@ -11,6 +11,7 @@ is a pytest plugin, registered in tests/conftest.py):
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,3 +142,37 @@ def ui(chromium_browser, live_server):
 def ui_zh(chromium_browser, live_server):
     """As `ui`, from a browser whose language is Simplified Chinese (Accept-Language zh-CN)."""
     yield from open_console_page(chromium_browser, live_server, locale="zh-CN")
+
+
+# --- the browser flows' shared setup (tests/test_browser.py and tests/test_i18n_browser.py) ---
+
+FINAL_STATUS = re.compile(r"^(succeeded|partially_succeeded|failed|cancelled|interrupted|skipped)$")
+
+
+@pytest.fixture
+def tasks_run_inline(settings, monkeypatch):
+    """django-q2 runs async_task inline, so a sync started in the browser really runs."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    monkeypatch.setattr("django_q.conf.Conf.SYNC", True)
+
+
+@pytest.fixture
+def admin(transactional_db, django_user_model, project):
+    from imagesync.models import ProjectMembership
+    from tests.support.factories import PASSWORD
+
+    user = django_user_model.objects.create_user(username="alice-admin", password=PASSWORD)
+    ProjectMembership.objects.create(user=user, project=project, role="admin")
+    return user
+
+
+@pytest.fixture
+def pushed(fresh_registry):
+    """Three repositories in an empty registry: two single-platform tags and a multi-arch index."""
+    from tests.support.registry_seed import push_image, push_index
+
+    push_image(fresh_registry, "team/api", "1.0")
+    push_image(fresh_registry, "team/api", "1.1", arch="arm64", variant="v8")
+    push_index(fresh_registry, "team/web", "latest", platforms=["linux/amd64", "linux/arm64"])
+    push_image(fresh_registry, "infra/proxy", "2.4")
+    return {("api", "1.0"), ("api", "1.1"), ("web", "latest"), ("proxy", "2.4")}
