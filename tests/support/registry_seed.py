@@ -91,7 +91,14 @@ class SeedResult:
 
 _local = threading.local()
 _mount_lock = threading.Lock()
-_blob_homes: dict[tuple[str, str], str] = {}  # (registry url, blob digest) -> a path holding it
+# (registry identity, blob digest) -> a path holding it. The identity includes the storage
+# root: a later test's registry may listen on a port an earlier one used, and must not be
+# taken to hold the earlier registry's blobs.
+_blob_homes: dict[tuple[str, str], str] = {}
+
+
+def _identity(registry: Any) -> str:
+    return f"{registry.url} {getattr(registry, 'storage', '')}"
 
 
 def _session(registry: Any) -> requests.Session:
@@ -128,7 +135,7 @@ def push_blob(registry: Any, path: str, data: bytes) -> str:
     session = _session(registry)
     uploads = f"{registry.url}/v2/{path}/blobs/uploads/"
     with _mount_lock:
-        home = _blob_homes.get((registry.url, digest))
+        home = _blob_homes.get((_identity(registry), digest))
     if home == path:
         return digest
     if home:
@@ -150,7 +157,7 @@ def push_blob(registry: Any, path: str, data: bytes) -> str:
         f"upload {digest} into {path}",
     )
     with _mount_lock:
-        _blob_homes.setdefault((registry.url, digest), path)
+        _blob_homes.setdefault((_identity(registry), digest), path)
     return digest
 
 
