@@ -427,7 +427,13 @@ class Transport:
                 response = self.session.request(method, url, stream=True, **kwargs)
                 try:
                     if method.upper() == "HEAD":
-                        # A HEAD's Content-Length describes a body that is not sent.
+                        # A HEAD's Content-Length describes a body that is not sent. Reading
+                        # its empty body closes http.client's response before the connection
+                        # goes back to the pool: otherwise another thread's request on that
+                        # connection could fail with ResponseNotReady while this Response is
+                        # still alive (~1% of the HEADs of a re-sync, each a retry after a
+                        # backoff sleep of 0.25-0.5 s).
+                        response.raw.drain_conn()
                         response._content = b""
                         response._content_consumed = True
                     else:
