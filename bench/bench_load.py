@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -141,7 +142,8 @@ from imagesync.tasks import run_sync_task
 from imagesync.models import Project
 project = Project.objects.get(name="load")
 repos, tags, stop_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-generation = 1
+# A generation no earlier run used (a reused database holds the last run's digests).
+generation = 2 + int(time.time()) % 900_000
 while True:
     generation += 1
     use_fast_client(repos, tags, generation)
@@ -178,13 +180,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(kind: str, env: dict, port: int, log: Path) -> subprocess.Popen:
-    """`runserver` (threaded, no reload) or gunicorn as bin/run starts it."""
+def start_server(kind: str, env: dict, port: int, log: Path, variants: dict) -> subprocess.Popen:
+    """`runserver` exactly as the old bin/run started it (threaded, no reload, --insecure), or
+    gunicorn exactly as bin/run starts it now (its config file, WEB_CONCURRENCY / WEB_THREADS
+    from the environment: unset unless the bench's own environment sets them), or a variant:
+    gunicorn with the extra command-line options of `--variant NAME=OPTIONS`."""
     if kind == "runserver":
-        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+        address = f"127.0.0.1:{port}"
+        command = [sys.executable, "manage.py", "runserver", address, "--noreload", "--insecure"]
     else:
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         command = [gunicorn, "--config", str(ROOT / "deploy" / "gunicorn.conf.py")]
+        command += shlex.split(variants.get(kind, ""))
     out = open(log, "wb")  # noqa: SIM115 - closed with the process
     server = subprocess.Popen(
         command,
@@ -215,6 +222,56 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait(10)
     except ProcessLookupError:
         pass
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of one process, seconds (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of a server's process group (gunicorn's master and workers), the children
+    that exited included (cutime/cstime of the group leader)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
+    return total
+
+
+def postgres_cpu(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends serving `database` (live ones)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+            total += process_cpu(int(entry.name))
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
 def signed_in_session(base: str, username: str) -> requests.Session:
@@ -307,7 +364,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--tags", type=int, default=100)
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--servers", default="runserver,gunicorn")
+    parser.add_argument(
+        "--servers",
+        default="runserver,gunicorn",
+        help="runserver, gunicorn (as bin/run) and names given by --variant, comma-separated",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="a gunicorn variant: bin/run's config plus these command-line options, "
+        "e.g. 'sync3=--workers 3 --worker-class sync'",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database if an earlier run seeded it with the same counts (PostgreSQL)",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="slices per server and phase")
     parser.add_argument(
         "--database-url",
@@ -320,7 +394,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def environment(args: argparse.Namespace, work: Path) -> dict:
+def environment(args: argparse.Namespace, work: Path) -> tuple[dict, bool]:
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
         "DJANGO_SETTINGS_MODULE": "console.settings",
@@ -336,14 +410,49 @@ def environment(args: argparse.Namespace, work: Path) -> dict:
     if args.database == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{work / 'db.sqlite3'}"
         print(f"database: SQLite file {work / 'db.sqlite3'} (WAL), cache in the database")
-        return env
+        return env, False
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("--database postgres needs DATABASE_URL=postgres://...")
     db_url, admin_url = database_url(args.database_url, args.database_name)
     env.update(DATABASE_URL=db_url, REDIS_URL=args.redis_url)
+    if args.reuse and seeded_before(db_url) == args.repos * args.tags:
+        print(f"database {args.database_name} (kept: seeded before), cache {args.redis_url}")
+        return env, True
     print(f"database {args.database_name} (re-created), cache {args.redis_url}")
     recreate_database(admin_url, args.database_name)
-    return env
+    return env, False
+
+
+def seeded_before(db_url: str) -> int:
+    """Images of the project an earlier run seeded, with no sync left running (0 if none)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM imagesync_synctask WHERE status IN ('queued', 'running')"
+            ).fetchone()[0]
+            images = conn.execute(
+                "SELECT count(*) FROM imagesync_image i JOIN imagesync_project p "
+                "ON p.id = i.project_id WHERE p.name = 'load'"
+            ).fetchone()[0]
+    except psycopg.Error:
+        return 0
+    return 0 if running else images
+
+
+def reused_inventory(env: dict) -> dict:
+    """What seed_inventory reports, for a database seeded by an earlier run."""
+    return run_django(
+        env,
+        """
+        from imagesync.models import Image, Project, SyncTask
+        project = Project.objects.get(name="load")
+        first = SyncTask.objects.filter(project=project).order_by("pk").first()
+        result = {"task": first.pk, "project": project.pk, "status": first.status,
+                  "images": Image.objects.filter(project=project).count(), "seconds": 0}
+        """,
+    )
 
 
 def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
@@ -398,9 +507,15 @@ def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
 def main() -> int:
     args = parse_args()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    variants = dict(v.split("=", 1) for v in args.variant)
+    unknown = set(servers) - {"runserver", "gunicorn", *variants}
+    if unknown:
+        raise SystemExit(f"unknown server(s) {sorted(unknown)}: name them with --variant")
     work = Path(tempfile.mkdtemp(prefix="imagesync-load-"))
-    env = environment(args, work)
-    seeded = seed_inventory(env, args)
+    env, reused = environment(args, work)
+    seeded = reused_inventory(env) if reused else seed_inventory(env, args)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average before the phases: {load}; {os.cpu_count()} CPUs")
     mix = cases(seeded["task"], seeded["project"])
     running: dict[str, tuple[subprocess.Popen, str, list]] = {}
     stop_file = work / "stop-writer"
@@ -410,7 +525,7 @@ def main() -> int:
         for kind in servers:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            server = start_server(kind, env, port, work / f"{kind}.log")
+            server = start_server(kind, env, port, work / f"{kind}.log", variants)
             sessions = [signed_in_session(base, f"loader{i}") for i in range(args.clients)]
             for _name, path, headers in mix:  # warm-up, not measured
                 for session in sessions:
@@ -420,6 +535,8 @@ def main() -> int:
         writer = start_writer(env, args.repos, args.tags, stop_file)
         time.sleep(3.0)  # let the writer's sync get past its start
         phases += interleaved(running, mix, "sync", args)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"load average after the phases: {load}")
     finally:
         stop_file.touch()
         if writer is not None:
@@ -438,15 +555,22 @@ def interleaved(running: dict, mix, phase: str, args) -> list[tuple[str, str, tu
     whatever else runs on the machine (and the same stage of the writer's sync); the slices
     of one server are merged."""
     merged: dict[str, list] = {}
+    database = args.database_name if args.database == "postgres" else ""
     for _ in range(args.rounds):
-        for kind, (_server, base, sessions) in running.items():
+        for kind, (server, base, sessions) in running.items():
+            before = (group_cpu(server.pid), postgres_cpu(database), *machine_busy())
             latencies, errors, elapsed = drive(base, sessions, mix, args.duration / args.rounds)
-            total = merged.setdefault(kind, [defaultdict(list), defaultdict(list), 0.0])
+            after = (group_cpu(server.pid), postgres_cpu(database), *machine_busy())
+            used = [b - a for a, b in zip(before, after, strict=True)]
+            total = merged.setdefault(
+                kind, [defaultdict(list), defaultdict(list), 0.0, [0.0, 0.0, 0.0, 0.0]]
+            )
             for name, values in latencies.items():
                 total[0][name] += values
             for name, values in errors.items():
                 total[1][name] += values
             total[2] += elapsed
+            total[3] = [x + y for x, y in zip(total[3], used, strict=True)]
     return [(kind, phase, tuple(total)) for kind, total in merged.items()]
 
 
@@ -463,8 +587,11 @@ def cancel_running_syncs(env: dict) -> None:
 
 def summarize(args, seeded, mix, phases, syncs, writer) -> int:
     errors = 0
-    throughput: dict[tuple[str, str], float] = {}
-    for kind, phase, (latencies, failed, elapsed) in phases:
+    throughput: dict[tuple, float] = {}
+    kinds: list[str] = []
+    for kind, phase, (latencies, failed, elapsed, cpu) in phases:
+        if kind not in kinds:
+            kinds.append(kind)
         label = "no sync running" if phase == "no sync" else "while a sync rewrote every image"
         errors += report(
             mix,
@@ -478,18 +605,30 @@ def summarize(args, seeded, mix, phases, syncs, writer) -> int:
         every = [x for v in latencies.values() for x in v]
         throughput[kind, phase] = done / elapsed
         throughput[kind, phase, "p95"] = percentile(every, 0.95) * 1000
+        server_cpu, pg_cpu, busy, total = cpu
+        print(
+            f"CPU: server processes {server_cpu / max(done, 1) * 1000:.0f} ms per request, "
+            f"PostgreSQL backends {pg_cpu / max(done, 1) * 1000:.0f} ms per request; the "
+            f"machine was {busy / total:.0%} busy ({busy / elapsed:.2f} of "
+            f"{total / elapsed:.0f} cores), this server used {server_cpu / elapsed:.2f} cores"
+        )
     print("\nsummary (requests/s, p95 ms):")
     for phase in ("no sync", "sync"):
-        row = {kind: throughput.get((kind, phase)) for kind in ("runserver", "gunicorn")}
+        row = {kind: throughput.get((kind, phase)) for kind in kinds}
         parts = [
             f"{kind} {row[kind]:.1f} req/s p95 {throughput[kind, phase, 'p95']:.0f} ms"
             for kind in row
             if row[kind] is not None
         ]
-        ratio = ""
-        if row["runserver"] and row["gunicorn"]:
-            ratio = f"  -> gunicorn / runserver = {row['gunicorn'] / row['runserver']:.2f}x"
-        print(f"  {phase:8} " + "; ".join(parts) + ratio)
+        print(f"  {phase:8} " + "; ".join(parts))
+        if row.get("runserver"):
+            ratios = [
+                f"{kind} / runserver = {row[kind] / row['runserver']:.2f}x"
+                for kind in kinds
+                if kind != "runserver" and row[kind]
+            ]
+            if ratios:
+                print(f"  {'':8} -> " + "; ".join(ratios))
     for s in syncs:
         rate = (s["updated"] + s["added"]) / s["seconds"] if s["seconds"] else 0
         print(
