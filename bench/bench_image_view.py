@@ -9,7 +9,9 @@ the query plan of the main (page) query for a few cases, to check that indexes a
 
 Database: a SQLite file var/bench/image_view.sqlite3 by default; when DATABASE_URL points at
 PostgreSQL, a separate database `imagesync_bench` on that server (created if missing), so the
-benchmark never touches the console's own data. Usage, from the repository root:
+benchmark never touches the console's own data — or the URL's own database when its name
+starts with `imagesync_bench` (e.g. `.../imagesync_bench_h1`, for runs side by side). Usage,
+from the repository root:
 
     .venv/bin/python bench/bench_image_view.py [--images 100000] [--rounds 20] [--explain]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/imagesync .venv/bin/python bench/bench_image_view.py
@@ -38,26 +40,29 @@ def configure_database() -> str:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql://")):
         parts = urlsplit(url)
-        bench_url = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-        create_postgres_database(parts)
+        name = parts.path.lstrip("/")
+        if not name.startswith(BENCH_DB):
+            name = BENCH_DB
+        bench_url = urlunsplit(parts._replace(path=f"/{name}"))
+        create_postgres_database(parts, name)
         os.environ["DATABASE_URL"] = bench_url
-        return f"PostgreSQL ({parts.hostname}:{parts.port or 5432}/{BENCH_DB})"
+        return f"PostgreSQL ({parts.hostname}:{parts.port or 5432}/{name})"
     path = ROOT / "var" / "bench" / "image_view.sqlite3"
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DATABASE_URL"] = f"sqlite:///{path}"
     return f"SQLite ({path.relative_to(ROOT)})"
 
 
-def create_postgres_database(parts) -> None:
+def create_postgres_database(parts, name: str) -> None:
     import psycopg
 
     admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as connection:
         exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
         ).fetchone()
         if not exists:
-            connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
+            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup_django() -> None:
