@@ -147,8 +147,20 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
         return filterset.qs
 
     def paginate_queryset(self, queryset):
+        if not self.as_of_requested:
+            # As Image View pages: the page's ids first (an index walk, no joins), then those
+            # rows with their repository and registry; a page in the second half read from
+            # the other end. An OFFSET over the joined rows built every skipped row.
+            from imagesync.views import IdsThenRows
+
+            return super().paginate_queryset(
+                IdsThenRows(
+                    queryset.select_related(None),
+                    details=lambda rows: rows.select_related("repository__registry"),
+                )
+            )
         page = super().paginate_queryset(queryset)
-        if page is None or not self.as_of_requested:
+        if page is None:
             return page
         ids = [row.pk for row in page]
         rows = self.as_of_filterset.with_details(ImageInterval.objects.all()).in_bulk(ids)
@@ -165,9 +177,11 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
         if self.as_of_requested:
             # The FilterSet narrows the intervals to the moment and adds "Last synced" then.
             return ImageInterval.objects.for_user(self.request.user).filter(project=self.project)
+        # The project is one the user may see (`initial` checked it): its id, not for_user's
+        # `project_id IN (subquery)`, with which SQLite sorts all the project's rows for
+        # every ORDER BY instead of walking the sort's index (as imagesync.views does).
         return (
-            Image.objects.for_user(self.request.user)
-            .filter(project=self.project)
+            Image.objects.filter(project_id__in=[self.project.pk])
             .select_related("repository__registry")
             .order_by("-registry_updated_at", "-id")
         )
