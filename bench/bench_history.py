@@ -21,7 +21,7 @@ shared machine:
 
 Database: SQLite files under var/bench/ by default; with DATABASE_URL pointing at PostgreSQL,
 databases `imagesync_bench_history` (pages) and `imagesync_bench_history_sync` (sync) on that
-server, created if missing. Usage, from the repository root:
+server, created if missing; `--db-suffix S` appends S to those names. Usage, from the repository root:
 
     .venv/bin/python bench/bench_history.py [--part sync|pages|all] [--rounds 20] [--explain]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/bench_history.py
@@ -51,10 +51,11 @@ SYNC_DB = "imagesync_bench_history_sync"
 # --- set-up ----------------------------------------------------------------------------------
 
 
-def configure_database(part: str) -> str:
-    """Point DATABASE_URL at this benchmark's own database; a label for the report."""
+def configure_database(part: str, suffix: str = "") -> str:
+    """Point DATABASE_URL at this benchmark's own database (its name + `suffix`, so that two
+    people benchmarking on one machine do not share one); a label for the report."""
     url = os.environ.get("DATABASE_URL", "")
-    name = PAGES_DB if part == "pages" else SYNC_DB
+    name = (PAGES_DB if part == "pages" else SYNC_DB) + suffix
     if url.startswith(("postgres://", "postgresql://")):
         parts = urlsplit(url)
         admin = urlunsplit(parts._replace(path="/postgres"))
@@ -684,7 +685,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="pages part: timings per case")
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--db-suffix",
+        default="",
+        help="appended to the databases' names (e.g. _h3: imagesync_bench_history_h3)",
+    )
     args = parser.parse_args()
+    if args.db_suffix and not args.db_suffix.replace("_", "").isalnum():
+        parser.error("--db-suffix: letters, digits and _ only")
     parts = ["sync", "pages"] if args.part == "all" else [args.part]
     if len(parts) > 1:  # one database per process: run each part in its own
         import subprocess
@@ -693,7 +701,7 @@ def main() -> None:
             command = [sys.executable, __file__, *sys.argv[1:], "--part", part]
             subprocess.run(command, check=True)
         return
-    label = configure_database(parts[0])
+    label = configure_database(parts[0], args.db_suffix)
     setup_django()
     print(f"database: {label}; cores={os.cpu_count()}")
     sync_part(args) if parts[0] == "sync" else pages_part(args)

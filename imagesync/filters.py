@@ -784,6 +784,11 @@ class ImageAsOfFilter(ImageFilter):
         passes for a moment long ago every interval opened since (most of a million)."""
         if self.branch is not None:
             return super().filter_queryset(self._part(queryset, self.branch))
+        if self._narrow_lead():
+            # A digest prefix or one repository: their own index finds a few hundred
+            # intervals of the whole history at most, each tested against the moment.
+            part = self._part(queryset, "window")
+            return super().filter_queryset(part)
         data = self.data.copy()
         data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
         # SQLite follows the ids unless told (unary "+") to walk the sort's index instead,
@@ -803,6 +808,16 @@ class ImageAsOfFilter(ImageFilter):
 
     WALK_OPENED_SINCE = 20000
 
+    def _narrow_lead(self) -> bool:
+        """Whether a filter that its own index answers with few rows of the whole history is
+        set: a digest prefix of 3 hex characters or more ((project, digest): one interval in
+        4,096) or a repository ((repository, tag, valid_from))."""
+        if self.invalid:
+            return False
+        data = self.form.cleaned_data
+        digest = (data.get("digest") or "").strip().rpartition(":")[2]
+        return len(digest) >= 3 or bool(data.get("repository"))
+
     def _walk_newest(self) -> bool:
         """On SQLite, for the default sort (newest push first), whether few intervals were
         opened after the moment: the walk down the sort's index then passes those few and
@@ -814,8 +829,51 @@ class ImageAsOfFilter(ImageFilter):
         return opened.values("pk")[: self.WALK_OPENED_SINCE].count() < self.WALK_OPENED_SINCE
 
     def _part(self, queryset: QuerySet, branch: str) -> QuerySet:
+        if branch == "window":
+            # The intervals of a window of the sort's index that hold the moment, tested row
+            # by row (unary "+": SQLite must follow the window's ids, not the time indexes).
+            started = _not_indexed("valid_from", DateTimeField())
+            ended = _not_indexed("valid_to", DateTimeField())
+            return queryset.alias(started=started, ended=ended).filter(
+                Q(ended__isnull=True) | Q(ended__gt=self.moment), started__lte=self.moment
+            )
         started = _not_indexed("valid_from", DateTimeField())
         return stabbing_parts(queryset, self.moment, valid_from=started)[branch]
+
+    # Sorts whose index is not ordered by time: about one interval in nine of any stretch of
+    # it holds a moment long ago (the moment's rows among the whole history), so the first
+    # pages are found in the first few thousand entries. A time sort ("updated", "created")
+    # would pass every interval opened since the moment first.
+    WINDOW_SORTS = frozenset({"tag", "-tag", "size", "-size", "digest", "-digest"})
+    WINDOWS = (2000, 20000)  # entries of the sort's index read, the larger if needed
+    WINDOW_MAX_STOP = 1000
+
+    def page_ids(self, start: int, stop: int) -> list[int] | None:
+        """The ids of rows [start:stop] of the page by a bounded walk of the sort's index: the
+        first N entries of the project's intervals in the page's order (ids from the index),
+        those of them that hold the moment and pass the filters (their rows), in that order.
+        Exact when they are at least `stop` (they are the first of all, the order being total:
+        it ends with id) or when the window held every interval. None: not answered so (the
+        sort is not an index walk, the page is deep, or the windows held too few); the page
+        then takes its ids from `rows` (the moment's parts)."""
+        if self.invalid or self.sort not in self.WINDOW_SORTS or stop > self.WINDOW_MAX_STOP:
+            return None
+        fields = self.table.order_by(self.sort)
+        ordered = self.queryset.order_by(*fields).values("pk")
+        data = self.data.copy()
+        data["as_of"] = self.moment.isoformat()
+        for size in self.WINDOWS:
+            window = type(self)(
+                data,
+                queryset=self.queryset.filter(pk__in=ordered[:size]),
+                request=self.request,
+                project=self.project,
+                branch="window",
+            )
+            ids = list(window.qs.order_by(*fields).values_list("pk", flat=True)[:stop])
+            if len(ids) >= stop or not ordered[size : size + 1].exists():
+                return ids[start:stop]
+        return None
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return qs.filter(repository_type__in=value) if value else qs
@@ -848,8 +906,9 @@ class ImageAsOfFilter(ImageFilter):
         data["as_of"] = moment.isoformat()  # the same instant (a day of today ends "now")
         counts: dict[str, int] = {}
         # Each part of the moment's intervals apart: ranges of a covering index, counted from
-        # the index alone, where at() would be a scan of every interval of the project.
-        for branch in STABBING_PARTS:
+        # the index alone, where at() would be a scan of every interval of the project; with
+        # a digest prefix or a repository, the few rows their index finds.
+        for branch in ("window",) if self._narrow_lead() else STABBING_PARTS:
             others = type(self)(
                 data,
                 queryset=self.queryset,

@@ -192,11 +192,14 @@ class IdsThenRows:
     every skipped row with its joins. A page in the second half is read from the other end
     with the order reversed, so the last page of 100,000 rows is as cheap as the first."""
 
-    def __init__(self, queryset, count: int | None = None, details=None):
+    def __init__(self, queryset, count: int | None = None, details=None, page_ids=None):
         self.queryset = queryset
         self.ordered = True
         self._count = count
         self.details = details or (lambda rows: rows.select_related("repository__registry"))
+        # page_ids(start, stop): the ids of those rows by a cheaper plan, or None (as of a
+        # moment: a bounded walk of the sort's index, ImageAsOfFilter.page_ids).
+        self.page_ids = page_ids
 
     def count(self) -> int:
         if self._count is None:
@@ -212,12 +215,13 @@ class IdsThenRows:
         start, stop = index.start or 0, index.stop
         total = self.count()
         stop = total if stop is None else min(stop, total)
-        if start > total // 2:
+        ids = self.page_ids(start, stop) if self.page_ids is not None and start < stop else None
+        if ids is None and start > total // 2:
             ids = list(
                 self.queryset.reverse().values_list("pk", flat=True)[total - stop : total - start]
             )
             ids.reverse()
-        else:
+        elif ids is None:
             ids = list(self.queryset.values_list("pk", flat=True)[start:stop])
         rows = self.details(self.queryset.model.objects.all()).in_bulk(ids)
         return [rows[pk] for pk in ids if pk in rows]
@@ -261,7 +265,9 @@ def image_list(request):
     filterset = _image_filterset(request)
     type_counts, total = _type_chips(request, filterset) if project else ([], 0)
     page = CountedPaginator(
-        IdsThenRows(filterset.rows, total, filterset.with_details),
+        IdsThenRows(
+            filterset.rows, total, filterset.with_details, getattr(filterset, "page_ids", None)
+        ),
         page_size(request.GET),
         count=total,
     ).get_page(request.GET.get("page"))

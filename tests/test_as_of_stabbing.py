@@ -138,3 +138,100 @@ def test_the_fork_lies_inside_the_interval_and_on_the_path_of_each_of_its_second
 def test_seconds_are_whole_utc_seconds():
     moment = timezone.now()
     assert _at_second(_second(moment)) <= moment < _at_second(_second(moment) + 1)
+
+
+def _history(project_name: str, seed: int) -> tuple[Project, list]:
+    """Three repositories, 60 tags with up to 4 states each, closed at random instants."""
+    import random
+
+    rng = random.Random(seed)
+    project = Project.objects.create(name=project_name)
+    registry = Registry.objects.create(
+        project=project, kind="other", name="reg", endpoint="https://r.invalid"
+    )
+    repositories = [make_repository(registry, f"team/app-{n}", TYPES[n % 2]) for n in range(3)]
+    base = timezone.now().replace(microsecond=0) - timedelta(days=7)
+    for number in range(60):
+        repository = repositories[number % 3]
+        moment = base + timedelta(seconds=rng.randrange(86400))
+        for state in range(rng.randint(1, 4)):
+            interval = ImageInterval.objects.create(
+                project=project,
+                registry=registry,
+                repository=repository,
+                registry_name=registry.name,
+                repository_type=repository.type,
+                repository_path=repository.path,
+                namespace=repository.namespace,
+                name=repository.name,
+                tag=f"t{rng.randrange(8)}-{number}",
+                digest=f"sha256:{rng.randrange(16**6):06x}{number:058x}",
+                size=rng.choice([10, 20, 30, rng.randrange(1000)]),
+                valid_from=moment,
+            )
+            moment += timedelta(seconds=rng.randrange(1, 86400))
+            if state < 3 and rng.random() < 0.7:
+                ImageInterval.objects.filter(pk=interval.pk).update(
+                    valid_to=moment, fork=fork_when_closed(moment)
+                )
+            else:
+                break
+    return project, [base + timedelta(hours=h) for h in range(0, 96, 13)]
+
+
+@pytest.mark.parametrize("sort", ["tag", "-tag", "size", "-size", "digest", "-digest"])
+def test_a_page_found_by_a_window_of_the_sorts_index_is_that_page_of_the_rows(sort, monkeypatch):
+    """ImageAsOfFilter.page_ids (a bounded walk of the sort's index) gives exactly the slice of
+    the full plan's rows, with windows small enough to need the larger one or to give up."""
+    project, moments = _history("window", seed=len(sort) + sort.startswith("-"))
+    queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
+    for windows in ((5, 40), (1000,), (3,)):
+        monkeypatch.setattr(ImageAsOfFilter, "WINDOWS", windows)
+        for moment in moments[1:]:
+            for extra in ({}, {"size_max": 25}, {"type": ["harbor"]}, {"tag": "t3"}):
+                params = {"as_of": moment.isoformat(), "ordering": sort, **extra}
+                filterset = ImageAsOfFilter(params, queryset=queryset, project=project)
+                assert not filterset.invalid, filterset.errors
+                expected = list(filterset.rows.values_list("pk", flat=True))
+                assert set(expected) == set(
+                    queryset.at(moment).filter(**_plain(extra)).values_list("pk", flat=True)
+                )
+                for start, stop in ((0, 5), (3, 9), (0, 200)):
+                    ids = filterset.page_ids(start, stop)
+                    if ids is not None:
+                        assert ids == expected[start:stop], (windows, moment, extra, start)
+                    else:
+                        assert windows != (1000,)  # the whole history fits: always answered
+
+
+def _plain(extra: dict) -> dict:
+    plain = {"size_max": "size__lte", "type": "repository_type__in", "tag": "tag__icontains"}
+    return {plain[name]: value for name, value in extra.items()}
+
+
+def test_a_digest_prefix_or_a_repository_reads_its_own_rows_and_counts_them_exactly():
+    project, moments = _history("narrow", seed=5)
+    queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
+    some = queryset.order_by("pk")[7]
+    for moment in moments[1:]:
+        for params, plain in (
+            ({"digest": some.digest[7:11]}, {"digest__startswith": some.digest[:11]}),
+            ({"digest": some.digest}, {"digest": some.digest}),
+            ({"repository": some.repository_id}, {"repository_id": some.repository_id}),
+            (
+                {"repository": some.repository_id, "type": ["harbor"], "size_min": 15},
+                {"repository_id": some.repository_id, "repository_type": "harbor", "size__gte": 15},
+            ),
+        ):
+            filterset = ImageAsOfFilter(
+                {"as_of": moment.isoformat(), **params}, queryset=queryset, project=project
+            )
+            assert filterset._narrow_lead()
+            expected = set(queryset.at(moment).filter(**plain).values_list("pk", flat=True))
+            assert set(filterset.rows.values_list("pk", flat=True)) == expected
+            counts = filterset.type_counts()
+            without_type = {k: v for k, v in plain.items() if k != "repository_type"}
+            for type_ in TYPES:
+                assert counts.get(type_, 0) == (
+                    queryset.at(moment).filter(repository_type=type_, **without_type).count()
+                )
