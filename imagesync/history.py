@@ -162,6 +162,17 @@ class ImageIntervalQuerySet(models.QuerySet):
         return self.filter(valid_to__isnull=True)
 
 
+# The columns the as-of indexes hold besides the interval's times (see ImageInterval.Meta).
+AS_OF_COVERED = (
+    "repository_type",
+    "registry_updated_at",
+    "size",
+    "registry",
+    "repository",
+    "tag",
+)
+
+
 class ImageInterval(RepositoryIdentity, ImageState):
     """One stretch of time during which a tag had one state (digest and details): from when the
     console first saw that state until it saw it change or go; open while still current."""
@@ -197,14 +208,17 @@ class ImageInterval(RepositoryIdentity, ImageState):
             # The inventory as of a moment (see `stabbing_parts`), counted per type and listed
             # by id from these two indexes alone (id too: PostgreSQL's indexes do not hold it):
             # the open intervals (fork and valid_to NULL), and the closed ones registered at
-            # each node of the moment's path, as ranges of valid_to or of valid_from.
+            # each node of the moment's path, as ranges of valid_to or of valid_from. They also
+            # hold what Image View filters and sorts a moment's ~100,000 rows by most (type,
+            # registry, repository, tag, size, update time), so that a page of them and its
+            # counts never read the rows (108,000 row reads: 0.2-0.3 s on SQLite).
             models.Index(
-                fields=["project", "fork", "valid_to", "valid_from", "repository_type", "id"],
-                name="interval_proj_fork_to_idx",
+                fields=["project", "fork", "valid_to", "valid_from", *AS_OF_COVERED, "id"],
+                name="interval_fork_to_cover_idx",
             ),
             models.Index(
-                fields=["project", "fork", "valid_from", "repository_type", "id"],
-                name="interval_proj_fork_from_idx",
+                fields=["project", "fork", "valid_from", *AS_OF_COVERED, "id"],
+                name="interval_fork_from_cover_idx",
             ),
             models.Index(fields=["repository", "tag", "valid_from"], name="interval_repo_tag_idx"),
             models.Index(fields=["project", "digest"], name="interval_proj_digest_idx"),
