@@ -136,14 +136,16 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
         )
 
     def filter_queryset(self, queryset):
-        if not self.as_of_requested:
-            return super().filter_queryset(queryset)
-        # As the filter backend does, keeping the FilterSet: its moment gives the page's rows
-        # their "Last synced" then (computed for one page, not for every interval).
+        # As the filter backend does, keeping the FilterSet: as of a moment, its moment gives
+        # the page's rows their "Last synced" then (computed for one page, not for every
+        # interval); live, it finds a page's ids (ImageFilter.page_ids) as Image View does.
         filterset = ProjectFilterBackend().get_filterset(self.request, queryset, self)
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)
-        self.as_of_filterset = filterset
+        if self.as_of_requested:
+            self.as_of_filterset = filterset
+        else:
+            self.image_filterset = filterset
         return filterset.qs
 
     def paginate_queryset(self, queryset):
@@ -153,10 +155,12 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
             # the other end. An OFFSET over the joined rows built every skipped row.
             from imagesync.views import IdsThenRows
 
+            filterset = getattr(self, "image_filterset", None)
             return super().paginate_queryset(
                 IdsThenRows(
                     queryset.select_related(None),
                     details=lambda rows: rows.select_related("repository__registry"),
+                    page_ids=filterset.page_ids if filterset is not None else None,
                 )
             )
         page = super().paginate_queryset(queryset)
