@@ -933,15 +933,24 @@ class ImageAsOfFilter(ImageFilter):
     WINDOW_MAX_STOP = 1000
 
     def page_ids(self, start: int, stop: int) -> list[int] | None:
-        """The ids of rows [start:stop] of the page by a bounded walk of the sort's index: the
-        first N entries of the project's intervals in the page's order (ids from the index),
-        those of them that hold the moment and pass the filters (their rows), in that order.
-        Exact when they are at least `stop` (they are the first of all, the order being total:
-        it ends with id) or when the window held every interval. None: not answered so (the
-        sort is not an index walk, the page is deep, or the windows held too few); the page
-        then takes its ids from `rows` (the moment's parts)."""
-        if self.invalid or self.sort not in self.WINDOW_SORTS or stop > self.WINDOW_MAX_STOP:
-            return None
+        """The ids of rows [start:stop] by a cheaper plan than `rows`, or None (the page then
+        takes them from `rows`): a bounded walk of the sort's index for the first pages of a
+        sort not ordered by time (`_window_ids`), else the moment's parts read with the sort's
+        columns when the as-of indexes hold them (`_covered_ids`)."""
+        if self.invalid or self._narrow_lead():
+            return None  # (a narrow lead's rows are few: the page sorts them)
+        if self.sort in self.WINDOW_SORTS and stop <= self.WINDOW_MAX_STOP:
+            ids = self._window_ids(start, stop)
+            if ids is not None:
+                return ids
+        return self._covered_ids(start, stop)
+
+    def _window_ids(self, start: int, stop: int) -> list[int] | None:
+        """The first N entries of the project's intervals in the page's order (ids from the
+        sort's index), those of them that hold the moment and pass the filters (their rows),
+        in that order. Exact when they are at least `stop` (they are the first of all, the
+        order being total: it ends with id) or when the window held every interval; None when
+        the windows held too few."""
         fields = self.table.order_by(self.sort)
         ordered = self.queryset.order_by(*fields).values("pk")
         data = self.data.copy()
@@ -958,6 +967,32 @@ class ImageAsOfFilter(ImageFilter):
             if len(ids) >= stop or not ordered[size : size + 1].exists():
                 return ids[start:stop]
         return None
+
+    # The sort fields the as-of indexes hold (ImageInterval.Meta, AS_OF_COVERED).
+    COVERED_SORT_FIELDS = frozenset({"registry_updated_at", "size", "tag", "id"})
+
+    def _covered_ids(self, start: int, stop: int) -> list[int] | None:
+        """The page's ids straight from the moment's parts, each selecting the sort's columns
+        (UNION ALL, sorted, sliced), when the as-of indexes hold them: then neither the page
+        nor the filters those indexes hold read a row; the full plan (`rows`) would read the
+        row of each of the moment's ~100,000 intervals to sort them (0.3 s on SQLite)."""
+        fields = self.table.order_by(self.sort)
+        names = list(dict.fromkeys(name.lstrip("-") for name in fields))
+        if not self.COVERED_SORT_FIELDS.issuperset(names):
+            return None
+        data = self.data.copy()
+        data["as_of"] = self.moment.isoformat()
+        parts = [
+            type(self)(
+                data, queryset=self.queryset, request=self.request, project=self.project, branch=b
+            )
+            .qs.order_by()
+            .values_list(*names)
+            for b in STABBING_PARTS
+        ]
+        union = parts[0].union(*parts[1:], all=True).order_by(*fields)
+        position = names.index("id")
+        return [row[position] for row in union[start:stop]]
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return qs.filter(repository_type__in=value) if value else qs
