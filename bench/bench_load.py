@@ -252,9 +252,12 @@ def group_cpu(pgid: int) -> float:
     return total
 
 
-def postgres_cpu(database: str) -> float:
-    """CPU seconds of the PostgreSQL backends serving `database` (live ones)."""
-    total = 0.0
+def postgres_cpu(database: str) -> dict[int, float]:
+    """pid -> CPU seconds of the live PostgreSQL backends serving `database` (compare two
+    readings with backend_cpu: a backend that ends between them takes its share along)."""
+    found: dict[int, float] = {}
+    if not database:
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -263,8 +266,13 @@ def postgres_cpu(database: str) -> float:
         except OSError:
             continue
         if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
-            total += process_cpu(int(entry.name))
-    return total
+            found[int(entry.name)] = process_cpu(int(entry.name))
+    return found
+
+
+def backend_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the backends alive at `after` used since `before` (a new one: all of it)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def machine_busy() -> tuple[float, float]:
@@ -558,13 +566,24 @@ def interleaved(running: dict, mix, phase: str, args) -> list[tuple[str, str, tu
     database = args.database_name if args.database == "postgres" else ""
     for _ in range(args.rounds):
         for kind, (server, base, sessions) in running.items():
-            before = (group_cpu(server.pid), postgres_cpu(database), *machine_busy())
-            latencies, errors, elapsed = drive(base, sessions, mix, args.duration / args.rounds)
-            after = (group_cpu(server.pid), postgres_cpu(database), *machine_busy())
-            used = [b - a for a, b in zip(before, after, strict=True)]
-            total = merged.setdefault(
-                kind, [defaultdict(list), defaultdict(list), 0.0, [0.0, 0.0, 0.0, 0.0]]
+            before = (
+                group_cpu(server.pid),
+                postgres_cpu(database),
+                *machine_busy(),
+                time.process_time(),
             )
+            latencies, errors, elapsed = drive(base, sessions, mix, args.duration / args.rounds)
+            after = (
+                group_cpu(server.pid),
+                postgres_cpu(database),
+                *machine_busy(),
+                time.process_time(),
+            )
+            used = [
+                backend_cpu(a, b) if isinstance(a, dict) else b - a
+                for a, b in zip(before, after, strict=True)
+            ]
+            total = merged.setdefault(kind, [defaultdict(list), defaultdict(list), 0.0, [0.0] * 5])
             for name, values in latencies.items():
                 total[0][name] += values
             for name, values in errors.items():
@@ -605,12 +624,14 @@ def summarize(args, seeded, mix, phases, syncs, writer) -> int:
         every = [x for v in latencies.values() for x in v]
         throughput[kind, phase] = done / elapsed
         throughput[kind, phase, "p95"] = percentile(every, 0.95) * 1000
-        server_cpu, pg_cpu, busy, total = cpu
+        server_cpu, pg_cpu, busy, total, client_cpu = cpu
+        per = 1000 / max(done, 1)
         print(
-            f"CPU: server processes {server_cpu / max(done, 1) * 1000:.0f} ms per request, "
-            f"PostgreSQL backends {pg_cpu / max(done, 1) * 1000:.0f} ms per request; the "
-            f"machine was {busy / total:.0%} busy ({busy / elapsed:.2f} of "
-            f"{total / elapsed:.0f} cores), this server used {server_cpu / elapsed:.2f} cores"
+            f"CPU per request: server {server_cpu * per:.0f} ms, PostgreSQL backends "
+            f"{pg_cpu * per:.0f} ms, load generator {client_cpu * per:.0f} ms; cores used: "
+            f"server {server_cpu / elapsed:.2f}, PostgreSQL {pg_cpu / elapsed:.2f}, generator "
+            f"{client_cpu / elapsed:.2f}, whole machine {busy / elapsed:.2f} of "
+            f"{total / elapsed:.0f}"
         )
     print("\nsummary (requests/s, p95 ms):")
     for phase in ("no sync", "sync"):
