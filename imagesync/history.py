@@ -393,22 +393,29 @@ class HistoryRecorder:
         if all(change[0] == Change.Kind.ADDED for change in self.changes):
             self._copy_images(Change, _ADDED_COPY, [change[1] for change in self.changes])
             return
-        Change.objects.bulk_create(map(self._change, self.changes), batch_size=BATCH_SIZE)
+        self._write_changes(self.changes)
 
-    def _change(self, change: tuple) -> Change:
-        kind, tag, old, new, pushed = change
-        row = Change(
-            time=self.now,
-            kind=kind,
-            tag=tag,
-            old_digest=old,
-            new_digest=new,
-            registry_pushed_at=pushed,
-            source=self.source,
-            task=self.task,
+    def _write_changes(self, changes: list[tuple]) -> None:
+        """Insert these changes in their order, as plain rows (imagesync.bulk)."""
+        from imagesync.bulk import insert_rows
+
+        repository, registry = self.repository, self.repository.registry
+        task_id = self.task.pk if self.task is not None else None
+        identity = (
+            registry.project_id,
+            registry.pk,
+            repository.pk,
+            registry.name,
+            repository.type,
+            repository.path,
+            repository.namespace,
+            repository.name,
         )
-        row.identify(self.repository)
-        return row
+        rows = (
+            (*identity, tag, self.now, str(kind), old, new, pushed, str(self.source), task_id)
+            for kind, tag, old, new, pushed in changes
+        )
+        insert_rows(Change, _CHANGE_FIELDS, rows)
 
     def _copy_images(self, model, copy: dict[str, str], tags: list[str]) -> None:
         """A row of `model` per stored image of these tags, copied from the image row by the
@@ -451,6 +458,22 @@ class HistoryRecorder:
                     f"{sql} {quote('tag')} IN ({marks}) ORDER BY {quote('id')}",
                     [*params, self.repository.pk, *chunk],
                 )
+
+
+_CHANGE_FIELDS = (
+    "project",
+    "registry",
+    "repository",
+    *RepositoryIdentity.NAME_FIELDS,
+    "tag",
+    "time",
+    "kind",
+    "old_digest",
+    "new_digest",
+    "registry_pushed_at",
+    "source",
+    "task",
+)
 
 
 # What a new row copies from its image row (a bare name), takes from the recorder (%name)

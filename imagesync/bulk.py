@@ -1,0 +1,152 @@
+"""Mass writes as plain SQL, for the sync's hot path.
+
+Django's `bulk_update` writes a CASE per row and column (`SET digest = CASE WHEN id = 1 THEN
+... WHEN id = 2 ...`): building those expressions costs Python time per row and column, and
+on SQLite its batches are cut to 999 parameters (a re-sync where every digest changed:
+~150 images/s). `bulk_create` builds and prepares a model instance per row. Here the rows are
+tuples of field values, prepared once per field, and written:
+
+- on PostgreSQL, as `UPDATE t SET ... FROM unnest(%s::bigint[], ...) AS v WHERE t.id = v.c0`
+  and `INSERT ... SELECT ... FROM unnest(...)`, `BATCH` rows per statement, one array
+  parameter per column (the `UPDATE ... FROM (VALUES ...)` form with a placeholder per value
+  spent more time in psycopg merging them into the query text than the database did writing);
+- on SQLite, by `executemany` of one UPDATE by primary key (or one INSERT): one prepared
+  statement run per row, no parameter limit.
+
+Values pass through each field's `get_db_prep_save`, as Django's own writes do (time zones,
+JSON, booleans), so a row written here reads back exactly as one written by the ORM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db import connection, models
+
+BATCH = 500  # rows per statement on PostgreSQL
+
+
+_AS_IS = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "BooleanField",
+    "ForeignKey",
+    "IntegerField",
+    "PositiveIntegerField",
+}
+
+
+def _preparer(field: models.Field):
+    """A function giving a value of `field` as the database takes it: what the field's own
+    get_db_prep_save gives, without its general machinery for the common cases (it costs more
+    than the write itself for a row of 16 values)."""
+    kind = field.get_internal_type()
+    general = field.get_db_prep_save
+    if kind in _AS_IS:
+        return lambda value: (
+            value if value is None or type(value) in (int, bool) else (general(value, connection))
+        )
+    if kind == "CharField":
+        return lambda value: (
+            value if value is None or type(value) is str else (general(value, connection))
+        )
+    if kind == "DateTimeField":
+        adapt = connection.ops.adapt_datetimefield_value
+        # An aware datetime is stored as the field would store it; anything else (a naive
+        # one, a date) takes the field's own path, with its conversions and warnings.
+        return lambda value: (
+            adapt(value)
+            if value is not None and type(value) is datetime and value.utcoffset() is not None
+            else general(value, connection)
+        )
+    if kind == "JSONField":
+        # Its JSON text, as Django's adapt_json_value makes it on both databases (PostgreSQL:
+        # passed as text and cast to jsonb, see _arrays).
+        encoder = field.encoder
+        return lambda value: (
+            general(value, connection)
+            if value is None or hasattr(value, "resolve_expression")
+            else json.dumps(value, cls=encoder)
+        )
+    return lambda value: general(value, connection)
+
+
+def _prepared(rows: Iterable[Sequence], fields: Sequence[models.Field]) -> list[list]:
+    preparers = [_preparer(field) for field in fields]
+    return [[prepare(value) for prepare, value in zip(preparers, row, strict=True)] for row in rows]
+
+
+def _arrays(fields: Sequence[models.Field], chunk: list[list]) -> tuple[str, list[str], list]:
+    """PostgreSQL: `chunk`'s columns as one array parameter each, unnested into rows: the FROM
+    item, each column's expression and the parameters. A statement of a few placeholders is
+    parsed once and cached by psycopg (one placeholder per value costs more Python time to
+    merge than the database takes to write the rows)."""
+    types, expressions = [], []
+    for index, field in enumerate(fields):
+        db_type = field.db_type(connection)
+        if db_type == "jsonb":  # passed as its text (see _preparer)
+            types.append("text[]")
+            expressions.append(f"v.c{index}::jsonb")
+        else:
+            types.append(f"{db_type}[]")
+            expressions.append(f"v.c{index}")
+    unnest = ", ".join(f"%s::{kind}" for kind in types)
+    aliases = ", ".join(f"c{index}" for index in range(len(fields)))
+    columns = [list(column) for column in zip(*chunk, strict=True)]
+    return f"unnest({unnest}) WITH ORDINALITY AS v ({aliases}, n)", expressions, columns
+
+
+def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Set the columns `names` of the rows of `model` whose primary keys are the first value of
+    each row: `rows` are `(pk, value of names[0], value of names[1], ...)`. Returns the number
+    of rows given (every primary key is expected to exist: the caller read them)."""
+    meta = model._meta
+    fields = [meta.pk, *(meta.get_field(name) for name in names)]
+    prepared = _prepared(rows, fields)
+    if not prepared:
+        return 0
+    quote = connection.ops.quote_name
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    columns = [quote(field.column) for field in fields[1:]]
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{column} = %s" for column in columns)
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {pk} = %s",
+                [[*row[1:], row[0]] for row in prepared],
+            )
+            return len(prepared)
+        for start in range(0, len(prepared), BATCH):
+            source, values, params = _arrays(fields, prepared[start : start + BATCH])
+            assignments = ", ".join(
+                f"{column} = {value}" for column, value in zip(columns, values[1:], strict=True)
+            )
+            cursor.execute(
+                f"UPDATE {table} AS t SET {assignments} FROM {source} WHERE t.{pk} = {values[0]}",
+                params,
+            )
+    return len(prepared)
+
+
+def insert_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Insert `rows` (values of the fields `names`, in that order) into `model`'s table, in
+    the rows' order (their ids ascend in it). Returns their number."""
+    meta = model._meta
+    fields = [meta.get_field(name) for name in names]
+    prepared = _prepared(rows, fields)
+    if not prepared:
+        return 0
+    quote = connection.ops.quote_name
+    sql = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            marks = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"{sql} VALUES ({marks})", prepared)
+            return len(prepared)
+        for start in range(0, len(prepared), BATCH):
+            source, values, params = _arrays(fields, prepared[start : start + BATCH])
+            cursor.execute(f"{sql} SELECT {', '.join(values)} FROM {source} ORDER BY v.n", params)
+    return len(prepared)

@@ -1,0 +1,141 @@
+"""imagesync.bulk: rows written by plain SQL read back exactly as the ORM writes them (time
+zones, JSON, NULLs, text a query could mistake for syntax), on SQLite and PostgreSQL, and the
+reconcile that uses it stores a re-pushed repository exactly, with its history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from imagesync.bulk import BATCH, insert_rows, update_rows
+from imagesync.history import Change, ImageInterval
+from imagesync.models import Image, Registry
+from imagesync.registries.base import ImageInfo
+from tests.support.factories import make_image, make_repository
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = ["", "NULL", "null", "a'b", 'q"uote', "back\\slash", "{brace},", "é中 ", "%s", "?"]
+FIELDS = ["digest", "media_type", "size", "platforms", "multi_arch", "image_created_at"]
+
+
+@pytest.fixture
+def repository(project):
+    registry = Registry.objects.create(
+        project=project, kind="other", name="r", endpoint="https://r.example.com"
+    )
+    return make_repository(registry, "team/app")
+
+
+def values(index: int) -> list:
+    zone = ZoneInfo("Asia/Shanghai") if index % 2 else dt.UTC
+    return [
+        f"sha256:{index:064x}",
+        AWKWARD[index % len(AWKWARD)],
+        None if index % 3 == 0 else 2**40 + index,
+        [] if index % 4 == 0 else [AWKWARD[index % len(AWKWARD)], "linux/arm64/v8"],
+        index % 2 == 0,
+        None if index % 5 == 0 else dt.datetime(2026, 3, 1, 12, 0, 0, index, tzinfo=zone),
+    ]
+
+
+def test_update_rows_writes_what_the_orm_would(repository):
+    count = BATCH + 7  # more than one statement on PostgreSQL
+    images = [make_image(repository, f"t{index}") for index in range(count)]
+    untouched = make_image(repository, "other")
+    update_rows(Image, FIELDS, [[image.pk, *values(i)] for i, image in enumerate(images)])
+    for index, image in enumerate(images):
+        image.refresh_from_db()
+        assert [getattr(image, name) for name in FIELDS] == values(index)
+    before = untouched.digest
+    untouched.refresh_from_db()
+    assert untouched.digest == before
+    assert update_rows(Image, FIELDS, []) == 0
+
+
+def test_insert_rows_keeps_the_rows_order_and_values(repository):
+    project = repository.registry.project
+    now = timezone.now()
+    names = ["project", "registry", "repository", "registry_name", "repository_type"]
+    names += ["repository_path", "namespace", "name", "tag", "time", "kind", "old_digest"]
+    names += ["new_digest", "registry_pushed_at", "source", "task"]
+    rows = [
+        [
+            project.pk,
+            repository.registry_id,
+            repository.pk,
+            "r",
+            "other",
+            "team/app",
+            "team",
+            "app",
+            AWKWARD[index % len(AWKWARD)] + str(index),
+            now,
+            Change.Kind.REPUSHED,
+            f"sha256:{index:064x}",
+            "",
+            None if index % 2 else now - dt.timedelta(days=index),
+            Change.Source.SYNC,
+            None,
+        ]
+        for index in range(BATCH + 3)
+    ]
+    assert insert_rows(Change, names, rows) == len(rows)
+    stored = list(Change.objects.order_by("id").values_list("tag", "kind", "registry_pushed_at"))
+    assert stored == [(row[8], "repushed", row[13]) for row in rows]
+
+
+def test_a_full_repush_is_stored_exactly_with_its_history(repository):
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def listing(generation: int) -> list[ImageInfo]:
+        return [
+            ImageInfo(
+                tag=f"v{n}",
+                digest=f"sha256:{generation:032x}{n:032x}",
+                media_type="application/vnd.oci.image.manifest.v1+json",
+                size=None if n == 3 else 100 + n + generation,
+                platforms=("linux/amd64",) * (1 + generation % 2),
+                multi_arch=bool(generation % 2),
+                created=t0 + dt.timedelta(minutes=n),
+                updated=t0 + dt.timedelta(minutes=n + generation),
+            )
+            for n in range(30)
+        ]
+
+    first = timezone.now()
+    repository.reconcile(listing(0), first)
+    later = first + dt.timedelta(minutes=1)
+    counts = repository.reconcile(listing(1), later)
+    assert (counts.updated, counts.added, counts.removed) == (30, 0, 0)
+    stored = {
+        row[0]: row[1:]
+        for row in Image.objects.filter(repository=repository).values_list(
+            "tag", "digest", "size", "platforms", "multi_arch", "registry_updated_at", "is_latest"
+        )
+    }
+    assert stored == {
+        info.tag: (
+            info.digest,
+            info.size,
+            list(info.platforms),
+            info.multi_arch,
+            info.updated,
+            info.tag == "v29",
+        )
+        for info in listing(1)
+    }
+    assert set(Image.objects.values_list("last_synced_at", flat=True)) == {later}
+    changes = list(
+        Change.objects.filter(time=later)
+        .order_by("id")
+        .values_list("tag", "kind", "old_digest", "new_digest")
+    )
+    old = {info.tag: info.digest for info in listing(0)}
+    assert changes == [(i.tag, "repushed", old[i.tag], i.digest) for i in listing(1)]
+    opened = dict(ImageInterval.objects.current().values_list("tag", "digest"))
+    assert opened == {info.tag: info.digest for info in listing(1)}
+    assert ImageInterval.objects.filter(valid_to=later, fork__isnull=False).count() == 30
