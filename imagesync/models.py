@@ -236,6 +236,9 @@ class Registry(models.Model):
                 fields=["project", "name"], name="registry_unique_name_per_project"
             )
         ]
+        # Image View sorted by registry: registries in name order, then their repositories
+        # and images by index, instead of sorting every image (SQLite).
+        indexes = [models.Index(fields=["name"], name="registry_name_idx")]
 
     def __str__(self) -> str:
         return self.name
@@ -497,6 +500,9 @@ class Repository(models.Model):
         indexes = [
             models.Index(fields=["type", "namespace"], name="repository_type_ns_idx"),
             models.Index(fields=["name"], name="repository_name_idx"),
+            # Image View sorted by namespace (namespace, name, repository, tag): repositories
+            # in that order, each one's images by its (repository, tag) index.
+            models.Index(fields=["namespace", "name"], name="repository_ns_name_idx"),
         ]
 
     def __str__(self) -> str:
