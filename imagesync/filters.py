@@ -833,6 +833,26 @@ class AsOfSortFilter(SortFilter):
         return qs.order_by(*fields)
 
 
+def _from_as_of_index(kind: type[django_filters.Filter]) -> type[django_filters.Filter]:
+    """`kind` over an alias (its field_name) of a column that the as-of indexes hold, written
+    so that SQLite reads it there, not through the column's own index: SQLite keeps no
+    statistics of a column's values and took a size range for narrow (reading 200,000 rows
+    through (project, size) to keep 24,000: 1.4 s instead of 0.1 s)."""
+
+    class FromAsOfIndex(kind):
+        def filter(self, qs: QuerySet, value) -> QuerySet:
+            if value is None:
+                return qs
+            column = ImageInterval._meta.get_field(AS_OF_ALIASES[self.field_name])
+            alias = _not_indexed(column.attname, type(column)())
+            return super().filter(qs.alias(**{self.field_name: alias}), value)
+
+    return FromAsOfIndex
+
+
+AS_OF_ALIASES = {"as_of_size": "size", "as_of_updated": "registry_updated_at"}
+
+
 class ImageAsOfFilter(ImageFilter):
     """Image View as of a moment: the same parameters over the intervals open at `as_of`
     (absent: now). The repository filters read the interval's own copy of the repository's
@@ -840,6 +860,21 @@ class ImageAsOfFilter(ImageFilter):
 
     table = IMAGES_AS_OF
     synced_after, synced_before, synced_to = _moments("synced_as_of", _("Synced"), SyncedAsOfFilter)
+    size_min = _from_as_of_index(WholeNumberFilter)(
+        field_name="as_of_size", lookup_expr="gte", label=_("Size at least (bytes)")
+    )
+    size_max = _from_as_of_index(WholeNumberFilter)(
+        field_name="as_of_size", lookup_expr="lte", label=_("Size at most (bytes)")
+    )
+    size_min_mib = _from_as_of_index(MibFilter)(
+        field_name="as_of_size", lookup_expr="gte", label=_("Size from (MiB)")
+    )
+    size_max_mib = _from_as_of_index(MibFilter)(
+        field_name="as_of_size", lookup_expr="lte", label=_("Size to (MiB)")
+    )
+    updated_after, updated_before, updated_to = _moments(
+        "as_of_updated", _("Updated"), _from_as_of_index(MomentFilter)
+    )
     ordering = AsOfSortFilter(IMAGES_AS_OF)
 
     class Meta:
@@ -990,15 +1025,32 @@ class ImageAsOfFilter(ImageFilter):
             .values_list(*names)
             for b in STABBING_PARTS
         ]
-        union = parts[0].union(*parts[1:], all=True).order_by(*fields)
-        position = names.index("id")
-        return [row[position] for row in union[start:stop]]
+        # Sorted outside the union: asked to sort a UNION ALL itself, SQLite merges its parts
+        # in order, walking the sort's index in each (row reads again), and PostgreSQL may too.
+        # The subquery's "no limit" keeps both from pulling its parts up into the sort.
+        sql, params = parts[0].union(*parts[1:], all=True).query.sql_with_params()
+        fence = "LIMIT -1" if connection.vendor == "sqlite" else "OFFSET 0"
+        quote = connection.ops.quote_name
+        order = ", ".join(
+            f"{quote(field.lstrip('-'))} {'DESC' if field.startswith('-') else 'ASC'}"
+            for field in fields
+        )
+        query = (
+            f"SELECT {quote('id')} FROM ({sql} {fence}) moment ORDER BY {order} LIMIT %s OFFSET %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(query, [*params, stop - start, start])
+            return [row[0] for row in cursor.fetchall()]
 
     def filter_types(self, qs: QuerySet, name: str, value: list[str]) -> QuerySet:
         return qs.filter(repository_type__in=value) if value else qs
 
     def filter_registry(self, qs: QuerySet, name: str, value: Registry | None) -> QuerySet:
-        return qs.filter(registry=value) if value is not None else qs
+        if value is None:
+            return qs
+        # Read in the as-of indexes (see _from_as_of_index), not through (registry).
+        registry = _not_indexed("registry_id", BigIntegerField())
+        return qs.alias(as_of_registry=registry).filter(as_of_registry=value.pk)
 
     def filter_repository(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()
