@@ -25,13 +25,17 @@ def _whole_number(name: str, default: int, minimum: int = 1) -> int:
 
 wsgi_app = "console.wsgi:application"
 bind = [address.strip() for address in os.environ.get("BIND", "127.0.0.1:8000").split(",")]
-# gunicorn's own advice, 2 x cores + 1: the pages wait on the database about as long as they
-# compute, so a process per core is not enough to keep the cores busy.
-workers = _whole_number("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1)
-# Threads let a process keep a slow client's connection (keep-alive, a large CSV export) open
-# while it serves others; the default of 2 keeps the SQLite writers few.
+# One process per core (at least 2), each with 4 threads: the threads of a process overlap
+# one request's Python with the others' database waits, the processes use every core. More
+# processes only add work on the same cores: on 2 cores at 100,000 images (PostgreSQL on the
+# same cores), 2 x 4 served 1.12-1.34x the requests/s of 5 x 2 (gunicorn's 2 x cores + 1,
+# meant for sync workers) in three runs, at 25-29 instead of 28-30 ms of CPU per request
+# (bench/README.md, bench_load.py).
+workers = _whole_number("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
+# Threads also keep a slow client's connection (keep-alive, a large CSV export) from holding a
+# whole process; 8 in all on 2 cores keeps the SQLite writers few.
 worker_class = "gthread"
-threads = _whole_number("WEB_THREADS", 2)
+threads = _whole_number("WEB_THREADS", 4)
 # A request that takes longer than this is cut off and its process replaced (the largest
 # export of 100,000 images streams in about 10 s here).
 timeout = _whole_number("WEB_TIMEOUT", 60)

@@ -48,7 +48,10 @@ def test_it_serves_the_sign_in_page_through_gunicorn(console):
     assert status == 200
     assert headers["Server"] == "gunicorn"
     assert b'name="password"' in body
-    assert re.search(r'"GET /login/ HTTP/1.1" 200', console.output()), "no access log line"
+    # gunicorn writes the access log line after sending the answer, and supervisord passes it
+    # on a moment later: wait for it rather than read the log at once.
+    line = r'"GET /login/ HTTP/1.1" 200'
+    wait_for(lambda: re.search(line, console.output()), 10, "no access log line", console)
 
 
 def test_static_files_have_hashed_names_and_far_future_cache_headers(console):
