@@ -108,21 +108,34 @@ return tostring(start - t)
 
 
 class RedisSlots:
+    """`limit` members of a Redis sorted set. The threads of this process first wait for one
+    of `limit` local permits (woken as soon as one is given back, no polling), so only slots
+    held by other processes are ever polled for."""
+
     def __init__(self, client, key: str, limit: int) -> None:
         self.client, self.key, self.limit = client, key, max(1, limit)
         self._acquire = client.register_script(_ACQUIRE)
         self._held = threading.local()
+        self._local = threading.BoundedSemaphore(self.limit)
 
     def __enter__(self) -> RedisSlots:
-        _redis()  # (re)starts the keep-alive of this process, e.g. after a fork
-        token = f"{_process_id}/{uuid.uuid4().hex}"
-        while not self._acquire(keys=[self.key], args=[self.limit, LEASE_SECONDS, token]):
-            time.sleep(POLL_SECONDS)
+        self._local.acquire()
+        try:
+            _redis()  # (re)starts the keep-alive of this process, e.g. after a fork
+            token = f"{_process_id}/{uuid.uuid4().hex}"
+            while not self._acquire(keys=[self.key], args=[self.limit, LEASE_SECONDS, token]):
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            self._local.release()
+            raise
         self._held.token = token
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.client.zrem(self.key, self._held.token)
+        try:
+            self.client.zrem(self.key, self._held.token)
+        finally:
+            self._local.release()
 
 
 class RedisRateLimiter:
@@ -140,27 +153,53 @@ class RedisRateLimiter:
 
 
 class FileSlots:
-    """`limit` lock files; holding a request slot is holding an exclusive lock on one."""
+    """`limit` lock files; holding a request slot is holding an exclusive lock on one.
+
+    The threads of this process first wait for one of `limit` local permits (woken as soon as
+    one is given back), and each tries first the file it held last: within one process no
+    thread polls, and lock files are only polled for while other processes hold them. (Before,
+    every thread polled every 5 ms for a free file: at a few milliseconds per request, a sync
+    lost much of its time in those sleeps.)"""
 
     def __init__(self, prefix: Path, limit: int) -> None:
         self.paths = [f"{prefix}-{i}" for i in range(max(1, limit))]
         self._held = threading.local()
+        self._local = threading.BoundedSemaphore(len(self.paths))
+        self._free = list(range(len(self.paths)))  # files no thread of this process holds
+        self._free_lock = threading.Lock()
 
     def __enter__(self) -> FileSlots:
-        while True:
-            for path in self.paths:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                self._held.fd = fd
-                return self
-            time.sleep(POLL_SECONDS)
+        self._local.acquire()
+        try:
+            while True:
+                with self._free_lock:
+                    candidates = list(self._free)
+                for index in candidates:
+                    with self._free_lock:
+                        if index not in self._free:
+                            continue
+                        self._free.remove(index)
+                    fd = os.open(self.paths[index], os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:  # another process holds it
+                        os.close(fd)
+                        with self._free_lock:
+                            self._free.append(index)
+                        continue
+                    self._held.slot = (index, fd)
+                    return self
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            self._local.release()
+            raise
 
     def __exit__(self, *exc_info) -> None:
-        os.close(self._held.fd)  # closing the descriptor releases its lock
+        index, fd = self._held.slot
+        os.close(fd)  # closing the descriptor releases its lock
+        with self._free_lock:
+            self._free.insert(0, index)
+        self._local.release()
 
 
 class FileRateLimiter:

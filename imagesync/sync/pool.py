@@ -53,12 +53,26 @@ class WorkerPool:
     def submit(self, item: Any) -> None:
         self._work.put(item)
 
+    def report(self, value: Any) -> None:
+        """From inside `handle`: a result before the one it returns (a thread that goes on
+        with more work of its own reports each piece as it is done)."""
+        self._done.put(value)
+
     def result(self, timeout: float) -> Any | None:
         """The next result, or None when none arrived within `timeout` seconds."""
         try:
             return self._done.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def ready(self) -> list[Any]:
+        """The results that arrived already, without waiting."""
+        found = []
+        while True:
+            try:
+                found.append(self._done.get_nowait())
+            except queue.Empty:
+                return found
 
     def _loop(self) -> None:
         try:

@@ -16,6 +16,7 @@ finishes it as interrupted, as before.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +74,11 @@ class Participation:
         self.lost = False  # the task is not running any more
         self.last_beat = time.monotonic()
         self.pool: WorkerPool | None = None
+        # Guards the pending queues and the in-flight counts: a worker thread that finished a
+        # repository takes the next one of its registry itself (see `_handle`), without a
+        # round trip through this process's main thread.
+        self.lock = threading.Lock()
+        self.halt = False  # a worker saw the task cancelled or ended: start no repository
 
     def run(self, first: SyncJob | None = None) -> bool:
         try:
@@ -103,8 +109,13 @@ class Participation:
                 wait = max(0.05, interval - (time.monotonic() - self.last_beat))
                 item = self.pool.result(wait)
                 if item is not None:
-                    self._collect(*item)
-                    self._check_cancel()
+                    # Count every result in, hand out the next repositories, and only then
+                    # do the bookkeeping that waits on the database (progress, job ends).
+                    items = [item, *self.pool.ready()]
+                    ended = [self._collect(*each) for each in items]
+                    self._fill()
+                    for each, job_ended in zip(items, ended, strict=True):
+                        self._report(each, job_ended)
             if time.monotonic() - self.last_beat >= interval:
                 self._beat()
 
@@ -124,11 +135,12 @@ class Participation:
     def _claim_next(self) -> SyncJob | None:
         # Registries whose repositories here already wait for a free slot: more of their
         # jobs would only wait too, while another process could take them.
-        capped = [
-            a.job.registry_id
-            for a in self.active.values()
-            if a.pending and a.run is not None and a.run.in_flight >= a.run.cap
-        ]
+        with self.lock:
+            capped = [
+                a.job.registry_id
+                for a in self.active.values()
+                if a.pending and a.run is not None and a.run.in_flight >= a.run.cap
+            ]
         with db_guard():
             queued = SyncJob.objects.filter(task_id=self.task.pk, status=SyncJob.Status.QUEUED)
             for job in queued.exclude(registry_id__in=capped).order_by("id")[:10]:
@@ -158,10 +170,13 @@ class Participation:
             self.pool.submit(("unusable", active, (run, results)))
             return
         active.run = run
-        for result in results:
-            result.repository.registry = run.registry
-            active.pending.append(Job(self.task, result.pk, result.repository, run.registry.pk))
-        if not active.pending:
+        with self.lock:
+            for result in results:
+                result.repository.registry = run.registry
+                job_ = Job(self.task, result.pk, result.repository, run.registry.pk)
+                active.pending.append(job_)
+            empty = not active.pending
+        if empty:
             self._complete(active)
 
     def _registry_run(self, registry_id: int | None) -> RegistryRun | RegistryError:
@@ -185,25 +200,28 @@ class Participation:
         """Queue repositories up to the pool's size, round robin over jobs, within each
         registry's cap."""
         progress = True
-        while self.in_flight < self.pool.size and progress and not self.stopping:
+        while self.in_flight < self.pool.size and progress and not (self.stopping or self.halt):
             progress = False
             for active in list(self.active.values()):
                 if self.in_flight >= self.pool.size:
                     break
                 run = active.run
-                if active.pending and run is not None and run.in_flight < run.cap:
+                with self.lock:
+                    if not (active.pending and run is not None and run.in_flight < run.cap):
+                        continue
                     run.in_flight += 1
                     active.in_flight += 1
                     self.in_flight += 1
-                    self.pool.submit(("repository", active, active.pending.popleft()))
-                    progress = True
+                    job = active.pending.popleft()
+                self.pool.submit(("repository", active, job))
+                progress = True
 
     # --- in the worker threads ---------------------------------------------------------------
 
     def _handle(self, item: tuple) -> tuple:
         kind, active, payload = item
         if kind == "repository":
-            return kind, active, active.run.sync(payload)
+            return self._sync_repositories(active, payload)
         try:
             if kind == "listing":
                 return kind, active, self._list(active, payload)
@@ -217,6 +235,45 @@ class Participation:
         except Exception:
             logger.exception("Job #%s of sync task #%s failed.", active.job.pk, self.task.pk)
             return kind, active, []
+
+    def _sync_repositories(self, active: ActiveJob, job: Job) -> tuple:
+        """Sync `job`, then go on with the next repository of the same registry while there
+        is one here (the thread keeps the registry's slot), reporting each as it ends. Before
+        each repository the task's row says whether it was cancelled or ended meanwhile: a
+        cancel stops the task between repositories, as with one thread."""
+        while True:
+            if not self._may_start():
+                return "halted", active, job
+            outcome = active.run.sync(job)
+            following = self._take_next(active.run)
+            if following is None:
+                return "repository", active, outcome
+            self.pool.report(("continued", active, outcome))
+            active, job = following
+
+    def _may_start(self) -> bool:
+        if self.halt or self.stopping or self.lost:
+            return False
+        with db_guard():
+            row = (
+                SyncTask.objects.filter(pk=self.task.pk)
+                .values_list("status", "cancel_requested")
+                .first()
+            )
+        if row is None or row[0] != SyncTask.Status.RUNNING or row[1]:
+            self.halt = True
+        return not self.halt
+
+    def _take_next(self, run: RegistryRun) -> tuple[ActiveJob, Job] | None:
+        """The next pending repository of `run`'s registry, counted in flight at once."""
+        with self.lock:
+            if self.halt or self.stopping or self.lost:
+                return None
+            for active in self.active.values():
+                if active.run is run and active.pending:
+                    active.in_flight += 1
+                    return active, active.pending.popleft()
+        return None
 
     def _list(self, active: ActiveJob, run: RegistryRun | RegistryError) -> list[int]:
         """List one registry's repositories, bring them in line with a complete listing and
@@ -256,17 +313,38 @@ class Participation:
 
     # --- back in the main thread -------------------------------------------------------------
 
-    def _collect(self, kind: str, active: ActiveJob, value) -> None:
-        self.in_flight -= 1
-        if kind == "repository":
+    def _collect(self, kind: str, active: ActiveJob, value) -> bool:
+        """Count one result in (no database work); whether its job has ended."""
+        with self.lock:
+            if kind != "continued":  # the thread is free again
+                self.in_flight -= 1
+            if kind not in ("repository", "continued", "halted"):
+                return True
             active.in_flight -= 1
-            active.run.in_flight -= 1
-            active.synced_any = active.synced_any or value.finished
+            if kind != "continued":
+                active.run.in_flight -= 1
+            if kind == "halted":  # not started: back to the front of its queue
+                active.pending.appendleft(value)
+            else:
+                active.synced_any = active.synced_any or value.finished
+            return not active.in_flight and (not active.pending or self.stopping)
+
+    def _report(self, item: tuple, job_ended: bool) -> None:
+        """The bookkeeping of one result counted in by `_collect`."""
+        kind, active, value = item
+        if kind == "halted":
+            self._check_cancel()
+            with self.lock:
+                idle = not active.in_flight and (self.stopping or not active.pending)
+            if idle and self.active.get(active.job.pk) is active:
+                self._complete(active)
+            return
+        if kind in ("repository", "continued"):
             if self.on_progress is not None:
                 with db_guard():
-                    self.task.refresh_from_db()
+                    self.task.refresh_from_db(fields=["repositories_done", "repositories_total"])
                 self.on_progress(self.task, value)
-            if not active.in_flight and (not active.pending or self.stopping):
+            if job_ended and self.active.get(active.job.pk) is active:
                 self._complete(active)
             return
         self._complete(active)
@@ -290,8 +368,10 @@ class Participation:
                 if not active.job.beat():
                     # Re-queued after a silence: another worker runs its repositories now.
                     logger.warning("Lost job #%s of sync task #%s.", active.job.pk, self.task.pk)
-                    active.pending.clear()
-                    if not active.in_flight:
+                    with self.lock:
+                        active.pending.clear()
+                        idle = not active.in_flight
+                    if idle:
                         self.active.pop(active.job.pk, None)
         self.last_beat = time.monotonic()
 
@@ -305,10 +385,11 @@ class Participation:
         if row is None or row[0] != SyncTask.Status.RUNNING:
             self.lost = True
         elif row[1] and not self.stopping:
-            self.stopping = True
-            for active in list(self.active.values()):
-                if not active.in_flight:
-                    self._complete(active)
+            with self.lock:
+                self.stopping = True
+                idle = [active for active in self.active.values() if not active.in_flight]
+            for active in idle:
+                self._complete(active)
 
     def _look_after_others(self) -> None:
         """While idle: notice cancel, and re-queue the jobs of workers that stopped beating
