@@ -463,7 +463,8 @@ def reused_inventory(env: dict) -> dict:
     )
 
 
-def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
+def prepare(env: dict) -> None:
+    """Migrate (a reused database too: the code may have new migrations) and collect static."""
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
@@ -476,6 +477,9 @@ def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
         env=env,
         check=True,
     )
+
+
+def seed_inventory(env: dict, args: argparse.Namespace) -> dict:
     seeded = run_django(
         env,
         f"""
@@ -521,7 +525,14 @@ def main() -> int:
         raise SystemExit(f"unknown server(s) {sorted(unknown)}: name them with --variant")
     work = Path(tempfile.mkdtemp(prefix="imagesync-load-"))
     env, reused = environment(args, work)
+    prepare(env)
     seeded = reused_inventory(env) if reused else seed_inventory(env, args)
+    if reused:
+        import psycopg
+
+        # The earlier runs' writer left dead rows; the state autovacuum would leave.
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average before the phases: {load}; {os.cpu_count()} CPUs")
     mix = cases(seeded["task"], seeded["project"])
