@@ -252,6 +252,63 @@ def check(project, source, task_id: int) -> None:
     assert not stale.exists(), "images not synced by the task"
 
 
+def history_share(tags: int, repeats: int) -> None:
+    """One repository of `tags` tags reconciled in one thread, each time in a transaction
+    rolled back (so every repetition starts from the same rows), with and without history in
+    turn: a first reconcile, and one where 10% of the tags were re-pushed; the minimum of
+    `repeats` each (the least disturbed by other jobs on the machine)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from imagesync.history import HistoryRecorder
+    from imagesync.models import Project, Registry, Repository
+
+    source = Generated(1, tags)
+    project = Project.objects.create(name="share")
+    registry = Registry.objects.create(
+        project=project, kind="other", name="share", endpoint="https://s.invalid"
+    )
+    repository = Repository.objects.create(registry=registry, type="other", path="gen/repo-00000")
+    first = source.list_images(repository)
+    repushed = [
+        source.image(repository.path, n, 1) if n % 10 == 0 else info for n, info in enumerate(first)
+    ]
+    names = ("added", "restated", "removed", "write")
+    saved = {name: getattr(HistoryRecorder, name) for name in names}
+
+    def timed(history: bool, listing, seeded: bool) -> float:
+        for name in names:
+            setattr(HistoryRecorder, name, saved[name] if history else lambda *a, **k: None)
+        try:
+            with transaction.atomic():
+                if seeded:
+                    repository.reconcile(first, timezone.now())
+                started = time.perf_counter()
+                repository.reconcile(listing, timezone.now())
+                elapsed = time.perf_counter() - started
+                transaction.set_rollback(True)
+        finally:
+            for name in names:
+                setattr(HistoryRecorder, name, saved[name])
+        return elapsed
+
+    print(f"\none repository of {tags} tags, reconcile alone, min of {repeats}")
+    for label, listing, seeded, limit in (
+        ("first", first, False, "ratio >= 0.95"),
+        ("10% re-pushed", repushed, True, "extra <= 10%"),
+    ):
+        times = {True: [], False: []}
+        for index in range(repeats):
+            for history in (True, False) if index % 2 else (False, True):
+                times[history].append(timed(history, listing, seeded))
+        without, with_ = min(times[False]), min(times[True])
+        print(
+            f"{label:<14} without {without:.3f} s, with {with_:.3f} s: ratio"
+            f" {without / with_:.2f}x, extra {with_ / without - 1:+.1%} ({limit});"
+            f" load {os.getloadavg()[0]:.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=50_000)
@@ -259,11 +316,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--db-suffix", default="", help="appended to the database's name")
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--history-share",
+        type=int,
+        metavar="TAGS",
+        help="instead: time one repository's reconcile with and without history",
+    )
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     if args.db_suffix and not args.db_suffix.replace("_", "").isalnum():
         parser.error("--db-suffix: letters, digits and _ only")
     label = configure_database(args.db_suffix)
     setup_django()
+    if args.history_share:
+        print(f"database: {label}; cores={os.cpu_count()}; load {os.getloadavg()[0]:.1f}")
+        history_share(args.history_share, args.repeats)
+        return
     from imagesync.models import Project, Registry, SyncTask
     from imagesync.tasks import run_sync_task
 
