@@ -256,8 +256,9 @@ def history_share(tags: int, repeats: int) -> None:
     """One repository of `tags` tags reconciled in one thread, each time in a transaction
     rolled back (so every repetition starts from the same rows), with and without history in
     turn: a first reconcile, and one where 10% of the tags were re-pushed; the minimum of
-    `repeats` each (the least disturbed by other jobs on the machine)."""
-    from django.db import transaction
+    `repeats` each (the least disturbed by other jobs on the machine), of wall time and of CPU
+    time (this process's, plus its PostgreSQL backend's)."""
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from imagesync.history import HistoryRecorder
@@ -276,21 +277,36 @@ def history_share(tags: int, repeats: int) -> None:
     names = ("added", "restated", "removed", "write")
     saved = {name: getattr(HistoryRecorder, name) for name in names}
 
-    def timed(history: bool, listing, seeded: bool) -> float:
+    backend = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+
+    def cpu() -> float:
+        """CPU seconds of this process and of its PostgreSQL backend (same machine): less
+        moved by other jobs than wall time."""
+        used = time.process_time()
+        if backend is not None:
+            fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+            used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used
+
+    def timed(history: bool, listing, seeded: bool) -> tuple[float, float]:
         for name in names:
             setattr(HistoryRecorder, name, saved[name] if history else lambda *a, **k: None)
         try:
             with transaction.atomic():
                 if seeded:
                     repository.reconcile(first, timezone.now())
-                started = time.perf_counter()
+                started, used = time.perf_counter(), cpu()
                 repository.reconcile(listing, timezone.now())
-                elapsed = time.perf_counter() - started
+                elapsed, used = time.perf_counter() - started, cpu() - used
                 transaction.set_rollback(True)
         finally:
             for name in names:
                 setattr(HistoryRecorder, name, saved[name])
-        return elapsed
+        return elapsed, used
 
     print(f"\none repository of {tags} tags, reconcile alone, min of {repeats}")
     for label, listing, seeded, limit in (
@@ -301,12 +317,14 @@ def history_share(tags: int, repeats: int) -> None:
         for index in range(repeats):
             for history in (True, False) if index % 2 else (False, True):
                 times[history].append(timed(history, listing, seeded))
-        without, with_ = min(times[False]), min(times[True])
-        print(
-            f"{label:<14} without {without:.3f} s, with {with_:.3f} s: ratio"
-            f" {without / with_:.2f}x, extra {with_ / without - 1:+.1%} ({limit});"
-            f" load {os.getloadavg()[0]:.1f}"
-        )
+        for kind, index in (("wall", 0), ("CPU", 1)):
+            without = min(t[index] for t in times[False])
+            with_ = min(t[index] for t in times[True])
+            print(
+                f"{label:<14} {kind:<4} without {without:.3f} s, with {with_:.3f} s: ratio"
+                f" {without / with_:.2f}x, extra {with_ / without - 1:+.1%} ({limit});"
+                f" load {os.getloadavg()[0]:.1f}"
+            )
 
 
 def main() -> None:
