@@ -44,6 +44,22 @@ INTERVALS = st.lists(
 )
 
 
+def _open_interval(repository, **fields) -> ImageInterval:
+    """An open interval of `repository`, with the copies of its names an interval keeps."""
+    registry = repository.registry
+    return ImageInterval.objects.create(
+        project=registry.project,
+        registry=registry,
+        repository=repository,
+        registry_name=registry.name,
+        repository_type=repository.type,
+        repository_path=repository.path,
+        namespace=repository.namespace,
+        name=repository.name,
+        **fields,
+    )
+
+
 @settings(
     max_examples=40,
     deadline=None,
@@ -63,18 +79,8 @@ def test_the_parts_of_a_moment_are_exactly_the_intervals_that_hold_it(intervals,
             valid_from = base + timedelta(microseconds=start)
             valid_to = valid_from + timedelta(microseconds=length)
             repository = repositories[number % 2]
-            interval = ImageInterval.objects.create(
-                project=project,
-                registry=registry,
-                repository=repository,
-                registry_name=registry.name,
-                repository_type=repository.type,
-                repository_path=repository.path,
-                namespace=repository.namespace,
-                name=repository.name,
-                tag=f"t{number}",
-                digest=f"sha256:{number:064x}",
-                valid_from=valid_from,
+            interval = _open_interval(
+                repository, tag=f"t{number}", digest=f"sha256:{number:064x}", valid_from=valid_from
             )
             edges += [valid_from, valid_from - timedelta(microseconds=1)]
             if closed is None:
@@ -155,15 +161,8 @@ def _history(project_name: str, seed: int) -> tuple[Project, list]:
         repository = repositories[number % 3]
         moment = base + timedelta(seconds=rng.randrange(86400))
         for state in range(rng.randint(1, 4)):
-            interval = ImageInterval.objects.create(
-                project=project,
-                registry=registry,
-                repository=repository,
-                registry_name=registry.name,
-                repository_type=repository.type,
-                repository_path=repository.path,
-                namespace=repository.namespace,
-                name=repository.name,
+            interval = _open_interval(
+                repository,
                 tag=f"t{rng.randrange(8)}-{number}",
                 digest=f"sha256:{rng.randrange(16**6):06x}{number:058x}",
                 size=rng.choice([10, 20, 30, rng.randrange(1000)]),
