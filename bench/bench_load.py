@@ -50,6 +50,10 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.processes import stat_fields  # noqa: E402
+
 PASSWORD = "load-bench-password-4f2a"
 
 FAKE_CLIENT = textwrap.dedent(
@@ -239,17 +243,11 @@ def process_cpu(pid: int) -> float:
 def group_cpu(pgid: int) -> float:
     """CPU seconds of a server's process group (gunicorn's master and workers), the children
     that exited included (cutime/cstime of the group leader)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
-    return total
+    return sum(
+        sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
+        for _, fields in stat_fields()
+        if int(fields[2]) == pgid
+    )
 
 
 def postgres_cpu(database: str) -> dict[int, float]:

@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,16 +172,18 @@ class ConsoleProcess:
         self._out.close()
 
 
-def session_members(session: int) -> list[int]:
-    """Live processes of a session (orphans included, unlike a walk down from its leader)."""
-    found = []
+def stat_fields() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process: state
+    first, then ppid, pgrp, session, ... (`man 5 proc`; field N there is index N - 3 here)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[3]) == session:
-            found.append(int(entry.name))
-    return found
+
+
+def session_members(session: int) -> list[int]:
+    """Live processes of a session (orphans included, unlike a walk down from its leader)."""
+    return [pid for pid, fields in stat_fields() if fields[0] != "Z" and int(fields[3]) == session]
