@@ -32,7 +32,7 @@ urlpatterns = [
     path("registries/<int:pk>/events/", views.registry_events, name="registry-events"),
     path("audit/", views.audit_list, name="audit-list"),
     re_path(
-        r"^hooks/registry/(?P<token>[A-Za-z0-9_-]{16,64})/$",
+        receiver.PATH,
         receiver.receive,
         name="registry-events-receiver",
     ),
