@@ -691,15 +691,19 @@ def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -
     ids = "\n".join(parsed.ids)
     key = hashlib.sha256(("ids:" + ids).encode() if ids else body).hexdigest()
     now = timezone.now()
+    paths = [path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT]
+    action = Parsed(touched=wanted).action
     # One transaction per notification, whose COMMIT does not wait for the disk on
     # PostgreSQL (the receiver's answer time is mostly fsyncs otherwise): a database crash
     # can lose the last fraction of a second of events, which the daily sync makes good.
-    with transaction.atomic():
-        _commit_without_waiting_for_disk()
-        paths = [path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT]
-        duplicate = not _insert_event(receiver.pk, key, now, Parsed(touched=wanted).action, paths)
-        if not duplicate:
-            mark_pending(receiver.registry_id, wanted.keys(), now, schedule=False)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        duplicate = not _record_in_one_statement(receiver, key, now, action, paths, wanted)
+    else:
+        with transaction.atomic():
+            _commit_without_waiting_for_disk()
+            duplicate = not _insert_event(receiver.pk, key, now, action, paths)
+            if not duplicate:
+                mark_pending(receiver.registry_id, wanted.keys(), now, schedule=False)
     # After the COMMIT: a burst's events all upsert the same pending rows, so the cache
     # round trip is not spent holding their row locks.
     if duplicate:
@@ -707,6 +711,34 @@ def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -
     else:
         schedule_refresh(receiver.registry_id)
     return not duplicate
+
+
+def _record_in_one_statement(
+    receiver: EventReceiver, key: str, now, action: str, paths: list[str], wanted: dict
+) -> bool:
+    """PostgreSQL: what the transaction of `record` does, as one statement in autocommit (its
+    own transaction, one round trip instead of five): the event unless its key is known, then
+    the pending rows if it was new, the COMMIT not waiting for the disk. Whether it was new."""
+    event = RegistryEvent._meta
+    pending = RefreshPending._meta.db_table
+    marked = connection.ops.adapt_datetimefield_value(now)
+    values = ", ".join(["(%s, %s, %s, %s::timestamptz)"] * len(wanted))
+    sql = (
+        "WITH s AS (SELECT set_config('synchronous_commit', 'off', true)), "
+        f"e AS (INSERT INTO {event.db_table} (receiver_id, key, received_at, action, repositories) "
+        "SELECT %s, %s, %s, %s, %s FROM s "
+        "ON CONFLICT (receiver_id, key) DO NOTHING RETURNING id), "
+        f"p AS (INSERT INTO {pending} (registry_id, type, path, marked_at) "
+        f"SELECT * FROM (VALUES {values}) v WHERE EXISTS (SELECT 1 FROM e) "
+        "ON CONFLICT (registry_id, type, path) DO UPDATE SET marked_at = excluded.marked_at) "
+        "SELECT count(*) FROM e"
+    )
+    repositories = event.get_field("repositories").get_db_prep_save(paths, connection)
+    params = [receiver.pk, key, marked, action, repositories]
+    params += [x for type_, path in wanted for x in (receiver.registry_id, type_, path, marked)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] == 1
 
 
 def _insert_event(receiver_id: int, key: str, now, action: str, paths: list[str]) -> bool:
