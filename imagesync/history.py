@@ -250,6 +250,46 @@ class ImageInterval(RepositoryIdentity, ImageState):
         return interval
 
 
+class RepositoryName(models.Model):
+    """A (namespace, name) that intervals of a repository were written with: a repository has
+    one, or a few once its names changed, so that Image View as of a moment finds the
+    intervals of a namespace or an image name by their repository id, which the as-of indexes
+    hold, instead of reading each interval's own copy of the names (`ImageAsOfFilter.
+    filter_repository`). Recorded with the intervals (`record_names`); a repository without
+    a row here, and the intervals of a removed connection (no repository), are read."""
+
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    namespace = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name = "repository name in the history"
+        verbose_name_plural = "repository names in the history"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "namespace", "name"], name="repositoryname_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def record_names(repository: Repository) -> None:
+    """Note the names `repository` gives the intervals opened now (one statement; nothing
+    when they are known)."""
+    RepositoryName.objects.bulk_create(
+        [
+            RepositoryName(
+                repository=repository, namespace=repository.namespace, name=repository.name
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
 # --- the inventory as of a moment: a relational interval tree ---------------------------------
 #
 # "The intervals open at t" (valid_from <= t < valid_to) is a stabbing query, which no B-tree
@@ -392,6 +432,8 @@ class HistoryRecorder:
             ).current().update(
                 valid_to=self.now, closed_by=self.task, fork=fork_when_closed(self.now)
             )
+        if self.opened_tags:
+            record_names(self.repository)
         self._copy_images(ImageInterval, _INTERVAL_COPY, self.opened_tags)
         if all(change[0] == Change.Kind.ADDED for change in self.changes):
             self._copy_images(Change, _ADDED_COPY, [change[1] for change in self.changes])
