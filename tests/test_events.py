@@ -19,6 +19,7 @@ from imagesync.tasks import run_sync_task
 from tests.support.fakes import FakeClient, image
 from tests.support.registry_events import (
     distribution_envelope,
+    events_turned_on,
     hook_post,
 )
 
@@ -33,9 +34,7 @@ def no_coalescing_wait(settings):
 @pytest.fixture
 def events_on(registry):
     """(receiver, secret) of `registry` with events turned on."""
-    receiver = EventReceiver.of(registry)
-    secret = receiver.enable()
-    return receiver, secret
+    return events_turned_on(registry)
 
 
 def inventory(registry) -> dict[str, str]:

@@ -8,21 +8,20 @@ import pytest
 from django.test import RequestFactory
 
 from console.wsgi import application
-from imagesync.events import EventReceiver, RefreshPending, RegistryEvent
-from tests.support.registry_events import EVENTS_MEDIA_TYPE, distribution_envelope, hook_post
+from imagesync.events import RefreshPending, RegistryEvent
+from tests.support.registry_events import (
+    EVENTS_MEDIA_TYPE,
+    distribution_envelope,
+    events_turned_on,
+    hook_post,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def no_coalescing_wait(settings):
-    settings.REGISTRY_EVENTS_COALESCE_MS = 0
-
-
 @pytest.fixture
 def events_on(registry):
-    receiver = EventReceiver.of(registry)
-    return receiver, receiver.enable()
+    return events_turned_on(registry)
 
 
 def served(method: str, path: str, body: bytes = b"", **headers) -> tuple[int, dict, bytes]:

@@ -3,6 +3,7 @@ console's receiver URL (tests/test_events*.py, bench/bench_events.py).
 
     body = distribution_envelope([("push", "team/api", "1.0"), ("delete", "team/api", None)])
     hook_post(client, receiver, body, f"Bearer {secret}")          # Django test client
+    receiver, secret = events_turned_on(registry)                   # EventReceiver, its secret
     harbor_event("PUSH_ARTIFACT", "library/nginx", "1.25")         # Harbor default payload
     harbor_cloudevent("harbor.artifact.deleted", "library/nginx", "1.25")
     jfrog_event("pushed", "docker-local", "team/api", "1.0"); jfrog_signature(body, secret)
@@ -139,6 +140,14 @@ def jfrog_signature(body: bytes, secret: str) -> str:
 def swr_ee_event(path: str, tag: str) -> bytes:
     """SWR Enterprise Edition's push notification: Harbor-like (not documented in detail)."""
     return harbor_event("PUSH_ARTIFACT", path, tag)
+
+
+def events_turned_on(registry):
+    """(receiver, secret) of `registry` with registry events turned on."""
+    from imagesync.events import EventReceiver
+
+    receiver = EventReceiver.of(registry)
+    return receiver, receiver.enable()
 
 
 def hook_post(client, receiver, body: bytes, auth: str | None, *, header: str = "Authorization"):
