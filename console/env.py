@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -118,6 +118,20 @@ def check_redis_url(url: str) -> str:
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://.")
     return url
+
+
+def redis_url_of_test_worker(url: str, worker: str) -> str:
+    """The Redis database a parallel test worker uses (pytest-xdist `gwN`): N x 2 below the
+    URL's own, so that workers' queues and caches never meet; the database just below a
+    worker's is for the processes its tests start (tests/support/cluster.py)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or not worker.startswith("gw"):
+        return url
+    index = int(worker[2:] or 0)
+    base = int(parts.path.strip("/") or 0)
+    if base - 2 * index - 1 < 0:
+        raise ImproperlyConfigured(f"REDIS_URL's database {base} leaves none for test {worker}.")
+    return urlunsplit(parts._replace(path=f"/{base - 2 * index}"))
 
 
 def check_time_zone(name: str) -> str:

@@ -19,6 +19,7 @@ from console.env import (
     env_list,
     local_secret,
     parse_database_url,
+    redis_url_of_test_worker,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -181,6 +182,9 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- background work (django-q2) ------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and os.environ.get("IMAGESYNC_TEST_REDIS_PER_WORKER"):
+    # .ci/run: the suite on PostgreSQL + Redis in parallel test workers, each on its own database.
+    REDIS_URL = redis_url_of_test_worker(REDIS_URL, os.environ.get("PYTEST_XDIST_WORKER", ""))
 SYNC_TASK_TIMEOUT = env_int("SYNC_TASK_TIMEOUT", 6 * 3600, minimum=60)
 Q_CLUSTER = {
     "name": "imagesync",

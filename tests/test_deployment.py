@@ -27,6 +27,8 @@ from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "deployment.md"
+# The test run's own settings, which the guide's machine must not inherit.
+TEST_RUN_SETTINGS = {"DATABASE_URL", "REDIS_URL", "IMAGESYNC_TEST_REDIS_PER_WORKER"}
 PG = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
 
 STAND_INS = {
@@ -73,7 +75,7 @@ class Machine:
         ):
             (tmp / directory).mkdir(parents=True)
         self.env = {
-            **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+            **{k: v for k, v in os.environ.items() if k not in TEST_RUN_SETTINGS},
             **PG,
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "CALLS": str(self.calls),
@@ -164,7 +166,7 @@ def test_the_guide_installs_backs_up_and_restores_on_postgresql(tmp_path, postgr
     assert os.stat(tmp_path / "etc" / "imagesync" / "env").st_mode & 0o077 == 0
     machine.edit_settings(
         DATABASE_URL=f"postgres://{postgres}:change-me@127.0.0.1:5432/{postgres}",
-        REDIS_URL="redis://127.0.0.1:6379/13",
+        REDIS_URL="redis://127.0.0.1:6379/8",  # none of the test workers' (console/env.py)
         IMAGESYNC_VAR_DIR=str(tmp_path / "srv-var"),
     )
     machine.run("first-start")

@@ -3,7 +3,7 @@ benchmarks of one sync spread over several workers.
 
 The database is a SQLite file in a temporary directory (with the ORM broker), or, when
 DATABASE_URL points at PostgreSQL, a throw-away database on that server with the Redis broker
-on REDIS_URL's server (database 14, so the test suite's own database 15 is left alone). The
+on REDIS_URL's server (the database just below the test process's own, which is left alone). The
 test process never opens that database itself: it runs small Django scripts in subprocesses.
 """
 
@@ -22,8 +22,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet
 
+from console.env import redis_url_of_test_worker
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
+
+
+def _redis_url_below_the_suites() -> str:
+    """REDIS_URL's server, the database just below the one this test process uses."""
+    url = os.environ["REDIS_URL"]
+    if os.environ.get("IMAGESYNC_TEST_REDIS_PER_WORKER"):
+        url = redis_url_of_test_worker(url, os.environ.get("PYTEST_XDIST_WORKER", ""))
+    redis = urlsplit(url)
+    return urlunsplit(redis._replace(path=f"/{int(redis.path.strip('/') or 0) - 1}"))
 
 
 class Cluster:
@@ -36,7 +47,7 @@ class Cluster:
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if key not in {"DATABASE_URL", "REDIS_URL"}
+            if key not in {"DATABASE_URL", "REDIS_URL", "IMAGESYNC_TEST_REDIS_PER_WORKER"}
         }
         if base.startswith(("postgres://", "postgresql://")):
             self.pg_name = f"imagesync_cluster_{uuid.uuid4().hex[:8]}"
@@ -45,8 +56,7 @@ class Cluster:
             self._psql(f"CREATE DATABASE {self.pg_name}")
             self.env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{self.pg_name}"))
             if os.environ.get("REDIS_URL"):
-                redis = urlsplit(os.environ["REDIS_URL"])
-                self.env["REDIS_URL"] = urlunsplit(redis._replace(path="/14"))
+                self.env["REDIS_URL"] = _redis_url_below_the_suites()
         else:
             self.env["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
         self.env.update(
