@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import resource
@@ -38,7 +37,6 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,46 +177,10 @@ def http_benchmark(args) -> dict:
     return results
 
 
-class GeneratedClient:
-    """An in-process client generating `repos` x `tags` images (no HTTP), for memory."""
-
-    max_concurrency = 8
-
-    def __init__(self, repos: int, tags: int):
-        self.repos, self.tags = repos, tags
-        self.t0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def list_repositories(self, types=None):
-        from imagesync.registries.base import RepositoryInfo
-
-        for index in range(self.repos):
-            yield RepositoryInfo.from_path("other", f"gen/repo-{index:05d}")
-
-    def list_images(self, repository, known=None):
-        from imagesync.registries.base import ImageInfo
-
-        images = []
-        for number in range(self.tags):
-            seed = f"{repository.path}:{number}".encode()
-            images.append(
-                ImageInfo(
-                    tag=f"v{number}",
-                    digest="sha256:" + hashlib.sha256(seed).hexdigest(),
-                    media_type="application/vnd.oci.image.manifest.v1+json",
-                    size=1000 + number,
-                    platforms=("linux/amd64",),
-                    created=self.t0 + timedelta(minutes=number),
-                    updated=self.t0 + timedelta(minutes=number),
-                )
-            )
-        return images
-
-    def close(self):
-        pass
-
-
 def memory_benchmark(images: int, trace: bool = False) -> dict:
     """Run in a child process: one sync of `images` generated images, peak memory."""
+    from bench_memory import GeneratedClient
+
     from imagesync.models import Image, Registry
 
     tags = 100
