@@ -16,6 +16,7 @@ import pytest
 import responses
 from responses import matchers
 
+from imagesync.registries import oci as oci_module
 from imagesync.registries.base import (
     ClientConfig,
     DigestDetails,
@@ -919,3 +920,33 @@ def test_a_pathologically_nested_manifest_is_a_bad_response(rsps):
         client().list_images(repo("app"))
 
     assert caught.value.code == "bad_response"
+
+
+def test_a_repository_with_more_tags_than_are_queued_at_once_lists_every_tag_in_order(
+    rsps, monkeypatch
+):
+    monkeypatch.setattr(oci_module, "TAGS_IN_FLIGHT", 2)
+    tags = [f"v{number}" for number in range(7)]
+    tag_list(rsps, "app", tags)
+    digests = {tag: image(rsps, "app", [tag], label=f"image {tag}") for tag in tags}
+
+    images = client().list_images(repo("app"), {}, previous={})
+
+    assert [(i.tag, i.digest) for i in images] == list(digests.items())
+    assert requests_made(rsps) == [("GET", "blob")] * 7 + [("GET", "manifest")] * 7
+
+
+def test_a_client_keeps_only_the_latest_details_yet_lists_every_image_right(rsps, monkeypatch):
+    monkeypatch.setattr(oci_module, "CACHE_SIZE", 1)
+    for path in ("one", "two", "three"):
+        tag_list(rsps, path, ["1"])
+    base = image(rsps, "one", ["1"], label="base")
+    image(rsps, "two", ["1"], label="other")
+    image(rsps, "three", ["1"], label="base")  # the first one's image, forgotten meanwhile
+    oci = client()
+
+    one, two, three = (oci.list_images(repo(path)) for path in ("one", "two", "three"))
+
+    assert one[0].digest == three[0].digest == base != two[0].digest
+    assert one[0].details() == three[0].details() and three[0].platforms == ("linux/amd64",)
+    assert len(calls(rsps, "GET", "/manifests/")) == 3  # fetched again: the cache held one

@@ -15,9 +15,12 @@ Distribution Specification):
   for a single-platform manifest (architecture, OS, created time). Layer blobs are never
   downloaded.
 
-A digest is immutable, so what was learned about it is cached for the lifetime of the client and
-shared between repositories: a base image pushed into fifty repositories is fetched once. Config
-blobs are cached the same way by their own digest.
+A digest is immutable, so what was learned about it is cached by the client and shared between
+repositories: a base image pushed into fifty repositories is fetched once. Config blobs are
+cached the same way by their own digest. The client keeps the last CACHE_SIZE of each (the sync
+keeps every digest of a registry in its own compact map and passes it as `known`), and at most
+TAGS_IN_FLIGHT tags of a repository are queued at once, so a client's memory does not grow with
+the registry or with a repository of 100,000 tags.
 
 Options (`ClientConfig.options`), besides the Transport ones (max_concurrency, ...):
 `catalog_page_size` (default 1000), `tags_page_size` (default 1000), `repositories` (list of
@@ -34,9 +37,10 @@ import hashlib
 import re
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -58,6 +62,8 @@ CATALOG_SCOPE = "registry:catalog:*"
 DEFAULT_PAGE_SIZE = 1000
 FALLBACK_PAGE_SIZE = 100
 MAX_PAGES = 100_000  # a registry that links pages forever is broken, not big
+CACHE_SIZE = 65_536  # digests' details (and config blobs' facts) a client keeps
+TAGS_IN_FLIGHT = 256  # tags of one repository queued for the request threads at once
 
 
 # --- WWW-Authenticate -------------------------------------------------------------------------
@@ -132,6 +138,21 @@ def pick_challenge(header: str | None) -> Challenge | None:
 # --- client ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Once:
+    """What `OciClient._once` knows: the values fetched (the last `size`, least recently used
+    first) and the fetches under way (one Future per key, dropped once it is done)."""
+
+    size: int
+    values: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    pending: dict[str, Future] = field(default_factory=dict)
+
+    def keep(self, key: str, value: Any) -> None:
+        self.values[key] = value
+        if len(self.values) > self.size:
+            self.values.popitem(last=False)
+
+
 def registry_code(error: RegistryError) -> str:
     """The registry's own error code (e.g. "MANIFEST_UNKNOWN") behind a RegistryError, if any."""
     return getattr(error, "registry_code", "")
@@ -149,8 +170,8 @@ class OciClient(RegistryClient):
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._digest_lock = threading.Lock()
-        self._digests: dict[str, Future[base.DigestDetails]] = {}
-        self._configs: dict[str, Future[ConfigFacts]] = {}
+        self._digests = _Once(CACHE_SIZE)
+        self._configs = _Once(CACHE_SIZE)
         self._executor: ThreadPoolExecutor | None = None
         self._new_tags_by_get = config.flag("resolve_new_tags_with_get", True)
 
@@ -194,15 +215,23 @@ class OciClient(RegistryClient):
         old_tags = previous or {}
         executor = self._pool()
         # One task per tag resolves it and, when its digest is new, fetches the details right
-        # away: no barrier between the HEADs and the GETs, so the workers stay busy.
-        futures = [
-            executor.submit(self._image_of, path, tag, known, by_get and tag not in old_tags)
-            for tag in tags
-        ]
+        # away: no barrier between the HEADs and the GETs, so the workers stay busy. At most
+        # TAGS_IN_FLIGHT are queued at a time (a Future each), collected in the tags' order.
+        queued: deque[Future] = deque()
+        results = []
         try:
-            results = [future.result() for future in futures]
+            for tag in tags:
+                queued.append(
+                    executor.submit(
+                        self._image_of, path, tag, known, by_get and tag not in old_tags
+                    )
+                )
+                if len(queued) >= TAGS_IN_FLIGHT:
+                    results.append(queued.popleft().result())
+            while queued:
+                results.append(queued.popleft().result())
         except BaseException:
-            for future in futures:  # the listing has failed: do not keep asking the registry
+            for future in queued:  # the listing has failed: do not keep asking the registry
                 future.cancel()
             raise
         images = []
@@ -332,31 +361,34 @@ class OciClient(RegistryClient):
         """Details of a digest, fetched at most once per client."""
         return self._once(self._digests, digest, lambda: self._fetch_details(path, digest, body))
 
-    def _once(self, cache: dict[str, Future], key: str, fetch: Any) -> Any:
-        """`fetch()` at most once per key for the lifetime of the client: concurrent askers for
-        the same key wait for the first one; a failed fetch is retried by the next asker."""
+    def _once(self, cache: _Once, key: str, fetch: Any) -> Any:
+        """`fetch()` once per key while the cache keeps its value: concurrent askers for the
+        same key wait for the first one; a failed fetch is retried by the next asker."""
         while True:
             with self._digest_lock:
-                future = cache.get(key)
+                if key in cache.values:
+                    cache.values.move_to_end(key)
+                    return cache.values[key]
+                future = cache.pending.get(key)
                 owner = future is None
                 if owner:
-                    future = Future()
-                    cache[key] = future
+                    future = cache.pending[key] = Future()
             if owner:
                 break
             try:
                 return future.result()
             except RegistryError:
-                with self._digest_lock:
-                    if cache.get(key) is future:
-                        del cache[key]
+                continue  # the fetch failed and was forgotten: this asker tries again
         try:
             value = fetch()
         except BaseException as exc:
             with self._digest_lock:
-                cache.pop(key, None)
+                del cache.pending[key]
             future.set_exception(exc)
             raise
+        with self._digest_lock:
+            del cache.pending[key]
+            cache.keep(key, value)
         future.set_result(value)
         return value
 
