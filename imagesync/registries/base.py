@@ -89,7 +89,7 @@ class RepositoryInfo:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class DigestDetails:
     """What a manifest digest tells, learned once: a digest is immutable."""
 
@@ -100,9 +100,10 @@ class DigestDetails:
     created: datetime | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ImageInfo:
-    """One tag of a repository."""
+    """One tag of a repository. Slotted: a listing of 100,000 tags holds as many (a third of
+    the memory of one with an attribute dictionary each)."""
 
     tag: str
     digest: str
