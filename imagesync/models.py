@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -542,6 +542,7 @@ class Repository(models.Model):
                 to_create.append(image)
                 history.added(image)
                 counts.added += 1
+                _flush_full(to_create, _create_images)
                 continue
             content_changed = _stored_state(row) != _listing_state(info)
             if content_changed or row[9] != is_latest:
@@ -550,6 +551,7 @@ class Repository(models.Model):
                 _keep_usage(image, info, row)
                 to_update.append(image)
                 history.restated(row[2], image)
+                _flush_full(to_update, _update_images)
             elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
                 usage_update.setdefault(_usage_of(info), []).append(row[0])
             if content_changed:
@@ -564,7 +566,7 @@ class Repository(models.Model):
         for start in range(0, len(vanished), BATCH_SIZE):
             Image.objects.filter(pk__in=vanished[start : start + BATCH_SIZE]).delete()
         _update_images(to_update)
-        Image.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
+        _create_images(to_create)
         _update_usage(usage_update)
         self._reconcile_untagged(getattr(images, "untagged", ()), now)
         history.write()
@@ -846,6 +848,19 @@ def _usage_of(info: ImageInfo) -> tuple:
     """The usage fields as a listing gives them, in _USAGE_FIELDS order."""
     known = bool(info.pull_source) and info.pull_known
     return (aware(info.last_pulled), info.pull_count, info.pull_source, known)
+
+
+def _flush_full(images: list[Image], write: Callable[[list[Image]], None]) -> None:
+    """Write a full batch of a reconcile's new or changed images and forget them: a listing of
+    100,000 new tags never holds as many model instances (new images are still created in the
+    listing's order, which the history copies)."""
+    if len(images) >= BATCH_SIZE:
+        write(images)
+        images.clear()
+
+
+def _create_images(images: list[Image]) -> None:
+    Image.objects.bulk_create(images, batch_size=BATCH_SIZE)
 
 
 def _update_images(images: list[Image]) -> None:
