@@ -102,8 +102,8 @@ class DigestDetails:
 
 @dataclass(slots=True)
 class ImageInfo:
-    """One tag of a repository. Slotted: a listing of 100,000 tags holds as many (a third of
-    the memory of one with an attribute dictionary each)."""
+    """One tag of a repository. Slotted: a listing of 100,000 tags holds as many (144 bytes
+    each instead of 192 with an attribute dictionary, before the strings and times)."""
 
     tag: str
     digest: str
