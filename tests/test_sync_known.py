@@ -33,8 +33,13 @@ DETAILS = {
 }
 
 
-def known_of(details: dict[str, DigestDetails]) -> KnownDigests:
+def known_of(details: dict[str, DigestDetails], how: str = "stored") -> KnownDigests:
+    """What a run knows of these digests: from the inventory (`stored`) or `learned` from a
+    listing."""
     known = KnownDigests()
+    if how == "learned":
+        known.learn(ImageInfo.of("tag", key, value) for key, value in details.items())
+        return known
     for key, value in details.items():
         known.add(
             key, value.media_type, value.size, value.platforms, value.multi_arch, value.created
@@ -42,8 +47,9 @@ def known_of(details: dict[str, DigestDetails]) -> KnownDigests:
     return known
 
 
-def test_every_digest_reads_back_with_the_details_it_was_learned_with():
-    known = known_of(DETAILS)
+@pytest.mark.parametrize("how", ["stored", "learned"])
+def test_every_digest_reads_back_with_the_details_it_was_learned_with(how):
+    known = known_of(DETAILS, how)
 
     assert {key: known[key] for key in DETAILS} == DETAILS
     assert len(known) == len(DETAILS) and set(known) == set(DETAILS)
@@ -67,6 +73,21 @@ def test_learning_a_listing_keeps_the_first_details_of_a_digest():
     known.learn([first, again, ImageInfo(tag="untagged", digest="")])
 
     assert len(known) == 1 and known[first.digest] == first.details()
+
+
+@pytest.mark.django_db
+def test_a_run_keeps_only_its_latest_learned_digests_but_every_stored_one():
+    known = KnownDigests(learned_limit=2)
+    stored = image("stored", size=1)
+    known.add(stored.digest, OCI, 1, (), False, None)
+    first, second, third = (image(tag) for tag in ("1", "2", "3"))
+
+    known.learn([first, second])
+    known.learn([third])
+
+    assert first.digest not in known and known.get(first.digest) is None
+    assert known[second.digest] == second.details() and known[third.digest] == third.details()
+    assert known[stored.digest].size == 1 and len(known) == 3
 
 
 @pytest.mark.django_db

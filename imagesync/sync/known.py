@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _PACKED = struct.Struct("<qqIB")
 _NO_SIZE, _NO_CREATED = 1, 2
 _SHA256 = "sha256:"
+LEARNED_LIMIT = 100_000  # digests learned during a run that are kept (the latest ones)
 
 
 class KnownDigests(Mapping):
@@ -30,34 +32,36 @@ class KnownDigests(Mapping):
     multi-arch flag (few distinct combinations in a registry) are the index of their one
     shared copy. What does not fit that form (another algorithm, a naive time, a size beyond
     64 bits) is kept as given. Details read back equal those given: a created time comes back
-    as the same instant, in UTC."""
+    as the same instant, in UTC.
 
-    def __init__(self) -> None:
+    The inventory's digests (`for_registry`) are all kept; of the digests a run learns from
+    its listings, the latest LEARNED_LIMIT: a first sync of 1,000,000 images would otherwise
+    hold every one of them. One that was forgotten is only fetched again if a repository
+    synced later in the same run has it too (the next run knows it from the inventory)."""
+
+    def __init__(self, learned_limit: int | None = None) -> None:
         self._packed: dict[bytes, bytes] = {}
         self._other: dict[str, tuple] = {}
+        self._learned: OrderedDict[bytes | str, bytes | tuple] = OrderedDict()
+        self._learned_limit = LEARNED_LIMIT if learned_limit is None else learned_limit
         self._kinds: list[tuple[str, tuple[str, ...], bool]] = []
         self._kind_index: dict[tuple[str, tuple[str, ...], bool], int] = {}
 
     def add(self, digest, media_type, size, platforms, multi_arch, created) -> None:
-        media_type, platforms, multi_arch = (
-            media_type or "",
-            tuple(platforms or ()),
-            bool(multi_arch),
-        )
-        key = _key(digest)
-        value = (
-            None if key is None else self._pack(media_type, size, platforms, multi_arch, created)
-        )
-        if value is None:
-            self._other[digest] = (media_type, size, platforms, multi_arch, created)
-        else:
+        """Keep the details of a digest of the inventory."""
+        key, value = self._entry(digest, media_type, size, platforms, multi_arch, created)
+        if type(value) is bytes:
             self._packed[key] = value
+        else:
+            self._other[key] = value
 
     def learn(self, images: Iterable[ImageInfo]) -> None:
-        """Remember the details of the digests a listing found that were not known yet."""
+        """Remember the details of the digests a listing found that were not known yet (the
+        latest LEARNED_LIMIT of them)."""
+        learned = self._learned
         for image in images:
             if image.digest and image.digest not in self:
-                self.add(
+                key, value = self._entry(
                     image.digest,
                     image.media_type,
                     image.size,
@@ -65,12 +69,16 @@ class KnownDigests(Mapping):
                     image.multi_arch,
                     image.created,
                 )
+                learned[key] = value
+                if len(learned) > self._learned_limit:
+                    learned.popitem(last=False)
 
     def __getitem__(self, digest: str) -> DigestDetails:
-        key = _key(digest)
-        value = None if key is None else self._packed.get(key)
+        value = self._find(digest)
         if value is None:
-            return DigestDetails(*self._other[digest])
+            raise KeyError(digest)
+        if type(value) is tuple:
+            return DigestDetails(*value)
         size, micros, kind, missing = _PACKED.unpack(value)
         media_type, platforms, multi_arch = self._kinds[kind]
         return DigestDetails(
@@ -88,16 +96,39 @@ class KnownDigests(Mapping):
             return default
 
     def __contains__(self, digest: object) -> bool:
+        return self._find(digest) is not None
+
+    def _find(self, digest) -> bytes | tuple | None:
+        """The packed or plain details of a digest, None when not known."""
         key = _key(digest)
-        return (key is not None and key in self._packed) or digest in self._other
+        if key is not None:
+            value = self._packed.get(key) or self._learned.get(key)
+            if value is not None:
+                return value
+        return self._other.get(digest) or self._learned.get(digest)
 
     def __iter__(self) -> Iterator[str]:
-        for key in self._packed:
-            yield _SHA256 + key.hex()
-        yield from self._other
+        for key in (*self._packed, *self._other, *self._learned):
+            yield _SHA256 + key.hex() if type(key) is bytes else key
 
     def __len__(self) -> int:
-        return len(self._packed) + len(self._other)
+        return len(self._packed) + len(self._other) + len(self._learned)
+
+    def _entry(self, digest, media_type, size, platforms, multi_arch, created) -> tuple:
+        """(key, value): a canonical sha256 digest's 32 bytes and its packed details when they
+        fit, else the digest and its details as given."""
+        media_type, platforms, multi_arch = (
+            media_type or "",
+            tuple(platforms or ()),
+            bool(multi_arch),
+        )
+        key = _key(digest)
+        packed = (
+            None if key is None else self._pack(media_type, size, platforms, multi_arch, created)
+        )
+        if packed is None:
+            return digest, (media_type, size, platforms, multi_arch, created)
+        return key, packed
 
     def _pack(self, media_type, size, platforms, multi_arch, created) -> bytes | None:
         """The packed details, or None when they do not fit (kept as given then)."""
