@@ -41,7 +41,9 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --serve runs another checkout's code (a `--compare` base) against this checkout's databases.
+CODE_ROOT = Path(os.environ.get("BENCH_HISTORY_CODE_ROOT") or ROOT)
+sys.path.insert(0, str(CODE_ROOT))
 
 TYPES = ("swr_private", "swr_shared", "swr_enterprise", "harbor", "jfrog", "other")
 PAGES_DB = "imagesync_bench_history"
@@ -79,15 +81,16 @@ def configure_database(part: str, suffix: str = "") -> str:
     return f"SQLite ({path.relative_to(ROOT)})"
 
 
-def setup_django() -> None:
+def setup_django(migrate: bool = True) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
     django.setup()
-    from django.core.management import call_command
+    if migrate:
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
+        call_command("migrate", verbosity=0)
 
 
 def p95(values: list[float]) -> float:
@@ -434,8 +437,10 @@ def _state(repository, tag: str, generation: int, moment: datetime) -> dict:
 
 def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
     """One repository's tags with their whole history: intervals, changes, sync results."""
-    from imagesync.history import Change, ImageInterval, fork_of
+    from imagesync.history import Change, ImageInterval, fork_of, record_names
     from imagesync.models import Image, SyncTaskRepository
+
+    record_names(repository)  # as HistoryRecorder notes them with its intervals
 
     identity = {
         "project": project,
@@ -547,7 +552,7 @@ def analyze() -> None:
             cursor.execute("ANALYZE")
 
 
-def page_cases(project) -> list[tuple[str, str, dict]]:
+def page_cases(project, only: str = "") -> list[tuple[str, str, dict]]:
     """(label, URL name, parameters) of every timed page."""
     from django.urls import NoReverseMatch, reverse
 
@@ -586,6 +591,8 @@ def page_cases(project) -> list[tuple[str, str, dict]]:
     ]
     resolved = []
     for label, name, params in cases:
+        if only and not any(word.strip() in label for word in only.split(",")):
+            continue
         try:
             if name == "imagesync:tag-history":
                 path = reverse(name, args=[repository.pk, "v1"])
@@ -598,8 +605,9 @@ def page_cases(project) -> list[tuple[str, str, dict]]:
     return resolved
 
 
-def timed(client, url: str, rounds: int) -> list[float]:
-    client.get(url)  # warm the caches once
+def timed(client, url: str, rounds: int, warm: bool = True) -> list[float]:
+    if warm:
+        client.get(url)  # warm the caches once
     values = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -609,6 +617,108 @@ def timed(client, url: str, rounds: int) -> list[float]:
         body = response.content.decode()
         assert "not valid" not in body, url
     return values
+
+
+def viewer_client(project):
+    """A test Client logged in as the bench's viewer, with the project chosen."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from imagesync.middleware import SESSION_KEY
+
+    client = Client(SERVER_NAME="localhost")
+    client.force_login(get_user_model().objects.get(username="history-bench-viewer"))
+    session = client.session
+    session[SESSION_KEY] = project.pk
+    session.save()
+    return client
+
+
+def page_digest(client, url: str) -> str:
+    """What a page shows, for comparing two checkouts' answers: the rows' cells and counts
+    (the body without the parts that differ between two renders: tokens, timings)."""
+    import re
+
+    body = client.get(url).content.decode()
+    body = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", body)
+    start = body.find("<table")
+    rows = body[start : body.find("</table>", start)] if start >= 0 else ""
+    counts = re.findall(r"\d[\d,]* (?:images|changes|rows|results)", body)
+    return hashlib.sha256((rows + "|".join(counts)).encode()).hexdigest()[:16]
+
+
+def serve(args) -> None:
+    """`--serve`: time the URLs read from stdin (one JSON request a line: url, rounds) with
+    this process's code, answering a JSON line each (the times in ms, or the page's digest)."""
+    import json
+
+    from imagesync.models import Project
+
+    client = viewer_client(Project.objects.get(name="history-bench"))
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("digest"):
+            answer = page_digest(client, request["url"])
+        else:
+            answer = timed(client, request["url"], request["rounds"], warm=request["warm"])
+        print(json.dumps(answer), flush=True)
+
+
+class BaseCheckout:
+    """`--compare REV`: the code of git revision REV (extracted under var/bench/), timing the
+    same pages against the same database in a second process, one request at a time in turn
+    with this checkout's, so that both see the same load."""
+
+    def __init__(self, revision: str):
+        import subprocess
+
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", revision],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        self.label = commit
+        tree = ROOT / "var" / "bench" / f"base-{commit}"
+        if not (tree / "manage.py").exists():
+            tree.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        env = {**os.environ, "BENCH_HISTORY_CODE_ROOT": str(tree)}
+        command = [sys.executable, __file__, "--serve", "--part", "pages"]
+        self.process = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def ask(self, **request):
+        import json
+
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def compared(client, base: BaseCheckout, url: str, rounds: int) -> tuple[list, list]:
+    """`rounds` timings of `url` by this checkout and by the base, one request each in turn
+    (which goes first alternating), after one warm-up each (the page's rows and counts,
+    compared: a difference is printed)."""
+    if page_digest(client, url) != base.ask(url=url, digest=True):
+        print(f"  ({url}: this checkout and the base show different rows or counts)")
+    new, old = [], []
+    for number in range(rounds):
+        first_new = number % 2 == 0
+        if not first_new:
+            old += base.ask(url=url, rounds=1, warm=False)
+        new += timed(client, url, 1, warm=False)
+        if first_new:
+            old += base.ask(url=url, rounds=1, warm=False)
+    return new, old
 
 
 def explain(project, moment: datetime) -> None:
@@ -638,9 +748,6 @@ def explain(project, moment: datetime) -> None:
 
 
 def pages_part(args) -> None:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from imagesync.history import Change, ImageInterval
     from imagesync.models import Image
 
@@ -652,25 +759,35 @@ def pages_part(args) -> None:
         ImageInterval.objects.filter(project=project).count(),
     )
     print(f"\n## pages: {counts[0]:,} images, {counts[1]:,} changes, {counts[2]:,} intervals")
-    client = Client(SERVER_NAME="localhost")
-    client.force_login(get_user_model().objects.get(username="history-bench-viewer"))
-    from imagesync.middleware import SESSION_KEY
-
-    session = client.session
-    session[SESSION_KEY] = project.pk
-    session.save()
+    client = viewer_client(project)
     if args.explain:
         explain(project, datetime.now(UTC) - timedelta(days=200))
-    print(f"{'case':<40}{'p50 ms':>9}{'p95 ms':>9}  target")
+    base = BaseCheckout(args.compare) if args.compare else None
+    print(f"load average at start: {os.getloadavg()}")
+    if base is not None:
+        print(f"base: {base.label} (p95 ms of both, one request each in turn)")
+        print(f"{'case':<40}{'base p95':>9}{'p95 ms':>9}{'ratio':>7}  target")
+    else:
+        print(f"{'case':<40}{'p50 ms':>9}{'p95 ms':>9}  target")
     missed = 0
-    for label, url, name in page_cases(project):
-        values = timed(client, url, args.rounds)
-        target = 200 if name == "imagesync:image-list" else 100
-        high = p95(values)
-        verdict = "ok" if high <= target else "MISSED"
-        missed += high > target
-        print(f"{label:<40}{statistics.median(values):>9.1f}{high:>9.1f}  <= {target}: {verdict}")
-    print(f"{missed} case(s) over target")
+    try:
+        for label, url, name in page_cases(project, args.cases):
+            target = 200 if name == "imagesync:image-list" else 100
+            if base is not None:
+                values, old = compared(client, base, url, args.rounds)
+                first = f"{p95(old):>9.1f}"
+            else:
+                values = timed(client, url, args.rounds)
+                first = f"{statistics.median(values):>9.1f}"
+            high = p95(values)
+            ratio = f"{high / p95(old):>7.2f}" if base is not None else ""
+            verdict = "ok" if high <= target else "MISSED"
+            missed += high > target
+            print(f"{label:<40}{first}{high:>9.1f}{ratio}  <= {target}: {verdict}", flush=True)
+    finally:
+        if base is not None:
+            base.close()
+    print(f"{missed} case(s) over target; load average at end: {os.getloadavg()}")
 
 
 def main() -> None:
@@ -685,6 +802,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="pages part: timings per case")
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        default="",
+        help="pages part: also time the code of git revision REV, in turn with this checkout's",
+    )
+    parser.add_argument(
+        "--cases", default="", help="pages part: only the cases whose label contains one of these"
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--db-suffix",
         default="",
@@ -701,6 +828,9 @@ def main() -> None:
             command = [sys.executable, __file__, *sys.argv[1:], "--part", part]
             subprocess.run(command, check=True)
         return
+    if args.serve:  # the database is the one the parent process configured (its environment)
+        setup_django(migrate=False)
+        return serve(args)
     label = configure_database(parts[0], args.db_suffix)
     setup_django()
     print(f"database: {label}; cores={os.cpu_count()}")
