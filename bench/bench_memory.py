@@ -12,7 +12,9 @@ first sync), nothing changed (a re-sync).
 The generated client behaves as a real one towards the sync: it takes `known` (the digests the
 run already knows) and `previous`, and "fetches" only the details of a digest missing from
 `known` (counted: a first sync fetches every image once, a re-sync none). Every tag is a
-distinct image, the worst case for anything kept per digest.
+distinct image, the worst case for anything kept per digest. `--client oci` puts the real
+OciClient (pages, HEAD / GET by tag, config blobs, its caches) over a transport answering from
+the same kind of generated registry in this process.
 
 Layouts are REPOSITORIESxTAGS: 10000x100 (1,000,000 images in repositories of 100 tags) and
 10x100000 (a few huge repositories, whose listing is held at once). `--before REV` also runs
