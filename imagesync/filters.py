@@ -15,27 +15,31 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import operator
 import re
+from collections import Counter
 from decimal import Decimal
 
 import django_filters
 from django import forms
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import OperationalError, connection
 from django.db.models import (
     BigIntegerField,
     Case,
     Count,
     DateTimeField,
+    Exists,
     Expression,
     F,
     Func,
-    Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
     Sum,
+    Value,
     When,
 )
 from django.db.models.expressions import Col
@@ -54,6 +58,7 @@ from imagesync.history import (
     STABBING_PARTS,
     Change,
     ImageInterval,
+    RepositoryName,
     history_start,
     stabbing_parts,
 )
@@ -248,12 +253,6 @@ def last_synced_as_of(moment: dt.datetime) -> Expression:
     stored). A removed connection's results lost their repository link, as its intervals did,
     so theirs are found by the identity both kept."""
     latest = ("-finished_at",)
-    by_repository = (
-        _finished_results(moment)
-        .filter(repository_id=OuterRef("repository_id"))
-        .order_by(*latest)
-        .values("finished_at")[:1]
-    )
     by_identity = (
         _finished_results(moment)
         .filter(
@@ -268,8 +267,60 @@ def last_synced_as_of(moment: dt.datetime) -> Expression:
     )
     return Case(
         When(repository__isnull=True, then=Subquery(by_identity)),
-        default=Subquery(by_repository),
+        default=_synced_by_repository_id(moment),
     )
+
+
+def _synced_by_repository_id(moment: dt.datetime, outer: str = "repository_id") -> Subquery:
+    """The last finished sync at or before `moment` of the repository whose id is the outer
+    row's `outer`."""
+    return Subquery(
+        _finished_results(moment)
+        .filter(repository_id=OuterRef(outer))
+        .order_by("-finished_at")
+        .values("finished_at")[:1]
+    )
+
+
+def repositories_synced_as_of(project: Project, moment: dt.datetime) -> dict:
+    """Each repository of `project` -> its last finished sync at or before `moment` (None:
+    none yet): one probe of (repository, status, finished_at) per repository."""
+    latest = _synced_by_repository_id(moment, outer="pk")
+    repositories = Repository.objects.filter(registry__project=project).order_by()
+    return dict(repositories.annotate(last=latest).values_list("pk", "last"))
+
+
+def last_synced_by_repository(moment: dt.datetime, synced: dict, removed: bool) -> Expression:
+    """`last_synced_as_of(moment)` of a project's intervals, from its repositories' values
+    `synced` (`repositories_synced_as_of`): read from the interval's repository id, which the
+    as-of indexes hold, instead of a subquery per row. With `removed` (some intervals lost
+    their repository with its connection), those rows compute theirs from their own row,
+    found by id (still no column outside the indexes), and a repository `synced` does not
+    know gets the subquery; without, the expression has no subquery at all (PostgreSQL
+    costs each CASE branch for every row, and compiled the subqueries' CASE with its JIT for
+    ~2 s). An interval's repository is always one of its project's (`RepositoryIdentity.
+    identify`)."""
+    groups: dict = {}
+    for repository_id, last in synced.items():
+        groups.setdefault(last, []).append(repository_id)
+    whens = []
+    if removed:
+        own = (
+            ImageInterval.objects.filter(pk=OuterRef("pk"))
+            .order_by()
+            .annotate(synced=last_synced_as_of(moment))
+        )
+        whens.append(When(repository__isnull=True, then=Subquery(own.values("synced")[:1])))
+    for last, ids in groups.items():
+        if last is not None:  # the repositories never synced then: the default, NULL
+            value = Value(last, output_field=DateTimeField())
+            whens.append(When(repository_id__in=sorted(ids), then=value))
+    if removed:
+        unknown = ~Q(repository_id__in=sorted(synced))
+        whens.append(When(unknown, then=_synced_by_repository_id(moment)))
+    if not whens:
+        return Value(None, output_field=DateTimeField())
+    return Case(*whens, default=Value(None), output_field=DateTimeField())
 
 
 def _not_indexed(name: str, output_field) -> Expression:
@@ -798,29 +849,20 @@ def _walk_sort_index(node: WhereNode) -> tuple[WhereNode, bool]:
 
 
 class SyncedAsOfFilter(MomentFilter):
-    """A "Last synced" bound as of the filterset's moment. The live repositories' last syncs
-    are one GROUP BY over the sync results (no per-row subquery over 100,000 intervals); only
-    a removed connection's rows compute theirs one by one."""
+    """A "Last synced" bound as of the filterset's moment: the repositories whose value then
+    passes it (`ImageAsOfFilter.repositories_synced`), read in the as-of indexes; with rows
+    of a removed connection, each row's value (`ImageAsOfFilter.last_synced`)."""
 
     def filter(self, qs: QuerySet, value) -> QuerySet:
         if value is None:
             return qs
         lookup, bound = self.comparison(value)
-        moment = self.parent.moment
-        results = _finished_results(moment).filter(repository__isnull=False)
-        if self.parent.project is not None:
-            results = results.filter(task__project=self.parent.project)
-        synced = (
-            results.order_by()
-            .values("repository_id")
-            .annotate(last=Max("finished_at"))
-            .filter(**{f"last__{lookup}": bound})
-            .values("repository_id")
-        )
-        return qs.alias(synced_as_of=last_synced_as_of(moment)).filter(
-            Q(repository_id__in=synced)
-            | Q(repository__isnull=True, **{f"synced_as_of__{lookup}": bound})
-        )
+        ids = self.parent.repositories_synced(lookup, bound)
+        if ids is not None:
+            repository = _not_indexed("repository_id", BigIntegerField())
+            return qs.alias(synced_repository=repository).filter(synced_repository__in=ids)
+        synced = qs.alias(synced_as_of=self.parent.last_synced())
+        return synced.filter(**{f"synced_as_of__{lookup}": bound})
 
 
 class AsOfSortFilter(SortFilter):
@@ -829,7 +871,8 @@ class AsOfSortFilter(SortFilter):
     def filter(self, qs: QuerySet, value) -> QuerySet:
         fields = self.extra["table"].order_by(value or self.extra["table"].default_sort)
         if any(name.lstrip("-") == "synced_as_of" for name in fields):
-            qs = qs.alias(synced_as_of=last_synced_as_of(self.parent.moment))
+            # Selectable: the page's ids may be read with it (ImageAsOfFilter._covered_ids).
+            qs = qs.annotate(synced_as_of=self.parent.last_synced())
         return qs.order_by(*fields)
 
 
@@ -882,9 +925,52 @@ class ImageAsOfFilter(ImageFilter):
         fields: list[str] = []
         form = AsOfForm
 
-    def __init__(self, *args, branch: str | None = None, **kwargs):
+    def __init__(self, *args, branch: str | None = None, shared: dict | None = None, **kwargs):
         self.branch = branch  # only part of the intervals at the moment (see type_counts)
+        # What this filterset and its parts (`_part_filterset`) compute once per request.
+        self.shared = shared if shared is not None else {}
         super().__init__(*args, **kwargs)
+
+    def _part_filterset(
+        self, branch: str, queryset: QuerySet | None = None, without: str = ""
+    ) -> ImageAsOfFilter:
+        """The same filters (but `without`) and sort over one part of the moment's intervals
+        (`branch`, see `_part`), at this filterset's instant (a day of today ends "now")."""
+        data = self.data.copy()
+        data.pop(without, None)
+        data["as_of"] = self.moment.isoformat()
+        return type(self)(
+            data,
+            queryset=self.queryset if queryset is None else queryset,
+            request=self.request,
+            project=self.project,
+            branch=branch,
+            shared=self.shared,
+        )
+
+    def repositories_synced(self, lookup: str, bound: dt.datetime) -> list[int] | None:
+        """The repositories whose last sync as of the moment passes `lookup` (gte, lt, lte)
+        `bound`, when every row has a repository (else None: each row is compared)."""
+        if self.project is None:
+            return None
+        self.last_synced()  # the repositories' values, once
+        synced, removed = self.shared[("synced", self.moment)]
+        if removed:
+            return None
+        passes = {"gte": operator.ge, "lt": operator.lt, "lte": operator.le}[lookup]
+        return sorted(pk for pk, last in synced.items() if last is not None and passes(last, bound))
+
+    def last_synced(self) -> Expression:
+        """The rows' "Last synced" as of the moment, from their repositories' values, which
+        are read once (see `last_synced_by_repository`)."""
+        if self.project is None:
+            return last_synced_as_of(self.moment)
+        key = ("synced", self.moment)
+        if key not in self.shared:
+            removed = self.queryset.filter(repository__isnull=True).exists()
+            synced = repositories_synced_as_of(self.project, self.moment)
+            self.shared[key] = (synced, removed)
+        return last_synced_by_repository(self.moment, *self.shared[key])
 
     @property
     def moment(self) -> dt.datetime:
@@ -908,16 +994,12 @@ class ImageAsOfFilter(ImageFilter):
             # intervals of the whole history at most, each tested against the moment.
             part = self._part(queryset, "window")
             return super().filter_queryset(part)
-        data = self.data.copy()
-        data["as_of"] = self.moment.isoformat()  # the same instant (a day of today ends "now")
         # SQLite follows the ids unless told (unary "+") to walk the sort's index instead,
         # which is cheaper only when the newest rows of the default sort are the moment's.
         member = _not_indexed("id", BigIntegerField()) if self._walk_newest() else F("id")
         parts = Q()
         for branch in STABBING_PARTS:
-            part = type(self)(
-                data, queryset=queryset, request=self.request, project=self.project, branch=branch
-            )
+            part = self._part_filterset(branch, queryset)
             parts |= Q(member__in=part.qs.order_by().values("pk"))
         # Every filter is in the parts (each narrows the rows its part reads); only the sort
         # is left to the page.
@@ -969,16 +1051,55 @@ class ImageAsOfFilter(ImageFilter):
 
     def page_ids(self, start: int, stop: int) -> list[int] | None:
         """The ids of rows [start:stop] by a cheaper plan than `rows`, or None (the page then
-        takes them from `rows`): a bounded walk of the sort's index for the first pages of a
-        sort not ordered by time (`_window_ids`), else the moment's parts read with the sort's
-        columns when the as-of indexes hold them (`_covered_ids`)."""
+        takes them from `rows`): with a filter that reads rows, its few matches, sorted
+        (`_matches`); for a sort by the repository's names, the rows of the repositories that
+        hold the page (`_names_order_ids`); a bounded walk of the sort's index for the first
+        pages of a sort not ordered by time (`_window_ids`); else the moment's parts read with
+        the sort's columns when the as-of indexes hold them (`_covered_ids`)."""
         if self.invalid or self._narrow_lead():
             return None  # (a narrow lead's rows are few: the page sorts them)
+        matches = self._matches()
+        if matches is not None:
+            chosen = self.form.cleaned_data.get("type") or list(matches)
+            ids = [pk for type_ in chosen for pk in matches.get(type_, ())]
+            rows = self.queryset.filter(pk__in=ids)
+            ordered = self.filters["ordering"].filter(rows, self.form.cleaned_data.get("ordering"))
+            return list(ordered.values_list("pk", flat=True)[start:stop])
+        ids = self._names_order_ids(start, stop)
+        if ids is not None:
+            return ids
         if self.sort in self.WINDOW_SORTS and stop <= self.WINDOW_MAX_STOP:
             ids = self._window_ids(start, stop)
             if ids is not None:
                 return ids
         return self._covered_ids(start, stop)
+
+    # Filters that the as-of indexes do not hold: each of the moment's rows is read to test them.
+    ROW_FILTERS = ("q", "namespace", "name")
+    MATCHES_BUDGET = 5000
+
+    def _matches(self) -> dict[str, list[int]] | None:
+        """With a filter that reads the moment's rows (search, namespace, image name), the
+        ids of the rows that pass every filter but the type, by type, read once for both the
+        type counts and the page (each would read the moment's ~100,000 rows again); None
+        without such a filter or when more than MATCHES_BUDGET rows match."""
+        if self.invalid or self._narrow_lead():
+            return None
+        if not any(self.form.cleaned_data.get(name) for name in self.ROW_FILTERS):
+            return None
+        if "matches" not in self.shared:
+            parts = [
+                self._part_filterset(branch, without="type")
+                .qs.order_by()
+                .values_list("id", "repository_type")
+                for branch in STABBING_PARTS
+            ]
+            rows = list(parts[0].union(*parts[1:], all=True)[: self.MATCHES_BUDGET + 1])
+            matches: dict[str, list[int]] | None = {}
+            for pk, type_ in rows:
+                matches.setdefault(type_, []).append(pk)
+            self.shared["matches"] = None if len(rows) > self.MATCHES_BUDGET else matches
+        return self.shared["matches"]
 
     def _window_ids(self, start: int, stop: int) -> list[int] | None:
         """The first N entries of the project's intervals in the page's order (ids from the
@@ -988,23 +1109,16 @@ class ImageAsOfFilter(ImageFilter):
         the windows held too few."""
         fields = self.table.order_by(self.sort)
         ordered = self.queryset.order_by(*fields).values("pk")
-        data = self.data.copy()
-        data["as_of"] = self.moment.isoformat()
         for size in self.WINDOWS:
-            window = type(self)(
-                data,
-                queryset=self.queryset.filter(pk__in=ordered[:size]),
-                request=self.request,
-                project=self.project,
-                branch="window",
-            )
+            window = self._part_filterset("window", self.queryset.filter(pk__in=ordered[:size]))
             ids = list(window.qs.order_by(*fields).values_list("pk", flat=True)[:stop])
             if len(ids) >= stop or not ordered[size : size + 1].exists():
                 return ids[start:stop]
         return None
 
     # The sort fields the as-of indexes hold (ImageInterval.Meta, AS_OF_COVERED).
-    COVERED_SORT_FIELDS = frozenset({"registry_updated_at", "size", "tag", "id"})
+    # "Last synced" is its repository's value, read from the repository id they hold.
+    COVERED_SORT_FIELDS = frozenset({"registry_updated_at", "size", "tag", "id", "synced_as_of"})
 
     def _covered_ids(self, start: int, stop: int) -> list[int] | None:
         """The page's ids straight from the moment's parts, each selecting the sort's columns
@@ -1015,20 +1129,17 @@ class ImageAsOfFilter(ImageFilter):
         names = list(dict.fromkeys(name.lstrip("-") for name in fields))
         if not self.COVERED_SORT_FIELDS.issuperset(names):
             return None
-        data = self.data.copy()
-        data["as_of"] = self.moment.isoformat()
         parts = [
-            type(self)(
-                data, queryset=self.queryset, request=self.request, project=self.project, branch=b
-            )
-            .qs.order_by()
-            .values_list(*names)
-            for b in STABBING_PARTS
+            self._part_filterset(branch).qs.order_by().values_list(*names)
+            for branch in STABBING_PARTS
         ]
         # Sorted outside the union: asked to sort a UNION ALL itself, SQLite merges its parts
         # in order, walking the sort's index in each (row reads again), and PostgreSQL may too.
         # The subquery's "no limit" keeps both from pulling its parts up into the sort.
-        sql, params = parts[0].union(*parts[1:], all=True).query.sql_with_params()
+        try:
+            sql, params = parts[0].union(*parts[1:], all=True).query.sql_with_params()
+        except EmptyResultSet:
+            return []  # a filter no row can pass (e.g. no repository of that namespace)
         fence = "LIMIT -1" if connection.vendor == "sqlite" else "OFFSET 0"
         quote = connection.ops.quote_name
         order = ", ".join(
@@ -1053,8 +1164,135 @@ class ImageAsOfFilter(ImageFilter):
         return qs.alias(as_of_registry=registry).filter(as_of_registry=value.pk)
 
     def filter_repository(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        """The namespace or image name an interval was written with contains `value`: by the
+        repository ids whose names (RepositoryName) all match, read in the as-of indexes;
+        only the rows whose repository has several names, none listed, or none at all (a
+        removed connection) are read to test their own copy."""
         value = value.strip()
-        return qs.filter(**{f"{name}__icontains": value}) if value else qs
+        if not value:
+            return qs
+        if self.project is None:
+            return qs.filter(**{f"{name}__icontains": value})
+        every, unsure = self._repositories_named(name, value)
+        repository = _not_indexed("repository_id", BigIntegerField())
+        condition = Q(named_repository__in=every)
+        if unsure is not None:
+            own = ImageInterval.objects.filter(pk=OuterRef("pk"), **{f"{name}__icontains": value})
+            condition |= unsure & Exists(own)
+        return qs.alias(named_repository=repository).filter(condition)
+
+    def _repositories_named(self, field: str, value: str) -> tuple[list[int], Q | None]:
+        """The repositories whose every listed name's `field` contains `value`, and the rows
+        that must be read to tell (None: none can be, no row then needs reading)."""
+        key = ("named", field, value)
+        if key not in self.shared:
+            names, missing = self._listed_names()
+            listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+            matching = listed.filter(**{f"{field}__icontains": value})
+            matched = Counter(matching.values_list("repository_id", flat=True))
+            every = sorted(pk for pk, n in matched.items() if n == names[pk])
+            some = sorted(pk for pk, n in matched.items() if n < names[pk])
+            self.shared[key] = (every, some, sorted(names), bool(some) or missing)
+        every, some, listed_ids, read = self.shared[key]
+        if not read:
+            return every, None
+        unsure = (
+            Q(named_repository__in=some)
+            | Q(repository__isnull=True)
+            | ~Q(named_repository__in=listed_ids)
+        )
+        return every, unsure
+
+    def _listed_names(self) -> tuple[Counter, bool]:
+        """How many names (RepositoryName) each repository of the project has listed, and
+        whether some intervals' names are not listed: a repository with none, or intervals
+        without a repository (a removed connection)."""
+        if "names" not in self.shared:
+            listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+            names = Counter(listed.values_list("repository_id", flat=True))
+            repositories = Repository.objects.filter(registry__project=self.project)
+            missing = (
+                repositories.exclude(pk__in=list(names)).exists()
+                or self.queryset.filter(repository__isnull=True).exists()
+            )
+            self.shared["names"] = (names, missing)
+        return self.shared["names"]
+
+    # The sort fields that are a repository's (an interval's path is its repository's, which
+    # never changes; its namespace and name are those listed when a repository has one).
+    NAME_SORT_FIELDS = {
+        "namespace": "namespace",
+        "name": "name",
+        "repository_path": "repository__path",
+    }
+
+    def _names_order(self) -> list[str] | None:
+        """For a sort that starts with the repository's names (namespace, name, path), that
+        start as RepositoryName's order_by, when every repository has one listed name and every
+        interval a repository (each row's names are then its repository's); else None."""
+        if self.invalid or self.project is None or self._narrow_lead():
+            return None
+        order = []
+        for field in self.table.order_by(self.sort):
+            name = self.NAME_SORT_FIELDS.get(field.lstrip("-"))
+            if name is None:
+                break
+            order.append(("-" if field.startswith("-") else "") + name)
+        if not order:
+            return None
+        names, missing = self._listed_names()
+        return None if missing or any(n != 1 for n in names.values()) else order
+
+    def _per_repository_type(self) -> dict[tuple[int, str], int]:
+        """(repository id, type) -> the moment's rows that pass every filter but the type,
+        counted in the as-of indexes (each part apart, like `type_counts`)."""
+        if "per_repository" not in self.shared:
+            counts: dict[tuple[int, str], int] = {}
+            for branch in STABBING_PARTS:
+                part = self._part_filterset(branch, without="type").qs.order_by()
+                rows = part.values_list("repository_id", "repository_type").annotate(n=Count("*"))
+                for repository_id, type_, n in rows:
+                    counts[repository_id, type_] = counts.get((repository_id, type_), 0) + n
+            self.shared["per_repository"] = counts
+        return self.shared["per_repository"]
+
+    def _names_order_ids(self, start: int, stop: int) -> list[int] | None:
+        """The page's ids for a sort that starts with the repository's names (`_names_order`):
+        the repositories in that order (their listed names, sorted by the database), the
+        moment's rows of each counted from the as-of indexes, and only the rows of the
+        repositories that hold the page read (their own index: their whole history, each
+        tested against the moment), in the page's order. Repositories with equal names go
+        together: their rows interleave by the rest of the sort."""
+        order = self._names_order()
+        if order is None:
+            return None
+        chosen_types = self.form.cleaned_data.get("type")
+        counts: dict[int, int] = {}
+        for (repository_id, type_), n in self._per_repository_type().items():
+            if not chosen_types or type_ in chosen_types:
+                counts[repository_id] = counts.get(repository_id, 0) + n
+        listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+        keys = [name.lstrip("-") for name in order]
+        rows = listed.order_by(*order, "repository_id").values_list("repository_id", *keys)
+        groups: list[tuple[list, list[int]]] = []  # (names, their repositories)
+        for repository_id, *names in rows:
+            if not groups or groups[-1][0] != names:
+                groups.append((names, []))
+            groups[-1][1].append(repository_id)
+        skipped, taken, chosen = 0, 0, []
+        for _names, ids in groups:
+            n = sum(counts.get(pk, 0) for pk in ids)
+            if not chosen and skipped + n <= start:
+                skipped += n
+                continue
+            chosen += ids
+            taken += n
+            if skipped + taken >= stop:
+                break
+        if not chosen:
+            return []
+        part = self._part_filterset("window", self.queryset.filter(repository_id__in=chosen))
+        return list(part.qs.values_list("pk", flat=True)[start - skipped : stop - skipped])
 
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()
@@ -1071,22 +1309,19 @@ class ImageAsOfFilter(ImageFilter):
         moment (the repositories' image counts are today's)."""
         if self.invalid or self.project is None:
             return {}
-        moment = self.moment
-        data = self.data.copy()
-        data.pop("type", None)
-        data["as_of"] = moment.isoformat()  # the same instant (a day of today ends "now")
+        matches = self._matches()
+        if matches is not None:
+            return {type_: len(ids) for type_, ids in matches.items()}
         counts: dict[str, int] = {}
+        if self._names_order() is not None:  # the page needs them per repository too
+            for (_repository_id, type_), n in self._per_repository_type().items():
+                counts[type_] = counts.get(type_, 0) + n
+            return counts
         # Each part of the moment's intervals apart: ranges of a covering index, counted from
         # the index alone, where at() would be a scan of every interval of the project; with
         # a digest prefix or a repository, the few rows their index finds.
         for branch in ("window",) if self._narrow_lead() else STABBING_PARTS:
-            others = type(self)(
-                data,
-                queryset=self.queryset,
-                request=self.request,
-                project=self.project,
-                branch=branch,
-            )
+            others = self._part_filterset(branch, without="type")
             rows = others.qs.order_by().values_list("repository_type").annotate(n=Count("*"))
             for type_, n in rows:
                 counts[type_] = counts.get(type_, 0) + n

@@ -10,21 +10,24 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagesync.filters import ImageAsOfFilter
+from imagesync.filters import ImageAsOfFilter, last_synced_as_of
 from imagesync.history import (
     ImageInterval,
+    RepositoryName,
     _at_second,
     _second,
     fork_of,
     fork_when_closed,
+    record_names,
     stabbing_nodes,
 )
-from imagesync.models import Project, Registry
-from tests.support.factories import make_repository
+from imagesync.models import Project, Registry, Repository, SyncTask
+from tests.support.factories import make_repository, make_result
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +47,13 @@ INTERVALS = st.lists(
 )
 
 
-def _open_interval(repository, **fields) -> ImageInterval:
-    """An open interval of `repository`, with the copies of its names an interval keeps."""
+def _open_interval(repository, names: bool = True, **fields) -> ImageInterval:
+    """An open interval of `repository`, with the copies of its names an interval keeps,
+    noted as HistoryRecorder notes them (unless `names` is false: as intervals recorded
+    before the names were)."""
     registry = repository.registry
+    if names:
+        record_names(repository)
     return ImageInterval.objects.create(
         project=registry.project,
         registry=registry,
@@ -163,6 +170,7 @@ def _history(project_name: str, seed: int) -> tuple[Project, list]:
         for state in range(rng.randint(1, 4)):
             interval = _open_interval(
                 repository,
+                names=number % 3 != 2,  # the third repository's names are not listed
                 tag=f"t{rng.randrange(8)}-{number}",
                 digest=f"sha256:{rng.randrange(16**6):06x}{number:058x}",
                 size=rng.choice([10, 20, 30, rng.randrange(1000)]),
@@ -238,3 +246,199 @@ def test_a_digest_prefix_or_a_repository_reads_its_own_rows_and_counts_them_exac
                 assert counts.get(type_, 0) == (
                     queryset.at(moment).filter(repository_type=type_, **without_type).count()
                 )
+
+
+def _synced_history(seed: int, complete: bool = False) -> tuple[Project, list]:
+    """`_history`, with sync results: each repository finished (or failed) at random times,
+    one never synced, and a fourth repository whose connection went (its intervals and
+    results keep only its names). `complete`: no removed connection, and every repository's
+    names listed (no interval needs reading for them)."""
+    import random
+
+    rng = random.Random(seed)
+    project, moments = _history(f"synced-{seed}", seed)
+    registry = Registry.objects.get(project=project)
+    base = moments[0]
+    if complete:
+        for repository in Repository.objects.filter(registry=registry):
+            record_names(repository)
+    else:
+        gone = make_repository(registry, "gone/app", "harbor")
+        for number in range(6):
+            _open_interval(gone, tag=f"g{number}", digest=f"sha256:{number:064x}", valid_from=base)
+    repositories = list(Repository.objects.filter(registry=registry).order_by("pk"))
+    for repository in repositories[1:]:  # the first is never synced
+        for _ in range(rng.randint(1, 6)):
+            task = SyncTask.objects.create(project=project, status="succeeded")
+            finished = base + timedelta(seconds=rng.randrange(4 * 86400))
+            make_result(
+                task,
+                repository,
+                rng.choice(["finished", "finished", "failed"]),
+                finished_at=finished,
+            )
+    if not complete:
+        gone.delete()  # as when its connection is removed: the links are cleared
+        assert ImageInterval.objects.filter(project=project, repository__isnull=True).count() == 6
+    return project, moments
+
+
+@pytest.mark.parametrize("seed,complete", [(1, False), (2, False), (5, True)])
+def test_last_synced_sorts_and_filters_read_from_the_repository_are_the_plain_definition(
+    seed, complete
+):
+    """Sort and filter by "Last synced" as of a moment (each repository's value read once,
+    `last_synced_by_repository`) give exactly the rows and order of at() with the per-row
+    `last_synced_as_of`, the database's own NULL order included, on every page."""
+    project, moments = _synced_history(seed, complete)
+    queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
+    for moment in moments[1:]:
+        plain = queryset.at(moment).annotate(synced=last_synced_as_of(moment))
+        filterset = ImageAsOfFilter({"as_of": moment.isoformat()}, queryset=queryset)
+        filterset.project = project
+        assert not filterset.invalid
+        # Without a removed connection, a bound is a list of repositories.
+        assert (filterset.repositories_synced("gte", moment) is not None) == complete
+        bounds = sorted(
+            {value for value in plain.values_list("synced", flat=True) if value is not None}
+        )
+        bound = bounds[len(bounds) // 2] if bounds else moment
+        cases = [
+            ({"ordering": "-last_synced"}, plain.order_by("-synced", "-id")),
+            ({"ordering": "last_synced,tag"}, plain.order_by("synced", "tag", "id")),
+            (
+                {"ordering": "tag", "synced_after": bound.isoformat()},
+                plain.filter(synced__gte=bound).order_by("tag", "id"),
+            ),
+            (
+                {"synced_before": bound.isoformat(), "type": ["harbor"]},
+                plain.filter(synced__lt=bound, repository_type="harbor").order_by(
+                    "-registry_updated_at", "-id"
+                ),
+            ),
+        ]
+        for params, expected_rows in cases:
+            filterset = ImageAsOfFilter(
+                {"as_of": moment.isoformat(), **params}, queryset=queryset, project=project
+            )
+            assert not filterset.invalid, filterset.errors
+            expected = list(expected_rows.values_list("pk", flat=True))
+            assert list(filterset.rows.values_list("pk", flat=True)) == expected, params
+            assert sum(filterset.type_counts().values()) == (
+                len(expected) if "type" not in params else plain.filter(synced__lt=bound).count()
+            )
+            for start, stop in ((0, 5), (3, 9), (0, 200), (20, 40)):
+                ids = filterset.page_ids(start, stop)
+                if ids is not None:
+                    assert ids == expected[start:stop], (params, start)
+
+
+def _search(value: str):
+    return (
+        Q(repository_path__icontains=value) | Q(tag__icontains=value) | Q(digest__icontains=value)
+    )
+
+
+@pytest.mark.parametrize("complete", [False, True])
+@pytest.mark.parametrize("budget", [5000, 3])
+def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(budget, complete, monkeypatch):
+    """Search, namespace and image name (read from the rows, once for both the counts and the
+    page while the matches are few, `_matches`; past the budget, the parts as before): the
+    rows, type counts and every page are those of at() with the plain lookups, whatever the
+    sort, for names an interval kept after its repository was renamed too."""
+    monkeypatch.setattr(ImageAsOfFilter, "MATCHES_BUDGET", budget)
+    project, moments = _synced_history(3, complete)
+    renamed = Repository.objects.filter(registry__project=project).order_by("pk").first()
+    renamed.namespace, renamed.name = "renamed", "other-name"
+    renamed.save()
+    later = moments[-1] - timedelta(hours=1)
+    for number in range(4):
+        _open_interval(renamed, tag=f"r{number}", digest=f"sha256:{number:064x}", valid_from=later)
+    if complete:  # the names noted now: the renamed repository's old names are not read
+        assert RepositoryName.objects.filter(repository=renamed).count() == 2
+    queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
+    cases = [
+        ({"q": "app-1"}, _search("app-1")),
+        ({"q": "T3"}, _search("T3")),
+        ({"q": "0000000000000000000000001"}, _search("0000000000000000000000001")),
+        ({"namespace": "team"}, Q(namespace__icontains="team")),
+        ({"namespace": "renamed"}, Q(namespace__icontains="renamed")),
+        ({"name": "other"}, Q(name__icontains="other")),
+        ({"name": "APP-1"}, Q(name__icontains="APP-1")),
+        ({"namespace": "nowhere"}, Q(namespace__icontains="nowhere")),
+        ({"name": "app", "type": ["harbor"]}, Q(name__icontains="app", repository_type="harbor")),
+        ({"q": "gone", "size_max": 25}, _search("gone") & Q(size__lte=25)),
+    ]
+    for moment in moments[2:]:
+        plain = queryset.at(moment).annotate(synced_as_of=last_synced_as_of(moment))
+        for params, condition in cases:
+            matching = plain.filter(condition)
+            without_type = "type" not in params
+            for sort in ("-updated", "name", "tag", "-last_synced", "namespace,-size"):
+                filterset = ImageAsOfFilter(
+                    {"as_of": moment.isoformat(), "ordering": sort, **params},
+                    queryset=queryset,
+                    project=project,
+                )
+                assert not filterset.invalid, filterset.errors
+                fields = filterset.table.order_by(filterset.sort)
+                expected = list(matching.order_by(*fields).values_list("pk", flat=True))
+                assert list(filterset.rows.values_list("pk", flat=True)) == expected
+                counts = filterset.type_counts()
+                if without_type:
+                    assert sum(counts.values()) == len(expected), params
+                    assert (
+                        counts.get("harbor", 0) == matching.filter(repository_type="harbor").count()
+                    )
+                for start, stop in ((0, 5), (3, 9), (0, 200), (20, 40)):
+                    ids = filterset.page_ids(start, stop)
+                    if ids is not None:
+                        assert ids == expected[start:stop], (params, sort, start)
+
+
+def test_a_sort_by_the_repositorys_names_pages_through_its_repositories_exactly():
+    """Sorted by namespace, image name or path while every repository has one listed name:
+    each page, read from the repositories that hold it (`_names_order_ids`), is that page of
+    at() in the plain order, filters and types included; two repositories with the same path
+    and name (two registries) interleave by tag as the plain order has them."""
+    project, moments = _synced_history(4, complete=True)
+    twin_registry = Registry.objects.create(
+        project=project, kind="other", name="twin", endpoint="https://t.invalid"
+    )
+    twin = make_repository(twin_registry, "team/app-1", "harbor")
+    for number in range(30):
+        _open_interval(
+            twin,
+            tag=f"t{number % 8}-{number}",
+            digest=f"sha256:{number:064x}",
+            valid_from=moments[1],
+            size=number,
+        )
+    queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
+    extras = ({}, {"type": ["harbor"]}, {"size_max": 25}, {"tag": "t3"})
+    for moment in moments[1:]:
+        plain = queryset.at(moment)
+        for sort in ("name", "-name", "namespace", "repository", "name,-size", "-repository"):
+            for extra in extras:
+                params = {"as_of": moment.isoformat(), "ordering": sort, **extra}
+                filterset = ImageAsOfFilter(params, queryset=queryset, project=project)
+                assert not filterset.invalid, filterset.errors
+                assert filterset._names_order() is not None
+                fields = filterset.table.order_by(filterset.sort)
+                matching = plain.filter(**_plain(extra))
+                expected = list(matching.order_by(*fields).values_list("pk", flat=True))
+                assert list(filterset.rows.values_list("pk", flat=True)) == expected
+                counts = filterset.type_counts()
+                without_type = plain.filter(
+                    **_plain({k: v for k, v in extra.items() if k != "type"})
+                )
+                for type_ in TYPES:
+                    assert (
+                        counts.get(type_, 0) == without_type.filter(repository_type=type_).count()
+                    )
+                for start, stop in ((0, 5), (3, 9), (0, 200), (20, 40), (50, 60), (95, 120)):
+                    assert filterset.page_ids(start, stop) == expected[start:stop], (
+                        sort,
+                        extra,
+                        start,
+                    )
