@@ -1187,7 +1187,7 @@ class ImageAsOfFilter(ImageFilter):
         key = ("named", field, value)
         if key not in self.shared:
             names, missing = self._listed_names()
-            listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+            listed = self._repository_names()
             matching = listed.filter(**{f"{field}__icontains": value})
             matched = Counter(matching.values_list("repository_id", flat=True))
             every = sorted(pk for pk, n in matched.items() if n == names[pk])
@@ -1203,12 +1203,16 @@ class ImageAsOfFilter(ImageFilter):
         )
         return every, unsure
 
+    def _repository_names(self) -> QuerySet:
+        """The names (RepositoryName) listed for the project's repositories."""
+        return RepositoryName.objects.filter(repository__registry__project=self.project)
+
     def _listed_names(self) -> tuple[Counter, bool]:
         """How many names (RepositoryName) each repository of the project has listed, and
         whether some intervals' names are not listed: a repository with none, or intervals
         without a repository (a removed connection)."""
         if "names" not in self.shared:
-            listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+            listed = self._repository_names()
             names = Counter(listed.values_list("repository_id", flat=True))
             repositories = Repository.objects.filter(registry__project=self.project)
             missing = (
@@ -1271,7 +1275,7 @@ class ImageAsOfFilter(ImageFilter):
         for (repository_id, type_), n in self._per_repository_type().items():
             if not chosen_types or type_ in chosen_types:
                 counts[repository_id] = counts.get(repository_id, 0) + n
-        listed = RepositoryName.objects.filter(repository__registry__project=self.project)
+        listed = self._repository_names()
         keys = [name.lstrip("-") for name in order]
         rows = listed.order_by(*order, "repository_id").values_list("repository_id", *keys)
         groups: list[tuple[list, list[int]]] = []  # (names, their repositories)
