@@ -252,13 +252,20 @@ class EventReceiver(models.Model):
 
     # --- authentication -------------------------------------------------------------------
 
-    def authenticates(self, headers, body: bytes) -> bool:
-        """Whether the request carries this receiver's secret (constant-time comparisons)."""
+    def plain_secret(self) -> bytes | None:
+        """The secret, decrypted; None when there is none or it cannot be read."""
         if not self.secret_encrypted:
-            return False
+            return None
         try:
-            secret = crypto.decrypt(self.secret_encrypted).encode()
+            return crypto.decrypt(self.secret_encrypted).encode()
         except crypto.SecretUnreadable:
+            return None
+
+    def authenticates(self, headers, body: bytes, secret: bytes | None = None) -> bool:
+        """Whether the request carries this receiver's secret (constant-time comparisons).
+        `secret`: the plain secret when the caller already decrypted it."""
+        secret = secret or self.plain_secret()
+        if not secret:
             return False
         if self.kind == Registry.Kind.JFROG:
             given = _header_bytes(headers.get("X-JFrog-Event-Auth")).strip()
@@ -572,20 +579,41 @@ def _rate_limited(token: str) -> bool:
 _redis = threading.local()
 
 
-def _count(key: str, timeout: int) -> int:
-    """Add one to a counter in the cache; its new value. On Redis one INCR through a client
-    kept per thread (Django's cache API costs an ADD, an EXISTS and an INCR, and builds a
-    client for each: most of the receiver's time under a flood); elsewhere add/incr."""
+def _redis_command(backend, *args):
+    """One command on this thread's own connection to the cache's Redis; its answer. Not
+    through a client: redis-py's client layer (pool, retries, observability) cost as much CPU
+    as the round trip itself, and the receiver makes two per notification. A connection that
+    failed is dropped (the next command connects again) and the error raised."""
+    conn = getattr(_redis, "conn", None)
+    if conn is None or getattr(_redis, "backend", None) is not backend:
+        pool = backend.get_client(None, write=True).connection_pool
+        conn = pool.make_connection()
+        _redis.conn, _redis.backend = conn, backend
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except BaseException:
+        _redis.conn = None
+        conn.disconnect()
+        raise
+
+
+def _redis_backend():
     backend = getattr(cache, "_cache", None)
-    if backend is not None and hasattr(backend, "get_client"):
+    return backend if backend is not None and hasattr(backend, "get_client") else None
+
+
+def _count(key: str, timeout: int) -> int:
+    """Add one to a counter in the cache; its new value. On Redis one INCR (Django's cache API
+    costs an ADD, an EXISTS and an INCR, and builds a client for each: most of the receiver's
+    time under a flood); elsewhere add/incr."""
+    backend = _redis_backend()
+    if backend is not None:
         full_key = cache.make_and_validate_key(key)
-        client = getattr(_redis, "client", None)
-        if client is None:
-            client = _redis.client = backend.get_client(full_key, write=True)
-        value = client.incr(full_key)
+        value = int(_redis_command(backend, "INCR", full_key))
         if value == 1:
-            client.expire(full_key, timeout)
-        return int(value)
+            _redis_command(backend, "EXPIRE", full_key, timeout)
+        return value
     if cache.add(key, 1, timeout=timeout):
         return 1
     return cache.incr(key)
@@ -593,13 +621,10 @@ def _count(key: str, timeout: int) -> int:
 
 def _add(key: str, timeout: int) -> bool:
     """Set a key unless it exists; whether it was set (Redis: one SET NX, as in _count)."""
-    backend = getattr(cache, "_cache", None)
-    if backend is not None and hasattr(backend, "get_client"):
+    backend = _redis_backend()
+    if backend is not None:
         full_key = cache.make_and_validate_key(key)
-        client = getattr(_redis, "client", None)
-        if client is None:
-            client = _redis.client = backend.get_client(full_key, write=True)
-        return bool(client.set(full_key, 1, nx=True, ex=timeout))
+        return _redis_command(backend, "SET", full_key, 1, "NX", "EX", timeout) is not None
     return cache.add(key, 1, timeout=timeout)
 
 
@@ -639,34 +664,109 @@ def _receiver_of(token: str) -> EventReceiver | None:
     return receiver
 
 
+class _Body:
+    """A request's body, read once, at most the size cap (None when over it)."""
+
+    def __init__(self, stream, content_length) -> None:
+        self.stream = stream
+        self.content_length = content_length
+        self._read = False
+        self._value: bytes | None = None
+
+    def read(self) -> bytes | None:
+        if not self._read:
+            self._read = True
+            cap = settings.REGISTRY_EVENTS_MAX_BYTES
+            try:
+                declared = int(self.content_length or 0)
+            except (TypeError, ValueError):
+                declared = 0
+            if declared <= cap:
+                body = self.stream.read(cap + 1)
+                self._value = body if len(body) <= cap else None
+        return self._value
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the receiver read of a token, kept by the process between requests (PostgreSQL):
+    the receiver, its plain secret and the connection's kind and options. Used only for a
+    notification that is stored; the statement that stores it checks that the receiver and
+    its connection are still exactly these (`_record_in_one_statement`), else the request
+    starts again from the database."""
+
+    receiver: EventReceiver
+    secret: bytes
+    options: str  # the connection's options as JSON, compared as jsonb
+
+
+_KNOWN_MAX = 256
+_known: dict[str, _Known] = {}
+_known_lock = threading.Lock()
+
+
+def _remembered(token: str) -> _Known | None:
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    return _known.get(token)
+
+
+def _remember(receiver: EventReceiver) -> None:
+    if connection.vendor != "postgresql" or receiver.registry is None:
+        return
+    secret = receiver.plain_secret()
+    if not secret:
+        return
+    known = _Known(receiver, secret, json.dumps(receiver.registry.options or {}))
+    with _known_lock:
+        _known.pop(receiver.token, None)
+        while len(_known) >= _KNOWN_MAX:
+            _known.pop(next(iter(_known)))
+        _known[receiver.token] = known
+
+
+def _forget(token: str) -> None:
+    with _known_lock:
+        _known.pop(token, None)
+
+
 def receive(token: str, headers, stream, content_length) -> int:
-    """Handle one POST to a receiver URL; the HTTP status to answer. Never calls a registry."""
-    receiver = _receiver_of(token)
+    """Handle one POST to a receiver URL; the HTTP status to answer. Never calls a registry.
+
+    A notification for a token this process has seen is stored without reading the receiver
+    again (one statement: `_receive_known`); anything else -- a refusal, an ignored event, a
+    receiver or connection that changed -- reads it from the database and decides as the
+    first time."""
+    known = _remembered(token)
+    receiver = known.receiver if known is not None else _receiver_of(token)
     if receiver is None or not receiver.enabled:
         return 404
-    if _rate_limited(receiver.token):
+    limited = _rate_limited(token)
+    body = _Body(stream, content_length)
+    if known is not None:
+        if not limited:
+            status = _receive_known(known, headers, body)
+            if status is not None:
+                return status
+        _forget(token)
+        receiver = _receiver_of(token)
+        if receiver is None or not receiver.enabled:
+            return 404
+    if limited:
         receiver.count("refused_rate_limited")
         return 429
-    cap = settings.REGISTRY_EVENTS_MAX_BYTES
-    try:
-        declared = int(content_length or 0)
-    except (TypeError, ValueError):
-        declared = 0
-    if declared > cap:
+    raw = body.read()
+    if raw is None:
         receiver.count("refused_too_large")
         return 413
-    body = stream.read(cap + 1)
-    if len(body) > cap:
-        receiver.count("refused_too_large")
-        return 413
-    if not receiver.authenticates(headers, body):
+    if not receiver.authenticates(headers, raw):
         receiver.count("refused_secret")
         return 401
     if receiver.registry is None:
         receiver.count("ignored_removed")
         return 202
     try:
-        parsed = parse(receiver.kind, body)
+        parsed = parse(receiver.kind, raw)
     except Malformed:
         receiver.count("refused_malformed")
         return 400
@@ -682,17 +782,56 @@ def receive(token: str, headers, stream, content_length) -> int:
     receiver.count("ignored_type", len(parsed.touched) - len(wanted))
     if not wanted:
         return 202
-    record(receiver, parsed, wanted, body)
+    record(receiver, parsed, wanted, raw)
+    _remember(receiver)
     return 202
+
+
+def _receive_known(known: _Known, headers, body: _Body) -> int | None:
+    """The status of a notification that only needs storing, decided with what the process
+    remembers of its receiver; None when the request needs the receiver read again (anything
+    to refuse, count or ignore, or a receiver or connection that changed since)."""
+    receiver = known.receiver
+    raw = body.read()
+    if raw is None or not receiver.authenticates(headers, raw, known.secret):
+        return None
+    try:
+        parsed = parse(receiver.kind, raw)
+    except Malformed:
+        return None
+    if parsed.ignored or parsed.pulls:
+        return None
+    types = enabled_types(receiver.registry)
+    wanted = {key: action for key, action in parsed.touched.items() if key[0] in types}
+    if not wanted or len(wanted) < len(parsed.touched):
+        return None
+    key, now, paths, action = _event_row(raw, parsed, wanted)
+    stored = _record_in_one_statement(receiver, key, now, action, paths, wanted, known=known)
+    if stored is None:
+        return None
+    _after_record(receiver, duplicate=not stored)
+    return 202
+
+
+def _event_row(body: bytes, parsed: Parsed, wanted: dict):
+    ids = "\n".join(parsed.ids)
+    key = hashlib.sha256(("ids:" + ids).encode() if ids else body).hexdigest()
+    paths = [path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT]
+    return key, timezone.now(), paths, Parsed(touched=wanted).action
+
+
+def _after_record(receiver: EventReceiver, *, duplicate: bool) -> None:
+    # After the COMMIT: a burst's events all upsert the same pending rows, so the cache
+    # round trip is not spent holding their row locks.
+    if duplicate:
+        receiver.count("duplicates")
+    else:
+        schedule_refresh(receiver.registry_id)
 
 
 def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -> bool:
     """Store the event (once) and mark its repositories pending; False for a duplicate."""
-    ids = "\n".join(parsed.ids)
-    key = hashlib.sha256(("ids:" + ids).encode() if ids else body).hexdigest()
-    now = timezone.now()
-    paths = [path for _type, path in wanted][:MAX_REPOSITORIES_PER_EVENT]
-    action = Parsed(touched=wanted).action
+    key, now, paths, action = _event_row(body, parsed, wanted)
     # One transaction per notification, whose COMMIT does not wait for the disk on
     # PostgreSQL (the receiver's answer time is mostly fsyncs otherwise): a database crash
     # can lose the last fraction of a second of events, which the daily sync makes good.
@@ -704,41 +843,65 @@ def record(receiver: EventReceiver, parsed: Parsed, wanted: dict, body: bytes) -
             duplicate = not _insert_event(receiver.pk, key, now, action, paths)
             if not duplicate:
                 mark_pending(receiver.registry_id, wanted.keys(), now, schedule=False)
-    # After the COMMIT: a burst's events all upsert the same pending rows, so the cache
-    # round trip is not spent holding their row locks.
-    if duplicate:
-        receiver.count("duplicates")
-    else:
-        schedule_refresh(receiver.registry_id)
+    _after_record(receiver, duplicate=duplicate)
     return not duplicate
 
 
 def _record_in_one_statement(
-    receiver: EventReceiver, key: str, now, action: str, paths: list[str], wanted: dict
-) -> bool:
+    receiver: EventReceiver,
+    key: str,
+    now,
+    action: str,
+    paths: list[str],
+    wanted: dict,
+    known: _Known | None = None,
+) -> bool | None:
     """PostgreSQL: what the transaction of `record` does, as one statement in autocommit (its
     own transaction, one round trip instead of five): the event unless its key is known, then
-    the pending rows if it was new, the COMMIT not waiting for the disk. Whether it was new."""
+    the pending rows if it was new, the COMMIT not waiting for the disk. Whether it was new.
+
+    `known`: write only if the receiver is still enabled with the same secret and token and
+    its connection still has the same kind and options; None (nothing written) if not."""
     event = RegistryEvent._meta
     pending = RefreshPending._meta.db_table
     marked = connection.ops.adapt_datetimefield_value(now)
     values = ", ".join(["(%s, %s, %s, %s::timestamptz)"] * len(wanted))
+    check, check_params = "SELECT 1", []
+    if known is not None:
+        check = (
+            f"SELECT 1 FROM {EventReceiver._meta.db_table} r "
+            f"JOIN {Registry._meta.db_table} g ON g.id = r.registry_id "
+            "WHERE r.id = %s AND r.token = %s AND r.enabled AND r.secret_encrypted = %s "
+            "AND g.id = %s AND g.kind = %s AND g.options = %s::jsonb"
+        )
+        check_params = [
+            receiver.pk,
+            receiver.token,
+            receiver.secret_encrypted,
+            receiver.registry_id,
+            receiver.registry.kind,
+            known.options,
+        ]
     sql = (
-        "WITH s AS (SELECT set_config('synchronous_commit', 'off', true)), "
+        f"WITH ok AS ({check}), "
+        "s AS (SELECT set_config('synchronous_commit', 'off', true) FROM ok), "
         f"e AS (INSERT INTO {event.db_table} (receiver_id, key, received_at, action, repositories) "
         "SELECT %s, %s, %s, %s, %s FROM s "
         "ON CONFLICT (receiver_id, key) DO NOTHING RETURNING id), "
         f"p AS (INSERT INTO {pending} (registry_id, type, path, marked_at) "
         f"SELECT * FROM (VALUES {values}) v WHERE EXISTS (SELECT 1 FROM e) "
         "ON CONFLICT (registry_id, type, path) DO UPDATE SET marked_at = excluded.marked_at) "
-        "SELECT count(*) FROM e"
+        "SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM e)"
     )
     repositories = event.get_field("repositories").get_db_prep_save(paths, connection)
-    params = [receiver.pk, key, marked, action, repositories]
+    params = [*check_params, receiver.pk, key, marked, action, repositories]
     params += [x for type_, path in wanted for x in (receiver.registry_id, type_, path, marked)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()[0] == 1
+        valid, stored = cursor.fetchone()
+    if not valid:
+        return None
+    return stored == 1
 
 
 def _insert_event(receiver_id: int, key: str, now, action: str, paths: list[str]) -> bool:
