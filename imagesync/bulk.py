@@ -19,9 +19,11 @@ JSON, booleans), so a row written here reads back exactly as one written by the 
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, models
 
@@ -172,3 +174,52 @@ def insert_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[
             source, values, params = _arrays(fields, prepared[start : start + BATCH])
             cursor.execute(f"{sql} SELECT {', '.join(values)} FROM {source} ORDER BY v.n", params)
     return len(prepared)
+
+
+@functools.cache
+def _update_statement(
+    model: type[models.Model],
+    names: tuple[str, ...],
+    adds: tuple[str, ...],
+    where: str,
+    vendor: str,
+) -> tuple[str, list[Callable]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in names]
+    added = [quote(meta.get_field(name).column) for name in adds]
+    assignments = [f"{quote(field.column)} = %s" for field in fields]
+    assignments += [f"{column} = {column} + %s" for column in added]
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
+    return sql, [_preparer(field) for field in fields]
+
+
+def update(
+    model: type[models.Model],
+    where: str,
+    where_params: Sequence = (),
+    *,
+    values: Mapping[str, Any] | None = None,
+    add: Mapping[str, int] | None = None,
+) -> int:
+    """`UPDATE` the rows of `model` matching `where` (SQL over the table's columns, `%s` for
+    `where_params`, which the caller prepares): each field of `values` set to its value
+    (prepared as the field would), each field of `add` increased by its number. The number of
+    rows changed.
+
+    The sync's per-repository bookkeeping (a repository's result, the task's counters, the
+    repository row) as one statement each: Django's QuerySet.update builds the same statement
+    from expressions on every call, several times the CPU of running it (py-spy, an unchanged
+    re-sync of 1,000 repositories on SQLite: execution was a tenth of record_repository's
+    time, building the query most of the rest)."""
+    values, add = values or {}, add or {}
+    sql, preparers = _update_statement(model, tuple(values), tuple(add), where, connection.vendor)
+    params = [prepare(value) for prepare, value in zip(preparers, values.values(), strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *add.values(), *where_params])
+        return cursor.rowcount
+
+
+def moment(value: datetime) -> Any:
+    """A time as a `where` parameter of `update` or a plain query takes it."""
+    return connection.ops.adapt_datetimefield_value(value)

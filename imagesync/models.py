@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from imagesync import crypto, reasons, usage
+from imagesync import bulk, crypto, reasons, usage
 
 if TYPE_CHECKING:
     from imagesync.registries.base import ImageInfo, RepositoryInfo
@@ -524,12 +524,7 @@ class Repository(models.Model):
         history = HistoryRecorder(self, now, task, _history_source(task))
         listing = {info.tag: info for info in images}
         newest = latest_tag(listing.values())
-        existing = {
-            row[1]: row
-            for row in Image.objects.filter(repository=self, tagged=True).values_list(
-                *_IMAGE_STATE_FIELDS
-            )
-        }
+        existing, untagged = self._stored_rows()
         counts = ReconcileCounts()
         to_create: list[Image] = []
         to_update: list[Image] = []
@@ -568,28 +563,45 @@ class Repository(models.Model):
         _update_images(to_update)
         _create_images(to_create)
         _update_usage(usage_update)
-        self._reconcile_untagged(getattr(images, "untagged", ()), now)
+        self._reconcile_untagged(getattr(images, "untagged", ()), now, untagged)
         history.write()
         if counts.unchanged:
-            Image.objects.filter(repository=self, last_synced_at__lt=now).update(last_synced_at=now)
-        Repository.objects.filter(pk=self.pk).update(
-            image_count=len(listing), last_synced_at=now, removed_at=None
+            bulk.update(
+                Image,
+                "repository_id = %s AND last_synced_at < %s",
+                [self.pk, bulk.moment(now)],
+                values={"last_synced_at": now},
+            )
+        bulk.update(
+            Repository,
+            "id = %s",
+            [self.pk],
+            values={"image_count": len(listing), "last_synced_at": now, "removed_at": None},
         )
         return counts
 
     reconcile.alters_data = True
 
-    def _reconcile_untagged(self, untagged: Iterable[ImageInfo], now: datetime) -> None:
-        """Make the stored untagged images (keyed by digest) exactly `untagged`. They are not
-        in the history, which records what tags point to, nor in the task's counts."""
+    def _stored_rows(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """The stored images of this repository read with _IMAGE_STATE_FIELDS, in one query:
+        the tagged ones by tag (in tag order), the untagged ones by digest."""
+        tagged, untagged = {}, {}
+        rows = Image.objects.filter(repository=self).order_by("tag")
+        for row in rows.values_list(*_IMAGE_STATE_FIELDS, "tagged"):
+            if row[15]:
+                tagged[row[1]] = row
+            else:
+                untagged[row[2]] = row
+        return tagged, untagged
+
+    def _reconcile_untagged(
+        self, untagged: Iterable[ImageInfo], now: datetime, existing: dict[str, tuple]
+    ) -> None:
+        """Make the stored untagged images (`existing`: rows of _stored_rows, keyed by digest)
+        exactly `untagged`. They are not in the history, which records what tags point to, nor
+        in the task's counts."""
         listing = {info.digest: info for info in untagged if info.digest}
-        existing = {
-            row[0]: row
-            for row in Image.objects.filter(repository=self, tagged=False).values_list(
-                "digest", "pk", *_USAGE_FIELDS
-            )
-        }
-        gone = [row[1] for digest, row in existing.items() if digest not in listing]
+        gone = [row[0] for digest, row in existing.items() if digest not in listing]
         for start in range(0, len(gone), BATCH_SIZE):
             Image.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
         fresh = []
@@ -600,9 +612,9 @@ class Repository(models.Model):
                 image = Image.from_listing(self, info, is_latest=False, now=now)
                 image.tag, image.tagged = "", False
                 fresh.append(image)
-            elif info.pull_source and _usage_of(info) != tuple(row[2:6]):
+            elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
                 # A digest's content never changes: only its usage can.
-                usage_update.setdefault(_usage_of(info), []).append(row[1])
+                usage_update.setdefault(_usage_of(info), []).append(row[0])
         _update_usage(usage_update)
         Image.objects.bulk_create(fresh, batch_size=BATCH_SIZE)
 
@@ -615,16 +627,17 @@ class Repository(models.Model):
 
         Call inside the transaction that reconciles: it locks the repository row until the end
         of that transaction, so two reconciles of one repository never run at once."""
-        stored = (
-            Repository.objects.select_for_update()
-            .filter(pk=self.pk)
-            .values_list("listing_started_at", flat=True)
-            .first()
+        # One UPDATE that takes the row lock and, once it has it (PostgreSQL re-reads a row a
+        # concurrent transaction changed), checks the stored listing's start.
+        taken = bulk.update(
+            Repository,
+            "id = %s AND (listing_started_at IS NULL OR listing_started_at <= %s)",
+            [self.pk, bulk.moment(started)],
+            values={"listing_started_at": started},
         )
-        if stored is not None and stored > started:
-            return False
-        Repository.objects.filter(pk=self.pk).update(listing_started_at=started)
-        return True
+        # No row changed: a newer listing is stored -- or the repository is gone, whose
+        # reconcile then fails as before.
+        return bool(taken) or not Repository.objects.filter(pk=self.pk).exists()
 
     take_listing.alters_data = True
 
@@ -632,8 +645,13 @@ class Repository(models.Model):
         """tag -> digest of the images stored for this repository (what the last sync found)."""
         if not self.image_count:  # a new repository (or an empty one): nothing to read
             return {}
-        rows = Image.objects.filter(repository=self, tagged=True).values_list("tag", "digest")
-        return dict(rows.iterator())
+        table = connection.ops.quote_name(Image._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT tag, digest FROM {table} WHERE repository_id = %s AND tagged = %s",
+                [self.pk, True],
+            )
+            return dict(cursor.fetchall())
 
     def as_info(self) -> RepositoryInfo:
         """The plain description a registry client lists images of."""
@@ -1409,7 +1427,8 @@ class SyncTask(models.Model):
 
         Call it inside the transaction that stored the repository's images, so that result,
         counters and inventory never disagree. Several worker threads record at once: the
-        counters are `F() + n` updates, and this instance's counters are not refreshed."""
+        counters are `column = column + n` updates, and this instance's counters are not
+        refreshed."""
         now = at or timezone.now()
         result = SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk)
         if failed:
@@ -1425,22 +1444,33 @@ class SyncTask(models.Model):
                 heartbeat_at=now,
             )
             return
-        result.update(
-            status=SyncTaskRepository.Status.FINISHED,
-            images_total=added + updated + unchanged,
-            images_added=added,
-            images_updated=updated,
-            images_removed=removed,
-            images_unchanged=unchanged,
-            finished_at=now,
+        # Plain statements (imagesync.bulk.update): every repository of every sync ends here.
+        bulk.update(
+            SyncTaskRepository,
+            "id = %s AND task_id = %s",
+            [result_id, self.pk],
+            values={
+                "status": SyncTaskRepository.Status.FINISHED,
+                "images_total": added + updated + unchanged,
+                "images_added": added,
+                "images_updated": updated,
+                "images_removed": removed,
+                "images_unchanged": unchanged,
+                "finished_at": now,
+            },
         )
-        SyncTask.objects.filter(pk=self.pk).update(
-            repositories_done=F("repositories_done") + 1,
-            images_added=F("images_added") + added,
-            images_updated=F("images_updated") + updated,
-            images_removed=F("images_removed") + removed,
-            images_unchanged=F("images_unchanged") + unchanged,
-            heartbeat_at=now,
+        bulk.update(
+            SyncTask,
+            "id = %s",
+            [self.pk],
+            values={"heartbeat_at": now},
+            add={
+                "repositories_done": 1,
+                "images_added": added,
+                "images_updated": updated,
+                "images_removed": removed,
+                "images_unchanged": unchanged,
+            },
         )
 
     record_repository.alters_data = True

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from imagesync import reasons
+from imagesync import bulk, reasons
 from imagesync.models import ReconcileCounts, Registry, Repository, SyncTask, SyncTaskRepository
 from imagesync.registries.base import ImageInfo, Listing, RegistryError
 from imagesync.sync.known import KnownDigests
@@ -114,9 +114,12 @@ class RegistryRun:
 
     def _start(self, job: Job) -> None:
         with db_guard():
-            SyncTaskRepository.objects.filter(
-                pk=job.result_id, status=SyncTaskRepository.Status.PENDING
-            ).update(status=SyncTaskRepository.Status.RUNNING, started_at=timezone.now())
+            bulk.update(
+                SyncTaskRepository,
+                "id = %s AND status = %s",
+                [job.result_id, SyncTaskRepository.Status.PENDING],
+                values={"status": SyncTaskRepository.Status.RUNNING, "started_at": timezone.now()},
+            )
             with self.known_lock:
                 if self.known is None:
                     self.known = KnownDigests.for_registry(self.registry.pk)
@@ -197,9 +200,14 @@ def _still_unfinished(result_id: int) -> bool:
     """Whether the repository's result is still to be recorded, locking its row until the
     transaction ends: a job re-queued while its first worker was only slow may see both
     workers reach the same repository, and only the first may count it."""
-    unfinished = [SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING]
-    rows = SyncTaskRepository.objects.filter(pk=result_id, status__in=unfinished)
-    return rows.select_for_update().exists()
+    table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE id = %s AND status IN (%s, %s){lock}",
+            [result_id, SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING],
+        )
+        return cursor.fetchone() is not None
 
 
 def _recorded_elsewhere(job: Job) -> Outcome:
