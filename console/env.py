@@ -79,7 +79,14 @@ def parse_database_url(url: str, base_dir: Path) -> dict:
             "OPTIONS": {
                 "timeout": 30,
                 "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;",
+                # A checkpoint every 10,000 pages (~40 MB of WAL) instead of SQLite's 1,000:
+                # a sync commits once per repository, and each checkpoint writes back the same
+                # hot pages (the task row, index roots) again; a first sync of 1,000 x 10 took
+                # 8% less time (bench/README.md, the sync's per-repository work).
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+                    "PRAGMA wal_autocheckpoint=10000;"
+                ),
             },
         }
     if scheme in {"postgres", "postgresql", "pgsql"}:
