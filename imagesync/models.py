@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -616,7 +617,7 @@ class Repository(models.Model):
                 # A digest's content never changes: only its usage can.
                 usage_update.setdefault(_usage_of(info), []).append(row[0])
         _update_usage(usage_update)
-        Image.objects.bulk_create(fresh, batch_size=BATCH_SIZE)
+        _create_images(fresh)
 
     _reconcile_untagged.alters_data = True
 
@@ -878,7 +879,17 @@ def _flush_full(images: list[Image], write: Callable[[list[Image]], None]) -> No
 
 
 def _create_images(images: list[Image]) -> None:
-    Image.objects.bulk_create(images, batch_size=BATCH_SIZE)
+    """Insert these new images in their order (their ids ascend in it, which the history's
+    copies follow): plain rows (imagesync.bulk), not bulk_create's preparation of each model
+    instance (a fifth of a first sync's CPU). The instances get no primary key."""
+    names = _image_columns()
+    bulk.insert_rows(Image, names, ([getattr(i, name) for name in names] for i in images))
+
+
+@functools.cache
+def _image_columns() -> list[str]:
+    """Every column of an image but its id, by attribute name (project_id, repository_id)."""
+    return [field.attname for field in Image._meta.concrete_fields if not field.primary_key]
 
 
 def _update_images(images: list[Image]) -> None:
