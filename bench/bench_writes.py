@@ -144,10 +144,12 @@ def old_way():
     changes built as Change instances and written by bulk_create."""
     from imagesync import history, models
 
-    def update_images(images):
-        models.Image.objects.bulk_update(
-            images, models._IMAGE_UPDATE_FIELDS, batch_size=models.BATCH_SIZE
-        )
+    def update_images(rows):
+        fields = models._IMAGE_UPDATE_FIELDS
+        images = [
+            models.Image(pk=pk, **dict(zip(fields, values, strict=True))) for pk, *values in rows
+        ]
+        models.Image.objects.bulk_update(images, fields, batch_size=models.BATCH_SIZE)
 
     def write_changes(recorder, changes):
         rows = []

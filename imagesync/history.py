@@ -404,21 +404,14 @@ class HistoryRecorder:
         )
         self.opened_tags.append(image.tag)
 
-    def restated(self, old_digest: str, image: Image) -> None:
-        """A stored tag whose state changed: re-pushed when its digest did (a Change), else a
-        new interval only (its details or its "latest" mark changed)."""
-        if old_digest != image.digest:
-            self.changes.append(
-                (
-                    Change.Kind.REPUSHED,
-                    image.tag,
-                    old_digest,
-                    image.digest,
-                    image.registry_updated_at,
-                )
-            )
-        self.closed_tags.append(image.tag)
-        self.opened_tags.append(image.tag)
+    def restated(self, old_digest: str, tag: str, digest: str, pushed) -> None:
+        """A stored tag whose state changed (now `digest`, pushed at `pushed` by the
+        registry's word): re-pushed when its digest did (a Change), else a new interval only
+        (its details or its "latest" mark changed)."""
+        if old_digest != digest:
+            self.changes.append((Change.Kind.REPUSHED, tag, old_digest, digest, pushed))
+        self.closed_tags.append(tag)
+        self.opened_tags.append(tag)
 
     def removed(self, tag: str, digest: str) -> None:
         self.changes.append((Change.Kind.REMOVED, tag, digest, "", None))

@@ -528,7 +528,7 @@ class Repository(models.Model):
         existing, untagged = self._stored_rows()
         counts = ReconcileCounts()
         to_create: list[Image] = []
-        to_update: list[Image] = []
+        to_update: list[list] = []  # [pk, *values of _IMAGE_UPDATE_FIELDS]
         usage_update: dict[tuple, list[int]] = {}  # only pull figures changed: no history
         for tag, info in listing.items():
             is_latest = tag == newest
@@ -540,13 +540,14 @@ class Repository(models.Model):
                 counts.added += 1
                 _flush_full(to_create, _create_images)
                 continue
-            content_changed = _stored_state(row) != _listing_state(info)
+            state = _listing_state(info)
+            content_changed = _stored_state(row) != state
             if content_changed or row[9] != is_latest:
-                image = Image.from_listing(self, info, is_latest=is_latest, now=now)
-                image.pk, image.first_seen_at = row[0], row[10]
-                _keep_usage(image, info, row)
-                to_update.append(image)
-                history.restated(row[2], image)
+                # The row's new values, from the listing as Image.from_listing takes them,
+                # without a model instance (a re-push of every tag builds one per image).
+                usage = _usage_of(info) if info.pull_source else row[11:15]
+                to_update.append([row[0], *state, is_latest, now, *usage])
+                history.restated(row[2], tag, state[0], state[6])
                 _flush_full(to_update, _update_images)
             elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
                 usage_update.setdefault(_usage_of(info), []).append(row[0])
@@ -892,14 +893,11 @@ def _image_columns() -> list[str]:
     return [field.attname for field in Image._meta.concrete_fields if not field.primary_key]
 
 
-def _update_images(images: list[Image]) -> None:
-    """Write the _IMAGE_UPDATE_FIELDS of these stored images: plain SQL (imagesync.bulk), not
-    bulk_update's CASE per row and column (a re-sync where every digest changed, SQLite:
-    ~150 -> ~2,000+ images/s, bench/bench_writes.py)."""
-    from imagesync.bulk import update_rows
-
-    fields = _IMAGE_UPDATE_FIELDS
-    update_rows(Image, fields, ([i.pk, *(getattr(i, name) for name in fields)] for i in images))
+def _update_images(rows: list[list]) -> None:
+    """Write stored images' new values (`rows`: [pk, *values of _IMAGE_UPDATE_FIELDS]): plain
+    SQL (imagesync.bulk), not bulk_update's CASE per row and column (a re-sync where every
+    digest changed, SQLite: ~150 -> ~2,000+ images/s, bench/bench_writes.py)."""
+    bulk.update_rows(Image, _IMAGE_UPDATE_FIELDS, rows)
 
 
 def _update_usage(groups: dict[tuple, list[int]]) -> None:
@@ -910,13 +908,6 @@ def _update_usage(groups: dict[tuple, list[int]]) -> None:
             Image.objects.filter(pk__in=pks[start : start + BATCH_SIZE]).update(
                 **dict(zip(_USAGE_FIELDS, values, strict=True))
             )
-
-
-def _keep_usage(image: Image, info: ImageInfo, row: tuple) -> None:
-    """A listing that says nothing of use (no source, e.g. Distribution) keeps the stored
-    figures (pull events' last pulled)."""
-    if not info.pull_source:
-        image.last_pulled, image.pull_count, image.pull_source, image.pull_known = row[11:15]
 
 
 def _history_source(task) -> str:
