@@ -398,11 +398,10 @@ class HistoryRecorder:
     opened_tags: list[str] = field(default_factory=list)
     closed_tags: list[str] = field(default_factory=list)
 
-    def added(self, image: Image) -> None:
-        self.changes.append(
-            (Change.Kind.ADDED, image.tag, "", image.digest, image.registry_updated_at)
-        )
-        self.opened_tags.append(image.tag)
+    def added(self, tag: str, digest: str, pushed) -> None:
+        """A new tag, pointing to `digest`, pushed at `pushed` by the registry's word."""
+        self.changes.append((Change.Kind.ADDED, tag, "", digest, pushed))
+        self.opened_tags.append(tag)
 
     def restated(self, old_digest: str, tag: str, digest: str, pushed) -> None:
         """A stored tag whose state changed (now `digest`, pushed at `pushed` by the

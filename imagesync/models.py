@@ -527,23 +527,23 @@ class Repository(models.Model):
         newest = latest_tag(listing.values())
         existing, untagged = self._stored_rows()
         counts = ReconcileCounts()
-        to_create: list[Image] = []
+        to_create: list[dict] = []  # _new_image
         to_update: list[list] = []  # [pk, *values of _IMAGE_UPDATE_FIELDS]
         usage_update: dict[tuple, list[int]] = {}  # only pull figures changed: no history
         for tag, info in listing.items():
             is_latest = tag == newest
             row = existing.get(tag)
             if row is None:
-                image = Image.from_listing(self, info, is_latest=is_latest, now=now)
+                image = _new_image(self, info, is_latest=is_latest, now=now)
                 to_create.append(image)
-                history.added(image)
+                history.added(tag, image["digest"], image["registry_updated_at"])
                 counts.added += 1
                 _flush_full(to_create, _create_images)
                 continue
             state = _listing_state(info)
             content_changed = _stored_state(row) != state
             if content_changed or row[9] != is_latest:
-                # The row's new values, from the listing as Image.from_listing takes them,
+                # The row's new values, from the listing as _new_image takes them,
                 # without a model instance (a re-push of every tag builds one per image).
                 usage = _usage_of(info) if info.pull_source else row[11:15]
                 to_update.append([row[0], *state, is_latest, now, *usage])
@@ -611,8 +611,8 @@ class Repository(models.Model):
         for digest, info in listing.items():
             row = existing.get(digest)
             if row is None:
-                image = Image.from_listing(self, info, is_latest=False, now=now)
-                image.tag, image.tagged = "", False
+                image = _new_image(self, info, is_latest=False, now=now)
+                image["tag"], image["tagged"] = "", False
                 fresh.append(image)
             elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
                 # A digest's content never changes: only its usage can.
@@ -808,26 +808,9 @@ class Image(ImageState):
         cls, repository: Repository, info: ImageInfo, *, is_latest: bool, now: datetime
     ) -> Image:
         """An unsaved image of `repository` as a registry listing describes it."""
-        return cls(
-            project_id=repository.registry.project_id,
-            repository=repository,
-            tag=info.tag,
-            digest=info.digest,
-            media_type=info.media_type or "",
-            size=info.size,
-            platforms=list(info.platforms or ()),
-            multi_arch=bool(info.multi_arch),
-            is_latest=is_latest,
-            image_created_at=aware(info.created),
-            registry_updated_at=aware(info.updated),
-            first_seen_at=now,
-            last_synced_at=now,
-            last_pulled=aware(info.last_pulled),
-            pull_count=info.pull_count,
-            pull_source=info.pull_source,
-            pull_known=bool(info.pull_source) and info.pull_known,
-            tagged=info.tagged,
-        )
+        image = cls(**_new_image(repository, info, is_latest=is_latest, now=now))
+        image.repository = repository
+        return image
 
 
 # Read to reconcile: id, tag, the content state (what a re-push changes), is_latest, and
@@ -870,21 +853,46 @@ def _usage_of(info: ImageInfo) -> tuple:
     return (aware(info.last_pulled), info.pull_count, info.pull_source, known)
 
 
-def _flush_full(images: list[Image], write: Callable[[list[Image]], None]) -> None:
+def _flush_full(images: list, write: Callable[[list], None]) -> None:
     """Write a full batch of a reconcile's new or changed images and forget them: a listing of
-    100,000 new tags never holds as many model instances (new images are still created in the
-    listing's order, which the history copies)."""
+    100,000 new tags never holds as many rows (new images are still created in the listing's
+    order, which the history copies)."""
     if len(images) >= BATCH_SIZE:
         write(images)
         images.clear()
 
 
-def _create_images(images: list[Image]) -> None:
-    """Insert these new images in their order (their ids ascend in it, which the history's
-    copies follow): plain rows (imagesync.bulk), not bulk_create's preparation of each model
-    instance (a fifth of a first sync's CPU). The instances get no primary key."""
+def _new_image(repository: Repository, info: ImageInfo, *, is_latest: bool, now: datetime) -> dict:
+    """The columns of a new image of `repository` as a registry listing describes it, by
+    attribute name: what a reconcile inserts (no model instance per new tag)."""
+    return {
+        "project_id": repository.registry.project_id,
+        "repository_id": repository.pk,
+        "tag": info.tag,
+        "digest": info.digest,
+        "media_type": info.media_type or "",
+        "size": info.size,
+        "platforms": list(info.platforms or ()),
+        "multi_arch": bool(info.multi_arch),
+        "is_latest": is_latest,
+        "image_created_at": aware(info.created),
+        "registry_updated_at": aware(info.updated),
+        "first_seen_at": now,
+        "last_synced_at": now,
+        "last_pulled": aware(info.last_pulled),
+        "pull_count": info.pull_count,
+        "pull_source": info.pull_source,
+        "pull_known": bool(info.pull_source) and info.pull_known,
+        "tagged": info.tagged,
+    }
+
+
+def _create_images(images: list[dict]) -> None:
+    """Insert these new images (`_new_image` dicts) in their order (their ids ascend in it,
+    which the history's copies follow): plain rows (imagesync.bulk), not bulk_create's model
+    instances (a fifth of a first sync's CPU)."""
     names = _image_columns()
-    bulk.insert_rows(Image, names, ([getattr(i, name) for name in names] for i in images))
+    bulk.insert_rows(Image, names, ([image[name] for name in names] for image in images))
 
 
 @functools.cache
