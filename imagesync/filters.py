@@ -579,6 +579,31 @@ def _one_or_more(choices, label: str, empty_label: str, **kwargs) -> django_filt
     )
 
 
+def _per_type(rows: QuerySet, limit: int | None) -> dict[str, int]:
+    """Rows of `rows` per repository type, or of the first `limit` + 1 of them that the
+    database finds (a LIMIT in a subquery: it stops there instead of reading every match):
+    one GROUP BY repository over the images (no join), then those groups joined to their
+    repositories for the type."""
+    rows = rows.order_by().values_list("repository_id")
+    if connection.vendor == "sqlite":
+        # Read in the repository index's order, as its GROUP BY would: SQLite otherwise
+        # reads the sample through a (project, tagged) index and sorts it to group it (twice
+        # as long when few rows match and all are read).
+        rows = rows.order_by("repository_id")
+    if limit is not None:
+        rows = rows[: limit + 1]
+    sql, params = rows.query.sql_with_params()
+    repositories = connection.ops.quote_name(Repository._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.type, SUM(g.n) FROM (SELECT s.repository_id, COUNT(*) AS n"
+            f" FROM ({sql}) s GROUP BY s.repository_id) g"
+            f" INNER JOIN {repositories} r ON r.id = g.repository_id GROUP BY r.type",
+            params,
+        )
+        return {type_: int(n) for type_, n in cursor.fetchall()}
+
+
 class ImageFilter(ListFilterSet):
     """Image View: type (several), registry, repository, namespace, image name, tag, digest,
     multi-arch, latest version, size range, update and sync time ranges, free text."""
@@ -722,15 +747,27 @@ class ImageFilter(ListFilterSet):
         value = value.strip()
         return _in_repositories(qs, **{f"{name}__icontains": value}) if value else qs
 
+    # Repositories a search names by their ids (up to this many; more: a subquery).
+    SEARCH_REPOSITORY_IDS = 1000
+
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        """Free text matches the repository path (namespace/name), the tag or the digest."""
+        """Free text matches the repository path (namespace/name), the tag or the digest.
+
+        The matching repositories are read first and named by their ids, so that PostgreSQL
+        can OR three index reads (the repository's images by the repository index, the tag
+        and the digest by their trigram indexes, migration 0024) instead of testing every
+        image against a subquery. Many matching repositories stay a subquery."""
         value = value.strip()
         if not value:
             return qs
+        repositories = Repository.objects.filter(path__icontains=value).order_by()
+        if self.project is not None:
+            repositories = repositories.filter(registry__project=self.project)
+        ids = list(repositories.values_list("pk", flat=True)[: self.SEARCH_REPOSITORY_IDS + 1])
+        if len(ids) > self.SEARCH_REPOSITORY_IDS:
+            ids = repositories.values("pk")
         return qs.filter(
-            Q(repository__in=Repository.objects.filter(path__icontains=value).values("pk"))
-            | Q(tag__icontains=value)
-            | Q(digest__icontains=value)
+            Q(repository_id__in=ids) | Q(tag__icontains=value) | Q(digest__icontains=value)
         )
 
     def filter_digest(self, qs: QuerySet, name: str, value: str) -> QuerySet:
@@ -742,30 +779,31 @@ class ImageFilter(ListFilterSet):
 
     def type_counts(self) -> dict[str, int]:
         """Images per repository type under every filter except the type filter itself, so
-        each type says how many rows choosing it would show ({} while a filter is invalid).
+        each type says how many rows choosing it would show ({} while a filter is invalid),
+        every match counted."""
+        return self.counted_types(None)[0]
+
+    def counted_types(self, limit: int | None) -> tuple[dict[str, int], bool]:
+        """`type_counts`, and whether they are exact: under a filter, at most `limit` + 1
+        matching rows are counted (None: all); past that the counts are those of the first
+        rows the database found, each a lower bound of its type's.
 
         With no other filter the counts come from the repositories' image counts (kept by the
-        sync engine in the same transaction as the images), so 100,000 images are not
-        scanned. Otherwise one GROUP BY repository over the filtered images (no join), mapped
-        to types in Python."""
+        sync engine in the same transaction as the images), so a million images are not
+        scanned. Otherwise the filtered images per type (`_per_type`)."""
         if self.invalid or self.project is None:
-            return {}
+            return {}, True
         repositories = Repository.objects.of_project(self.project)
         if not self.narrows(ignore=frozenset({"type"})):
             rows = repositories.order_by().values_list("type").annotate(n=Sum("image_count"))
-            return {type_: n or 0 for type_, n in rows}
+            return {type_: n or 0 for type_, n in rows}, True
         data = self.data.copy()
         data.pop("type", None)
         others = type(self)(
             data, queryset=self.queryset, request=self.request, project=self.project
         )
-        type_of = dict(repositories.values_list("pk", "type"))
-        counts: dict[str, int] = {}
-        per_repository = others.qs.order_by().values_list("repository_id").annotate(n=Count("id"))
-        for repository_id, n in per_repository:
-            type_ = type_of.get(repository_id)
-            counts[type_] = counts.get(type_, 0) + n
-        return counts
+        counts = _per_type(others.qs, limit)
+        return counts, limit is None or sum(counts.values()) <= limit
 
     # SQLite, a page of rows under a filter on the image's own columns (a time or size range,
     # multi-arch, latest, a digest prefix, usage): SQLite reads every match through that
@@ -779,10 +817,50 @@ class ImageFilter(ListFilterSet):
     WALK_BUDGET_STEPS = 400  # calls of the progress handler: about 10 ms of SQLite
 
     def page_ids(self, start: int, stop: int) -> list[int] | None:
+        """The ids of rows start..stop by a cheaper plan than the page query's, or None (the
+        page query then): on PostgreSQL, a sort that starts with the registry, one registry
+        at a time (`_registry_order_ids`; SQLite walks the registry-name index, migration
+        0021); on SQLite, a walk of the sort's index (`_walked_ids`)."""
+        if self.invalid:
+            return None
+        if connection.vendor == "postgresql" and self.sort.split(",")[0].lstrip("-") == "registry":
+            return self._registry_order_ids(start, stop)
+        return self._walked_ids(start, stop)
+
+    def _registry_order_ids(self, start: int, stop: int) -> list[int] | None:
+        """The page's ids for a sort that starts with the registry's name: a project has a
+        few registries, each with a fifth of its images, and the database sorted every image
+        of the first registry for one page (PostgreSQL: 200,000 rows, 300 ms at a million
+        images). Here each registry's rows are read in turn, in the rest of the sort's order,
+        through the repository index. A registry the page starts after is counted (up to the
+        rows it must skip). A project's registry names are unique: no ties between them."""
+        if self.project is None:
+            return None
+        rows = self.rows
+        first, *rest = rows.query.order_by
+        names = Registry.objects.filter(project=self.project).order_by(
+            first.replace("repository__registry__", "")
+        )
+        skip, wanted, ids = start, stop - start, []
+        for registry_id in names.values_list("pk", flat=True):
+            if wanted <= 0:
+                break
+            group = rows.filter(
+                repository__in=Repository.objects.filter(registry_id=registry_id).values("pk")
+            ).order_by(*rest)
+            found = list(group.values_list("pk", flat=True)[skip : skip + wanted])
+            if not found and skip:
+                skip -= group.order_by()[:skip].count()
+                continue
+            ids += found
+            skip, wanted = 0, wanted - len(found)
+        return ids
+
+    def _walked_ids(self, start: int, stop: int) -> list[int] | None:
         """The ids of rows start..stop by a walk of the sort's index, or None (the usual plan
         then): on SQLite only, when a filter on the image's own columns is set, the sort is
         on the image's columns and the page is among the first rows."""
-        if connection.vendor != "sqlite" or self.invalid or stop > self.WALK_PAGE_LIMIT:
+        if connection.vendor != "sqlite" or stop > self.WALK_PAGE_LIMIT:
             return None
         rows = self.rows
         if any("__" in name.lstrip("-") for name in rows.query.order_by):
@@ -1330,6 +1408,10 @@ class ImageAsOfFilter(ImageFilter):
             for type_, n in rows:
                 counts[type_] = counts.get(type_, 0) + n
         return counts
+
+    def counted_types(self, limit: int | None) -> tuple[dict[str, int], bool]:
+        """Always exact: the moment's rows are counted in the as-of indexes."""
+        return self.type_counts(), True
 
     def with_details(self, queryset: QuerySet) -> QuerySet:
         return queryset.annotate(last_synced_at=last_synced_as_of(self.moment))

@@ -45,6 +45,7 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
+from imagesync.paging import BoundedPaginator, IdsThenRows, MatchCount, count_limit
 from imagesync.tables import (
     AUDIT_EVENTS,
     PAGE_SIZES,
@@ -186,71 +187,28 @@ def _image_filterset(request: HttpRequest) -> ImageFilter:
     )
 
 
-class IdsThenRows:
-    """A queryset that a Paginator slices in two steps: first the page's ids (an index walk,
-    no joins), then those rows with their repository and registry. A plain OFFSET would build
-    every skipped row with its joins. A page in the second half is read from the other end
-    with the order reversed, so the last page of 100,000 rows is as cheap as the first."""
-
-    def __init__(self, queryset, count: int | None = None, details=None, page_ids=None):
-        self.queryset = queryset
-        self.ordered = True
-        self._count = count
-        self.details = details or (lambda rows: rows.select_related("repository__registry"))
-        # page_ids(start, stop): the ids of those rows by a cheaper plan, or None (as of a
-        # moment: a bounded walk of the sort's index, ImageAsOfFilter.page_ids).
-        self.page_ids = page_ids
-
-    def count(self) -> int:
-        if self._count is None:
-            self._count = self.queryset.order_by().count()
-        return self._count
-
-    def __len__(self) -> int:
-        return self.count()
-
-    def __getitem__(self, index):
-        if not isinstance(index, slice):
-            return self[index : index + 1][0]
-        start, stop = index.start or 0, index.stop
-        total = self.count()
-        stop = total if stop is None else min(stop, total)
-        ids = self.page_ids(start, stop) if self.page_ids is not None and start < stop else None
-        if ids is None and start > total // 2:
-            ids = list(
-                self.queryset.reverse().values_list("pk", flat=True)[total - stop : total - start]
-            )
-            ids.reverse()
-        elif ids is None:
-            ids = list(self.queryset.values_list("pk", flat=True)[start:stop])
-        rows = self.details(self.queryset.model.objects.all()).in_bulk(ids)
-        return [rows[pk] for pk in ids if pk in rows]
-
-
-class CountedPaginator(Paginator):
-    """A Paginator told its count when the view already knows it (no second COUNT query)."""
-
-    def __init__(self, object_list, per_page, count: int | None = None):
-        super().__init__(object_list, per_page)
-        if count is not None:
-            self.__dict__["count"] = count  # fills the cached_property
-
-
-def _type_chips(request: HttpRequest, filterset: ImageFilter) -> tuple[list[dict], int | None]:
-    """The type chips (how many rows choosing each type would show), and the total the page
-    shows when the counts already tell it."""
+def _type_chips(
+    request: HttpRequest, filterset: ImageFilter, limit: int
+) -> tuple[list[dict], MatchCount | None]:
+    """The type chips (how many rows choosing each type would show; None where more than
+    `limit` rows matched, so the chips were not counted), and the total the page shows when
+    the counts already tell it."""
     selected = set(request.GET.getlist("type"))
-    counts = filterset.type_counts()
+    counts, exact = filterset.counted_types(limit)
     total = None
     if filterset.invalid:
-        total = 0
-    elif filterset.narrows(ignore=frozenset({"type"})) or filterset.moment is not None:
-        total = sum(n for type_, n in counts.items() if not selected or type_ in selected)
+        total = MatchCount(0)
+    elif not exact and not selected:
+        total = MatchCount(limit + 1, exact=False)  # the chips counted the same rows
+    elif exact and (filterset.narrows(ignore=frozenset({"type"})) or filterset.moment is not None):
+        total = MatchCount(
+            sum(n for type_, n in counts.items() if not selected or type_ in selected)
+        )
     chips = [
         {
             "value": value,
             "label": label,
-            "count": counts.get(value, 0),
+            "count": counts.get(value, 0) if exact else None,
             "selected": value in selected,
         }
         for value, label in RepositoryType.choices
@@ -263,14 +221,14 @@ def image_list(request):
     """Image View: the project's images, filtered, sorted and paginated from the URL."""
     project = _project(request)
     filterset = _image_filterset(request)
-    type_counts, total = _type_chips(request, filterset) if project else ([], 0)
-    page = CountedPaginator(
-        IdsThenRows(
-            filterset.rows, total, filterset.with_details, getattr(filterset, "page_ids", None)
-        ),
-        page_size(request.GET),
-        count=total,
-    ).get_page(request.GET.get("page"))
+    limit = count_limit()
+    type_counts, total = _type_chips(request, filterset, limit) if project else ([], MatchCount(0))
+    rows = IdsThenRows(filterset.rows, None, filterset.with_details, filterset.page_ids)
+    if total is None:
+        total = rows.count_up_to(limit)
+    page = BoundedPaginator(rows, page_size(request.GET), total=total).get_page(
+        request.GET.get("page")
+    )
     page.object_list = [filterset.present(row) for row in page.object_list]
     has_registries = project is not None and (
         filterset.moment is not None  # a removed connection's history still shows
@@ -288,6 +246,7 @@ def image_list(request):
         "page_sizes": PAGE_SIZES,
         "per_page": page.paginator.per_page,
         "type_counts": type_counts,
+        "count_limit": limit,
         "has_registries": has_registries,
         "has_images": has_images,
         "filters_invalid": filterset.invalid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.pagination import PageNumberPagination, _positive_int
 
+from imagesync.paging import BoundedPaginator
 from imagesync.tables import DEFAULT_PAGE_SIZE, PAGE_SIZE_PARAMS
 
 
@@ -30,3 +31,36 @@ class ApiPagination(PageNumberPagination):
             except (KeyError, ValueError):
                 continue
         return self.page_size
+
+
+class ImagePagination(ApiPagination):
+    """The image list's paging: as ApiPagination, with the total counted only up to
+    IMAGE_COUNT_LIMIT (imagesync.paging): past it `count` is the number of images known to
+    match (a lower bound) and `count_is_lower_bound` is true; `next` is always right, and the
+    last page's `count` is exact. `page=last` counts every match."""
+
+    django_paginator_class = BoundedPaginator
+
+    def get_page_number(self, request, paginator):
+        number = request.query_params.get(self.page_query_param) or 1
+        if number in self.last_page_strings and getattr(paginator, "count_is_lower_bound", False):
+            paginator.count_exactly()
+        return super().get_page_number(request, paginator)
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["count_is_lower_bound"] = self.page.paginator.count_is_lower_bound
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["count"]["description"] = (
+            "Images that match: exact, unless count_is_lower_bound is true (more than"
+            " IMAGE_COUNT_LIMIT, default 10,000, matched: then at least this many)."
+        )
+        schema["properties"]["count_is_lower_bound"] = {
+            "type": "boolean",
+            "description": "true: `count` is a lower bound; follow `next` to page on.",
+        }
+        schema["required"].append("count_is_lower_bound")
+        return schema

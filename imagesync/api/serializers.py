@@ -122,7 +122,13 @@ class ImageAsOfSerializer(serializers.Serializer):
 class TypeCountSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=RepositoryType.choices)
     label = serializers.CharField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(
+        help_text="Images; a lower bound when count_is_lower_bound is true."
+    )
+    count_is_lower_bound = serializers.BooleanField(
+        help_text="true: more than IMAGE_COUNT_LIMIT images matched the other filters, so"
+        " only the first matches found were counted."
+    )
 
 
 class RepositorySerializer(serializers.ModelSerializer):

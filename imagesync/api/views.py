@@ -22,6 +22,7 @@ from imagesync import events as registry_events
 from imagesync.api import serializers
 from imagesync.api.errors import Conflict
 from imagesync.api.filters import ProjectFilterBackend
+from imagesync.api.pagination import ImagePagination
 from imagesync.filters import (
     ImageFilter,
     RepositoryFilter,
@@ -43,6 +44,7 @@ from imagesync.models import (
     SyncTaskRepository,
     has_role,
 )
+from imagesync.paging import IdsThenRows, count_limit
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -119,6 +121,7 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     the list and the type counts are the inventory as the console knew it then."""
 
     serializer_class = serializers.ImageSerializer
+    pagination_class = ImagePagination
 
     @property
     def as_of_requested(self) -> bool:
@@ -153,8 +156,6 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
             # As Image View pages: the page's ids first (an index walk, no joins), then those
             # rows with their repository and registry; a page in the second half read from
             # the other end. An OFFSET over the joined rows built every skipped row.
-            from imagesync.views import IdsThenRows
-
             filterset = getattr(self, "image_filterset", None)
             return super().paginate_queryset(
                 IdsThenRows(
@@ -197,7 +198,9 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     )
     def type_counts(self, request, project_id=None):
         """How many images choosing each type would show: the same filters as the list,
-        except the type filter itself."""
+        except the type filter itself. Under a filter that more than IMAGE_COUNT_LIMIT
+        images match, the counts are those of the first matches found, each a lower bound
+        (`count_is_lower_bound`)."""
         filterset = self.filterset_class(
             request.query_params,
             queryset=self.get_queryset(),
@@ -206,9 +209,14 @@ class ImageViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
         )
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        counts = filterset.type_counts()
+        counts, exact = filterset.counted_types(count_limit())
         rows = [
-            {"type": value, "label": label, "count": counts.get(value, 0)}
+            {
+                "type": value,
+                "label": label,
+                "count": counts.get(value, 0),
+                "count_is_lower_bound": not exact,
+            }
             for value, label in RepositoryType.choices
         ]
         return Response(serializers.TypeCountSerializer(rows, many=True).data)

@@ -1,0 +1,253 @@
+"""Image View and the API's image list count their matches only up to IMAGE_COUNT_LIMIT: past
+it the page says "more than N" and the API's `count` is a lower bound, while every row is
+still shown exactly and paging reaches the last one. Also: the text search finds substrings of
+tags and digests (on PostgreSQL through the trigram indexes of migration 0024), and the sort
+by registry reads one registry at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.db import connection
+from django.http import QueryDict
+
+from imagesync.filters import ImageFilter
+from imagesync.models import Image, Registry
+from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
+from tests.support.factories import NOW, make_image, make_repository
+
+LIMIT = 8
+
+
+@pytest.fixture(autouse=True)
+def _small_bound(db, settings):
+    settings.IMAGE_COUNT_LIMIT = LIMIT
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+    reset_rate_limits()
+
+
+@pytest.fixture
+def images(registry, project):
+    """25 tagged images in three registries (names not in id order), two types; tags v0..v24,
+    of which v1, v10-v19 contain "v1"."""
+    zeta = Registry.objects.create(
+        project=project, kind="harbor", name="zeta", endpoint="https://zeta.example.com"
+    )
+    alpha = Registry.objects.create(
+        project=project, kind="harbor", name="alpha", endpoint="https://alpha.example.com"
+    )
+    repositories = [
+        make_repository(registry, "team/api", "other"),
+        make_repository(zeta, "team/web", "harbor"),
+        make_repository(alpha, "base/os", "harbor"),
+        make_repository(zeta, "base/tools", "harbor"),
+    ]
+    return [
+        make_image(
+            repositories[n % 4],
+            f"v{n}",
+            digest=f"sha256:{n:02d}" + "ab" * 31,
+            registry_updated_at=NOW - dt.timedelta(hours=n % 7),
+        )
+        for n in range(25)
+    ]
+
+
+def _text(response) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
+
+
+def _page(client, query: str):
+    response = client.get(f"/images/?{query}")
+    assert response.status_code == 200
+    return response
+
+
+def _expected(project, query: str) -> list[int]:
+    filterset = ImageFilter(
+        QueryDict(query),
+        queryset=Image.objects.filter(project_id__in=[project.pk]),
+        project=project,
+        lenient=True,
+    )
+    return list(filterset.rows.values_list("pk", flat=True))
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def test_past_the_bound_the_page_says_more_than_and_pages_to_the_last_row(
+    images, project, admin_user, login
+):
+    client = login(admin_user)
+    first = _page(client, "per_page=10")
+    text = _text(first)
+    assert "More than 10 images" in text and "Page 1" in text and "Page 1 of" not in text
+    assert 'rel="next"' in first.content.decode()
+    second = _page(client, "per_page=10&page=2")
+    # Rows up to the second page's end and one after it are known to exist.
+    assert "More than 20 images" in _text(second) and "Page 2 of" not in _text(second)
+    last = _page(client, "per_page=10&page=3")
+    assert "25 images" in _text(last) and "More than" not in _text(last)
+    assert "Page 3 of 3" in _text(last) and 'rel="next"' not in last.content.decode()
+    shown = [row.pk for page in (first, second, last) for row in page.context["page"].object_list]
+    assert shown == _expected(project, "") and len(shown) == 25
+
+
+def test_a_page_past_the_end_is_the_last_page_counted_exactly(images, admin_user, login):
+    client = login(admin_user)
+    for number in ("9", "0", "-1"):
+        response = _page(client, f"per_page=10&page={number}")
+        assert response.context["page"].number == 3
+        assert "Page 3 of 3" in _text(response) and "25 images" in _text(response)
+    assert _page(client, "per_page=10&page=abc").context["page"].number == 1
+
+
+def test_under_the_bound_counts_and_chips_are_exact(images, admin_user, login):
+    response = _page(login(admin_user), "tag=v2")  # v2, v20-v24
+    assert "More than" not in _text(response)
+    assert response.context["page"].paginator.count == 6
+    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    assert chips["harbor"] + chips["other"] == 6 and chips["jfrog"] == 0
+
+
+def test_past_the_bound_the_type_chips_say_they_were_not_counted(images, admin_user, login):
+    response = _page(login(admin_user), "tag=v1&per_page=20")  # v1, v10-v19: 11 images
+    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    assert set(chips.values()) == {None}
+    assert "Not counted: more than 8 images match these filters." in response.content.decode()
+    # One page holds all eleven: it is the last, so its total is exact again.
+    assert response.context["page"].paginator.count == 11
+    assert len(response.context["page"].object_list) == 11
+
+
+def test_the_bounded_page_in_chinese(images, admin_user, login):
+    client = login(admin_user)
+    response = client.get("/images/?per_page=10&tag=v", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    text = _text(response)
+    assert "超过 10 个镜像" in text and "第 1 页" in text
+    response = client.get("/images/?tag=v1", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "未计数" in response.content.decode()
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_the_api_count_is_a_lower_bound_past_the_bound_and_next_reaches_the_end(
+    images, project, viewer
+):
+    client = api_as(viewer)
+    url = api_url("image-list", project_id=project.pk)
+    body = client.get(url, {"page_size": 10}).json()
+    assert body["count"] == 11 and body["count_is_lower_bound"] is True
+    ids = [row["id"] for row in body["results"]]
+    pages = 1
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        ids += [row["id"] for row in body["results"]]
+        pages += 1
+    assert pages == 3 and body["count"] == 25 and body["count_is_lower_bound"] is False
+    assert ids == _expected(project, "")
+    assert_error(client.get(url, {"page": 4, "page_size": 10}), 404, "not_found")
+    last = client.get(url, {"page": "last", "page_size": 10}).json()
+    assert [row["id"] for row in last["results"]] == ids[20:] and last["count"] == 25
+
+
+def test_the_api_count_is_exact_under_the_bound(images, project, viewer):
+    url = api_url("image-list", project_id=project.pk)
+    body = api_as(viewer).get(url, {"tag": "v2", "page_size": 2}).json()
+    assert body["count"] == 6 and body["count_is_lower_bound"] is False
+
+
+def test_the_api_type_counts_say_when_they_are_lower_bounds(images, project, viewer):
+    url = api_url("image-type-counts", project_id=project.pk)
+    exact = api_as(viewer).get(url, {"tag": "v2"}).json()
+    assert {row["count_is_lower_bound"] for row in exact} == {False}
+    assert sum(row["count"] for row in exact) == 6
+    bounded = api_as(viewer).get(url, {"tag": "v1"}).json()
+    assert {row["count_is_lower_bound"] for row in bounded} == {True}
+    # The first matches found, by type: together one more than the bound.
+    assert sum(row["count"] for row in bounded) == LIMIT + 1
+
+
+def test_the_schema_documents_the_lower_bound(db):
+    from django.test import Client
+
+    schema = Client().get("/api/v1/schema/", {"format": "json"}).json()
+    paged = schema["components"]["schemas"]["PaginatedImageList"]
+    assert "count_is_lower_bound" in paged["properties"]
+    assert "count_is_lower_bound" in paged["required"]
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "tags"),
+    [
+        ("ABAB", [f"v{n}" for n in range(25)]),  # inside every digest, any case
+        ("sha256:07ab", ["v7"]),
+        ("7abab", ["v7", "v17"]),  # the middle of two digests
+        ("23", ["v23"]),  # a tag's tail
+        ("V1", ["v1"] + [f"v{n}" for n in range(10, 20)]),
+        ("tools", ["v3", "v7", "v11", "v15", "v19", "v23"]),  # a repository path
+        ("nothing-matches", []),
+    ],
+)
+def test_search_finds_substrings_of_tags_digests_and_paths(
+    images, project, admin_user, login, q, tags
+):
+    response = _page(login(admin_user), f"q={q}&sort=tag&per_page=50")
+    shown = sorted(row.tag for row in response.context["page"].object_list)
+    assert shown == sorted(tags)
+
+
+def test_search_with_many_matching_repositories_reads_them_in_a_subquery(
+    images, project, admin_user, login, monkeypatch
+):
+    monkeypatch.setattr(ImageFilter, "SEARCH_REPOSITORY_IDS", 1)
+    response = _page(login(admin_user), "q=team/&per_page=50")  # team/api and team/web
+    assert sorted(row.repository.path for row in response.context["page"].object_list) == sorted(
+        ["team/api"] * 7 + ["team/web"] * 6
+    )
+
+
+def test_the_search_uses_the_trigram_indexes_on_postgresql(images, project):
+    # Without the conditions on project and tagged, and with scans of the whole table or of
+    # an index in its order ruled out (a few rows: the planner would read them all), only the
+    # trigram indexes can answer the search's conditions.
+    filterset = ImageFilter(
+        QueryDict("q=abab&tagged=all"), queryset=Image.objects.all(), project=project
+    )
+    sql, params = filterset.rows.order_by().query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "image_tag_trgm_idx" in plan and "image_digest_trgm_idx" in plan
+        else:  # the migration does nothing on SQLite
+            cursor.execute("SELECT name FROM sqlite_master WHERE name LIKE '%trgm%'")
+            assert cursor.fetchall() == []
+
+
+# --- the sort by registry -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort", ["registry", "-registry", "registry,-tag"])
+@pytest.mark.parametrize("query", ["", "tag=v1", "type=harbor"])
+def test_the_registry_sort_reads_registries_in_turn_with_the_usual_rows(
+    images, project, sort, query
+):
+    query = "&".join(part for part in (query, f"sort={sort}") if part)
+    filterset = ImageFilter(
+        QueryDict(query),
+        queryset=Image.objects.filter(project_id__in=[project.pk]),
+        project=project,
+    )
+    usual = list(filterset.rows.values_list("pk", flat=True))
+    for start, stop in ((0, 4), (3, 9), (5, 12), (8, 30), (20, 25), (30, 40)):
+        assert filterset._registry_order_ids(start, stop) == usual[start:stop]
