@@ -589,8 +589,9 @@ class Repository(models.Model):
         the tagged ones by tag (in tag order), the untagged ones by digest."""
         tagged, untagged = {}, {}
         rows = Image.objects.filter(repository=self).order_by("tag")
+        is_tagged = len(_IMAGE_STATE_FIELDS)  # the column after the state's
         for row in rows.values_list(*_IMAGE_STATE_FIELDS, "tagged"):
-            if row[15]:
+            if row[is_tagged]:
                 tagged[row[1]] = row
             else:
                 untagged[row[2]] = row
