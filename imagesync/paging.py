@@ -112,10 +112,10 @@ class BoundedPaginator(Paginator):
 
     def __init__(self, object_list, per_page, orphans=0, allow_empty_first_page=True, total=None):
         super().__init__(object_list, per_page, orphans, allow_empty_first_page)
-        # SQLite counts a project's rows from a covering index faster than it walks them in a
-        # sort's order (through a join, for a repository column): a page past the bound is
-        # read from the nearer end when counting up to twice its start finds the total.
-        # PostgreSQL walks the sort's index as fast as it counts.
+        # SQLite counts a project's rows (COUNT(*) over a covering index) faster than it walks
+        # them in a sort's order (through a join, for a repository column): for a page past
+        # the bound it counts them all, as before the bound, and reads the page from the
+        # nearer end. PostgreSQL walks the sort's index as fast as it counts.
         self.count_deep_pages = connection.vendor == "sqlite"
         if total is None and isinstance(object_list, IdsThenRows):
             total = object_list.count_up_to(count_limit())
@@ -161,11 +161,8 @@ class BoundedPaginator(Paginator):
         number = self.validate_number(number)
         start = (number - 1) * self.per_page
         if self.count_deep_pages and start >= self.total.value:
-            total = self.object_list.count_up_to(2 * start)
-            if total.exact:
-                self._know(total)
-                self.__dict__.pop("num_pages", None)
-                return super().page(number)
+            self.count_exactly()
+            return super().page(number)
         ids = self.object_list.ids(start, start + self.per_page + 1)
         if not ids and number > 1:
             raise EmptyPage(self.error_messages["no_results"])

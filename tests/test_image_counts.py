@@ -87,8 +87,12 @@ def test_past_the_bound_the_page_says_more_than_and_pages_to_the_last_row(
     assert "More than 10 images" in text and "Page 1" in text and "Page 1 of" not in text
     assert 'rel="next"' in first.content.decode()
     second = _page(client, "per_page=10&page=2")
-    # Rows up to the second page's end and one after it are known to exist.
-    assert "More than 20 images" in _text(second) and "Page 2 of" not in _text(second)
+    if connection.vendor == "sqlite":
+        # A page past the bound: SQLite counts every row (cheaper than its walk; paging.py).
+        assert "25 images" in _text(second) and "Page 2 of 3" in _text(second)
+    else:
+        # Rows up to the second page's end and one after it are known to exist.
+        assert "More than 20 images" in _text(second) and "Page 2 of" not in _text(second)
     last = _page(client, "per_page=10&page=3")
     assert "25 images" in _text(last) and "More than" not in _text(last)
     assert "Page 3 of 3" in _text(last) and 'rel="next"' not in last.content.decode()
