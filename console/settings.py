@@ -235,6 +235,9 @@ REGISTRY_EVENTS_COALESCE_MS = env_int("REGISTRY_EVENTS_COALESCE_MS", 1000)
 REGISTRY_EVENTS_PER_MINUTE = env_int("REGISTRY_EVENTS_PER_MINUTE", 60000, minimum=1)
 REGISTRY_EVENTS_MAX_BYTES = env_int("REGISTRY_EVENTS_MAX_BYTES", 1048576, minimum=1024)
 CONSOLE_URL = os.environ.get("CONSOLE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Image View, the Changes tab and their API lists count matches only up to this many
+# (imagesync.paging): past it they say "more than N" and the API's count is a lower bound.
+IMAGE_COUNT_LIMIT = env_int("IMAGE_COUNT_LIMIT", 10000, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -36,6 +36,7 @@ from imagesync.filters import (
 )
 from imagesync.history import Change, ImageInterval, history_start, inventory_diff
 from imagesync.models import Project, Repository, SyncTask
+from imagesync.paging import BoundedPaginator
 from imagesync.tables import (
     CHANGES,
     DIGEST_SPANS,
@@ -82,10 +83,13 @@ def change_list(request: HttpRequest) -> HttpResponse:
     """Changes: every change of the project, newest first, filtered, sorted and paginated
     from the URL."""
     filterset = _change_filterset(request)
-    # The page's ids first, from the other end past the middle: a deep page of a million
-    # changes is then an index walk, not an OFFSET over whole rows.
+    # The page's ids first, then those rows: a deep page of a million changes is an index
+    # walk, not an OFFSET over whole rows. The total is counted only up to IMAGE_COUNT_LIMIT
+    # (imagesync.paging), as in Image View: past it the page says "More than N changes".
     rows = IdsThenRows(filterset.rows, details=lambda changes: changes)
-    page = Paginator(rows, page_size(request.GET)).get_page(request.GET.get("page"))
+    page = BoundedPaginator(rows, page_size(request.GET)).get_page(request.GET.get("page"))
+    # Whether the project has any change at all (the empty state): the bounded count above,
+    # or else one EXISTS probe -- never a count of every change.
     has_changes = page.paginator.count > 0 or _project_rows(request, Change).exists()
     context = {
         "filterset": filterset,

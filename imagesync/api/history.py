@@ -10,6 +10,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from imagesync.api.pagination import ChangePagination
 from imagesync.api.views import ProjectScopedMixin
 from imagesync.filters import ChangeFilter
 from imagesync.history import Change, ImageInterval, inventory_diff
@@ -22,6 +23,7 @@ from imagesync.history_views import (
     spans_of,
 )
 from imagesync.models import Repository, RepositoryType
+from imagesync.paging import IdsThenRows
 
 # --- changes ----------------------------------------------------------------------------------
 
@@ -92,15 +94,19 @@ class ChangeViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.GenericV
 
     serializer_class = ChangeSerializer
     filterset_class = ChangeFilter
+    pagination_class = ChangePagination
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Change.objects.none()
-        return (
-            Change.objects.for_user(self.request.user)
-            .filter(project=self.project)
-            .order_by("-time", "-id")
-        )
+        # The project is one the user may see (`initial` checked it): its id, not for_user's
+        # `project_id IN (subquery)`, as the Changes tab and the image list read it.
+        return Change.objects.filter(project_id__in=[self.project.pk]).order_by("-time", "-id")
+
+    def paginate_queryset(self, queryset):
+        # As the Changes tab pages: the total counted up to IMAGE_COUNT_LIMIT (a lower bound
+        # past it, `count_is_lower_bound`), the page's ids first, then those rows.
+        return super().paginate_queryset(IdsThenRows(queryset, details=lambda changes: changes))
 
 
 # --- a tag's timeline, digest lookup, diff between two moments -------------------------------

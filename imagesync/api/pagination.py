@@ -33,13 +33,16 @@ class ApiPagination(PageNumberPagination):
         return self.page_size
 
 
-class ImagePagination(ApiPagination):
-    """The image list's paging: as ApiPagination, with the total counted only up to
-    IMAGE_COUNT_LIMIT (imagesync.paging): past it `count` is the number of images known to
+class BoundedPagination(ApiPagination):
+    """Paging of a list of up to a million rows: as ApiPagination, with the total counted only
+    up to IMAGE_COUNT_LIMIT (imagesync.paging): past it `count` is the number of rows known to
     match (a lower bound) and `count_is_lower_bound` is true; `next` is always right, and the
-    last page's `count` is exact. `page=last` counts every match."""
+    last page's `count` is exact. `page=last` counts every match. The view pages an
+    `IdsThenRows` (the page's ids, then those rows)."""
 
     django_paginator_class = BoundedPaginator
+    # What `count` counts, for the schema ("Images", "Changes").
+    counted = "Rows"
 
     def get_page_number(self, request, paginator):
         number = request.query_params.get(self.page_query_param) or 1
@@ -55,7 +58,7 @@ class ImagePagination(ApiPagination):
     def get_paginated_response_schema(self, schema):
         schema = super().get_paginated_response_schema(schema)
         schema["properties"]["count"]["description"] = (
-            "Images that match: exact, unless count_is_lower_bound is true (more than"
+            f"{self.counted} that match: exact, unless count_is_lower_bound is true (more than"
             " IMAGE_COUNT_LIMIT, default 10,000, matched: then at least this many)."
         )
         schema["properties"]["count_is_lower_bound"] = {
@@ -64,3 +67,15 @@ class ImagePagination(ApiPagination):
         }
         schema["required"].append("count_is_lower_bound")
         return schema
+
+
+class ImagePagination(BoundedPagination):
+    """The image list's paging (BoundedPagination)."""
+
+    counted = "Images"
+
+
+class ChangePagination(BoundedPagination):
+    """The changes list's paging (BoundedPagination)."""
+
+    counted = "Changes"
