@@ -244,10 +244,17 @@ def main() -> None:
         "--profile",
         help="run each command under py-spy (installed by hand), raw stacks to PREFIX-*.txt",
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (where the CPU goes), "
+        "instead of every thread, idle ones included (where each thread waits)",
+    )
     args = parser.parse_args()
     if args.profile:
         py_spy = Path(sys.executable).parent / "py-spy"
-        PROFILE.extend([str(py_spy), "record", "-r", "250", "-f", "raw", "--idle", "-t"])
+        mode = "--gil" if args.profile_gil else "--idle"
+        PROFILE.extend([str(py_spy), "record", "-r", "250", "-f", "raw", mode, "-t"])
         PROFILE.append(args.profile)
 
     from tests.support.registry_fixtures import stop_registry

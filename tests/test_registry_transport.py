@@ -318,3 +318,25 @@ def test_proxies_from_the_environment_are_still_used_and_no_proxy_still_bypasses
     assert proxies[0] == proxies[1]
     assert proxies[0]["https"] == "http://proxy.corp.example:3128"
     assert "https" not in proxies[2]
+
+
+def test_a_netrc_entry_is_still_used_and_read_once_per_host(rsps, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine reg.example.com login netrc-user password netrc-pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    looked = []
+    real = requests.utils.get_netrc_auth
+    monkeypatch.setattr(requests.utils, "get_netrc_auth", lambda *a: looked.append(a) or real(*a))
+    rsps.add(responses.GET, f"{URL}/v2/", json={})
+    rsps.add(responses.GET, "https://other.example.com/v2/", json={})
+    t, _ = transport()
+
+    for _ in range(3):
+        t.request("GET", "/v2/")
+    t.request("GET", "https://other.example.com/v2/")
+
+    sent = [call.request.headers.get("Authorization") for call in rsps.calls]
+    basic = requests.auth._basic_auth_str("netrc-user", "netrc-pass")
+    assert sent == [basic, basic, basic, None]  # the host's entry, and none for another host
+    assert len(looked) == 2  # once per host, not once per request

@@ -281,6 +281,11 @@ class RateLimiter:
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """No auth (no ~/.netrc entry for the host): the request as it is."""
+    return request
+
+
 class _Session(requests.Session):
     """A requests Session that reads the environment's proxy and CA bundle settings once per
     host instead of on every request.
@@ -294,6 +299,20 @@ class _Session(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[tuple, dict[str, Any]] = {}
+        self._netrc: dict[tuple, Any] = {}
+
+    def prepare_request(self, request):  # noqa: D102
+        # requests looks for a ~/.netrc entry on every request that carries no auth of its
+        # own (two stat calls, a tenth of a sync's request CPU): look once per host. The
+        # entry found, or none, is then given as the request's auth, as requests would. (A
+        # URL with user:password@ is left to requests, which takes the auth from it.)
+        parts = urlsplit(request.url)
+        if self.trust_env and not request.auth and not self.auth and "@" not in parts.netloc:
+            key = (parts.scheme, parts.netloc)
+            if key not in self._netrc:
+                self._netrc[key] = requests.utils.get_netrc_auth(request.url) or _no_auth
+            request.auth = self._netrc[key]
+        return super().prepare_request(request)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: D102
         if proxies or not isinstance(verify, bool | str | None):
@@ -305,6 +324,26 @@ class _Session(requests.Session):
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             self._environment[key] = settings
         return {**settings, "proxies": dict(settings["proxies"])}
+
+
+class _Adapter(HTTPAdapter):
+    """An HTTPAdapter that works out a host's connection-pool key once per session: requests
+    does it for every request, with an `isdir` call on the CA bundle's path (a system call,
+    and a GIL hand-off, per request). The key depends only on the URL's scheme and host and
+    on the TLS settings, the same for every request of a sync."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # noqa: D102
+        parts = urlsplit(request.url)
+        key = (parts.scheme, parts.netloc, verify, cert if cert is None else str(cert))
+        found = self._pool_keys.get(key)
+        if found is None:
+            found = super().build_connection_pool_key_attributes(request, verify, cert)
+            self._pool_keys[key] = found
+        return dict(found[0]), dict(found[1])
 
 
 class Transport:
@@ -339,9 +378,7 @@ class Transport:
         rps = opts.get("requests_per_second")
         self._limiter = RateLimiter(float(rps) if rps else None)
         self.session = _Session()
-        adapter = HTTPAdapter(
-            pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0
-        )
+        adapter = _Adapter(pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT

@@ -342,8 +342,7 @@ class Participation:
             return
         if kind in ("repository", "continued"):
             if self.on_progress is not None:
-                with db_guard():
-                    self.task.refresh_from_db(fields=["repositories_done", "repositories_total"])
+                self._refresh_progress()
                 self.on_progress(self.task, value)
             if job_ended and self.active.get(active.job.pk) is active:
                 self._complete(active)
@@ -352,6 +351,19 @@ class Participation:
         if value:
             with db_guard():  # the ORM broker writes to the database too
                 self.announce(value)
+
+    def _refresh_progress(self) -> None:
+        """The task's done and total counts, for the progress line after each repository (a
+        plain query: the ORM's refresh cost the main thread more than the database did)."""
+        table = connection.ops.quote_name(SyncTask._meta.db_table)
+        with db_guard(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT repositories_done, repositories_total FROM {table} WHERE id = %s",
+                [self.task.pk],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            self.task.repositories_done, self.task.repositories_total = row
 
     def _complete(self, active: ActiveJob) -> None:
         self.active.pop(active.job.pk, None)
