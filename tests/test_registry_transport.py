@@ -340,3 +340,24 @@ def test_a_netrc_entry_is_still_used_and_read_once_per_host(rsps, monkeypatch, t
     basic = requests.auth._basic_auth_str("netrc-user", "netrc-pass")
     assert sent == [basic, basic, basic, None]  # the host's entry, and none for another host
     assert len(looked) == 2  # once per host, not once per request
+
+
+def test_a_redirect_is_followed_and_a_cookie_kept_as_requests_would(rsps):
+    rsps.add(
+        responses.GET,
+        f"{URL}/v2/app/blobs/sha256:abc",
+        status=307,
+        headers={"Location": "https://storage.example.net/blob?sig=1"},
+    )
+    rsps.add(responses.GET, "https://storage.example.net/blob", json={"config": 1})
+    rsps.add(responses.GET, f"{URL}/v2/", json={}, headers={"Set-Cookie": "sid=abc; Path=/"})
+    t, _ = transport()
+
+    blob = t.request("GET", "/v2/app/blobs/sha256:abc")
+    assert blob.json() == {"config": 1} and blob.url.startswith("https://storage.example.net/")
+    assert [r.status_code for r in blob.history] == [307]
+    t.request("GET", "/v2/")  # sets a cookie
+    t.request("GET", "/v2/")  # sends it back
+
+    assert rsps.calls[-1].request.headers.get("Cookie") == "sid=abc"
+    assert "Cookie" not in rsps.calls[0].request.headers
