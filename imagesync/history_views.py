@@ -78,6 +78,15 @@ def _scope(filterset: ChangeFilter) -> dict:
     return scope if scope["task"] or scope["repository"] else {}
 
 
+def walks_in_order(changes) -> bool:
+    """Whether `changes` is sorted by time (either way), which the (project, time, id) index
+    walks in order: a deep page past the count's bound is then read forwards without a count
+    (PostgreSQL). Any other sort reads a deep page from the nearer end after counting every
+    row, as before the bound: reaching it forwards sorts every row before it (a page near the
+    end of a million changes sorted by tag: 1.1 s instead of 0.12 s on PostgreSQL)."""
+    return tuple(changes.query.order_by) in {("-time", "-id"), ("time", "id")}
+
+
 @require_GET
 def change_list(request: HttpRequest) -> HttpResponse:
     """Changes: every change of the project, newest first, filtered, sorted and paginated
@@ -86,7 +95,11 @@ def change_list(request: HttpRequest) -> HttpResponse:
     # The page's ids first, then those rows: a deep page of a million changes is an index
     # walk, not an OFFSET over whole rows. The total is counted only up to IMAGE_COUNT_LIMIT
     # (imagesync.paging), as in Image View: past it the page says "More than N changes".
-    rows = IdsThenRows(filterset.rows, details=lambda changes: changes)
+    rows = IdsThenRows(
+        filterset.rows,
+        details=lambda changes: changes,
+        count_deep_pages=not walks_in_order(filterset.rows),
+    )
     page = BoundedPaginator(rows, page_size(request.GET)).get_page(request.GET.get("page"))
     # Whether the project has any change at all (the empty state): the bounded count above,
     # or else one EXISTS probe -- never a count of every change.

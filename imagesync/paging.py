@@ -48,12 +48,24 @@ class IdsThenRows:
     no joins), then those rows with their repository and registry. A plain OFFSET would build
     every skipped row with its joins. A page in the second half is read from the other end
     with the order reversed, so the last page of 100,000 rows is as cheap as the first (when
-    the total is known exactly)."""
+    the total is known exactly).
 
-    def __init__(self, queryset, count: int | None = None, details=None, page_ids=None):
+    `count_deep_pages`: a page past the count's bound counts every row and is read from the
+    nearer end on every database, not only on SQLite (BoundedPaginator) -- for a sort that no
+    index walks in order, where reaching a deep page forwards sorts every row before it."""
+
+    def __init__(
+        self,
+        queryset,
+        count: int | None = None,
+        details=None,
+        page_ids=None,
+        count_deep_pages: bool = False,
+    ):
         self.queryset = queryset
         self.ordered = True
         self._count = count
+        self.count_deep_pages = count_deep_pages
         self.details = details or (lambda rows: rows.select_related("repository__registry"))
         # page_ids(start, stop): the ids of those rows by a cheaper plan, or None (as of a
         # moment: a bounded walk of the sort's index, ImageAsOfFilter.page_ids).
@@ -116,7 +128,9 @@ class BoundedPaginator(Paginator):
         # them in a sort's order (through a join, for a repository column): for a page past
         # the bound it counts them all, as before the bound, and reads the page from the
         # nearer end. PostgreSQL walks the sort's index as fast as it counts.
-        self.count_deep_pages = connection.vendor == "sqlite"
+        self.count_deep_pages = connection.vendor == "sqlite" or getattr(
+            object_list, "count_deep_pages", False
+        )
         if total is None and isinstance(object_list, IdsThenRows):
             total = object_list.count_up_to(count_limit())
         self.total = None

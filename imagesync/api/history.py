@@ -21,6 +21,7 @@ from imagesync.history_views import (
     digests_matching,
     form_errors,
     spans_of,
+    walks_in_order,
 )
 from imagesync.models import Repository, RepositoryType
 from imagesync.paging import IdsThenRows
@@ -106,7 +107,12 @@ class ChangeViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.GenericV
     def paginate_queryset(self, queryset):
         # As the Changes tab pages: the total counted up to IMAGE_COUNT_LIMIT (a lower bound
         # past it, `count_is_lower_bound`), the page's ids first, then those rows.
-        return super().paginate_queryset(IdsThenRows(queryset, details=lambda changes: changes))
+        rows = IdsThenRows(
+            queryset,
+            details=lambda changes: changes,
+            count_deep_pages=not walks_in_order(queryset),
+        )
+        return super().paginate_queryset(rows)
 
 
 # --- a tag's timeline, digest lookup, diff between two moments -------------------------------
