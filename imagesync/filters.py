@@ -825,7 +825,35 @@ class ImageFilter(ListFilterSet):
             return None
         if connection.vendor == "postgresql" and self.sort.split(",")[0].lstrip("-") == "registry":
             return self._registry_order_ids(start, stop)
+        if connection.vendor == "postgresql" and self.form.cleaned_data.get("tagged") == "all":
+            return self._both_tagged_ids(start, stop)
         return self._walked_ids(start, stop)
+
+    MERGE_PAGE_LIMIT = 10_000  # rows before the page's end: deeper pages use the usual plan
+
+    def _both_tagged_ids(self, start: int, stop: int) -> list[int] | None:
+        """PostgreSQL, tagged and untagged images together, sorted by the image's own columns:
+        every sort's index leads with `tagged` and PostgreSQL 15 has no skip scan, so the
+        usual plan reads and sorts every image of the project (a million: 320 ms). Here the
+        first `stop` rows of each of the two `tagged` ranges are read in the sort's order (two
+        index walks) and the database merges them, in the same order, for the page."""
+        if stop > self.MERGE_PAGE_LIMIT:
+            return None
+        rows = self.rows
+        columns = []
+        for key in rows.query.order_by:
+            name = key.lstrip("-") if isinstance(key, str) else None
+            if name is None and isinstance(getattr(key, "expression", None), F):
+                name = key.expression.name
+            if name is None or "__" in name:
+                return None  # an expression, or a repository column: its join decides
+            columns.append("id" if name == "pk" else name)
+        columns = list(dict.fromkeys(["id", *columns]))
+        halves = [
+            rows.filter(tagged=tagged).values_list(*columns)[:stop] for tagged in (True, False)
+        ]
+        merged = halves[0].union(halves[1], all=True).order_by(*rows.query.order_by)
+        return [row[0] for row in merged[start:stop]]
 
     def _registry_order_ids(self, start: int, stop: int) -> list[int] | None:
         """The page's ids for a sort that starts with the registry's name: a project has a
