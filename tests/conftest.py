@@ -72,6 +72,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture
+def redis_url() -> str:
+    """REDIS_URL (or the local server's default database), once its server answers; skips
+    where no Redis runs (CI has one)."""
+    import os
+
+    import redis
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis server here (CI has one)")
+    return url
+
+
+@pytest.fixture
 def project(db):
     from imagesync.models import Project
 
