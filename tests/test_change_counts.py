@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from imagesync.history import Change
 from imagesync.models import SyncTask
-from tests.support.api import FAST_HASHERS, api_as, assert_error, reset_rate_limits
+from tests.support.api import api_as, assert_error, bound_counts
 from tests.support.changes import build_history
 from tests.support.fakes import image
 from tests.support.web import body_of
@@ -30,9 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _small_bound(db, settings):
-    settings.IMAGE_COUNT_LIMIT = LIMIT
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-    reset_rate_limits()
+    bound_counts(settings, LIMIT)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.http import QueryDict
 
 from imagesync.filters import ImageFilter
 from imagesync.models import Image, Registry
-from tests.support.api import FAST_HASHERS, api_as, api_url, assert_error, reset_rate_limits
+from tests.support.api import api_as, api_url, assert_error, bound_counts
 from tests.support.factories import NOW, make_image, make_repository
 
 LIMIT = 8
@@ -23,9 +23,7 @@ LIMIT = 8
 
 @pytest.fixture(autouse=True)
 def _small_bound(db, settings):
-    settings.IMAGE_COUNT_LIMIT = LIMIT
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-    reset_rate_limits()
+    bound_counts(settings, LIMIT)
 
 
 @pytest.fixture

@@ -307,12 +307,9 @@ class _Session(requests.Session):
 
     def prepare_request(self, request):  # noqa: D102
         # requests looks for a ~/.netrc entry on every request that carries no auth of its
-        # own (two stat calls, a tenth of a sync's request CPU): look once per host. The
-        # entry found, or none, is then given as the request's auth, as requests would. (A
-        # URL with user:password@ is left to requests, which takes the auth from it.)
-        url_auth = "@" in urlsplit(request.url).netloc
-        if self.trust_env and not request.auth and not self.auth and not url_auth:
-            request.auth = self._auth_of(request.url) or _no_auth
+        # own (two stat calls, a tenth of a sync's request CPU): look once per host.
+        if not request.auth and not self.auth:
+            request.auth = self._auth_of(request.url)
         return super().prepare_request(request)
 
     def send_plainly(self, method: str, url: str, kwargs: dict) -> requests.Response:
@@ -355,17 +352,18 @@ class _Session(requests.Session):
         return response
 
     def _auth_of(self, url: str):
-        """The auth `prepare_request` would give a request without any: the host's ~/.netrc
-        entry (looked up once per host), else none (requests then takes a user:password@
-        from the URL)."""
-        parts = urlsplit(url)
-        if not self.trust_env or "@" in parts.netloc:
+        """The auth requests would give a request to `url` that carries none: the host's
+        ~/.netrc entry (looked up once per host), else `_no_auth`; None where requests is
+        left to decide (no environment settings, or a user:password@ in the URL and no
+        entry: it takes that)."""
+        if not self.trust_env:
             return None
+        parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         if key not in self._netrc:
             self._netrc[key] = requests.utils.get_netrc_auth(url) or _no_auth
         found = self._netrc[key]
-        return None if found is _no_auth else found
+        return None if found is _no_auth and "@" in parts.netloc else found
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: D102
         if proxies or not isinstance(verify, bool | str | None):

@@ -132,7 +132,6 @@ class _HandOver:
     def __enter__(self):
         with self._lock:
             self._wanted += 1
-        slot = None
         try:
             self._permits.acquire()
             try:

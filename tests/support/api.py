@@ -47,3 +47,11 @@ def reset_rate_limits() -> None:
 
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # personas' passwords only
+
+
+def bound_counts(settings, limit: int) -> None:
+    """Lists count their matches only up to `limit` (IMAGE_COUNT_LIMIT), for a test that pages
+    past it through the pages and the API (fast personas' passwords, no inherited throttle)."""
+    settings.IMAGE_COUNT_LIMIT = limit
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+    reset_rate_limits()
