@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from imagesync.history import Change
 from imagesync.models import SyncTask
-from tests.support.api import api_as, assert_error, bound_counts
+from tests.support.api import api_as, assert_error, bound_counts, follow_pages
 from tests.support.changes import build_history
 from tests.support.fakes import image
 from tests.support.web import body_of
@@ -192,12 +192,7 @@ def test_the_api_count_is_a_lower_bound_past_the_bound_and_next_reaches_the_end(
     client = api_as(viewer)
     body = client.get(_api_url(project), {"page_size": 10}).json()
     assert body["count"] == LIMIT + 1 and body["count_is_lower_bound"] is True
-    ids = [row["id"] for row in body["results"]]
-    pages = 1
-    while body["next"]:
-        body = client.get(body["next"]).json()
-        ids += [row["id"] for row in body["results"]]
-        pages += 1
+    ids, pages, body = follow_pages(client, body)
     assert pages == 4 and body["count"] == 31 and body["count_is_lower_bound"] is False
     assert ids == _all_ids(project)
     assert_error(client.get(_api_url(project), {"page": 5, "page_size": 10}), 404, "not_found")

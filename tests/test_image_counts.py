@@ -15,7 +15,7 @@ from django.http import QueryDict
 
 from imagesync.filters import ImageFilter
 from imagesync.models import Image, Registry
-from tests.support.api import api_as, api_url, assert_error, bound_counts
+from tests.support.api import api_as, api_url, assert_error, bound_counts, follow_pages
 from tests.support.factories import NOW, make_image, make_repository
 
 LIMIT = 8
@@ -144,12 +144,7 @@ def test_the_api_count_is_a_lower_bound_past_the_bound_and_next_reaches_the_end(
     url = api_url("image-list", project_id=project.pk)
     body = client.get(url, {"page_size": 10}).json()
     assert body["count"] == 11 and body["count_is_lower_bound"] is True
-    ids = [row["id"] for row in body["results"]]
-    pages = 1
-    while body["next"]:
-        body = client.get(body["next"]).json()
-        ids += [row["id"] for row in body["results"]]
-        pages += 1
+    ids, pages, body = follow_pages(client, body)
     assert pages == 3 and body["count"] == 25 and body["count_is_lower_bound"] is False
     assert ids == _expected(project, "")
     assert_error(client.get(url, {"page": 4, "page_size": 10}), 404, "not_found")

@@ -55,3 +55,15 @@ def bound_counts(settings, limit: int) -> None:
     settings.IMAGE_COUNT_LIMIT = limit
     settings.PASSWORD_HASHERS = FAST_HASHERS
     reset_rate_limits()
+
+
+def follow_pages(client, body: dict) -> tuple[list[int], int, dict]:
+    """From a list's first page (`body`), every row's id through the `next` links, the number
+    of pages read and the last page's body."""
+    ids = [row["id"] for row in body["results"]]
+    pages = 1
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        ids += [row["id"] for row in body["results"]]
+        pages += 1
+    return ids, pages, body
