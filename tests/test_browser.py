@@ -90,7 +90,7 @@ def test_an_admin_connects_a_registry_synchronizes_and_sees_exactly_the_pushed_i
     ui.sign_in("alice-admin", PASSWORD)
 
     # Empty Image View tells what to do next.
-    assert page.get_by_role("heading", name="No registry connected yet").is_visible()
+    expect(page.get_by_role("heading", name="No registry connected yet")).to_be_visible()
 
     connect_registry(ui, fresh_registry)
     row = page.locator('tr[data-registry="local-distribution"]')
@@ -104,7 +104,7 @@ def test_an_admin_connects_a_registry_synchronizes_and_sees_exactly_the_pushed_i
     assert fresh_registry.password not in page.content()
 
     page.get_by_role("link", name="Image View").first.click()
-    assert page.get_by_role("heading", name="No images synchronized yet").is_visible()
+    expect(page.get_by_role("heading", name="No images synchronized yet")).to_be_visible()
 
     panel = open_panel(ui)
     assert panel.get_by_label("All image repositories").is_checked()
@@ -214,7 +214,7 @@ def test_the_specified_repositories_flow_syncs_only_the_chosen_repository(
     panel.get_by_label("Name", exact=True).fill("proxy")
     panel.get_by_role("button", name="Filter").click()
     expect(panel.locator("#repo-picker input[data-repo-checkbox]")).to_have_count(1)
-    assert panel.get_by_label("infra/proxy").is_visible()
+    expect(panel.get_by_label("infra/proxy")).to_be_visible()
     assert panel.locator("[data-selected-count]").inner_text() == "1"
     panel.get_by_role("button", name="OK").click()
     panel.wait_for(state="detached")
@@ -282,7 +282,7 @@ def test_a_viewer_sees_no_synchronize_button(
         allow_insecure_http=True,
     )
     ui.sign_in("vera-viewer", PASSWORD)
-    assert page.get_by_role("link", name="Manage Task").first.is_visible()
+    expect(page.get_by_role("link", name="Manage Task").first).to_be_visible()
     assert page.get_by_role("link", name="Synchronize Images").count() == 0
     assert page.get_by_role("button", name="Synchronize Images").count() == 0
     ui.goto("/registries/")
