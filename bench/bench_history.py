@@ -520,6 +520,9 @@ def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
     ImageInterval.objects.bulk_create(intervals, batch_size=2000)
     Change.objects.bulk_create(changes, batch_size=2000)
     Image.objects.bulk_create(images, batch_size=2000)
+    # Each repository's result finished at its own time, as in a real sync (a second apart
+    # here): "Last synced" then has one value per repository, not one per task.
+    lead = timedelta(seconds=REPOSITORIES - int(repository.name.rsplit("-", 1)[1]))
     SyncTaskRepository.objects.bulk_create(
         [
             SyncTaskRepository(
@@ -529,8 +532,8 @@ def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
                 repository_type=repository.type,
                 repository_path=repository.path,
                 status="finished",
-                started_at=task.finished_at,
-                finished_at=task.finished_at,
+                started_at=task.finished_at - lead,
+                finished_at=task.finished_at - lead,
             )
             for task in tasks
         ],

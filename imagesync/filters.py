@@ -34,6 +34,7 @@ from django.db.models import (
     Expression,
     F,
     Func,
+    IntegerField,
     OuterRef,
     Q,
     QuerySet,
@@ -59,6 +60,8 @@ from imagesync.history import (
     Change,
     ImageInterval,
     RepositoryName,
+    digests_containing,
+    has_odd_digests,
     history_start,
     stabbing_parts,
 )
@@ -971,6 +974,18 @@ class SyncedAsOfFilter(MomentFilter):
         return synced.filter(**{f"synced_as_of__{lookup}": bound})
 
 
+class RepositoryRank(Func):
+    """A number per repository id (`ranks`), NULL for the others, written inline (no
+    parameters): `CASE repository_id WHEN 7 THEN 0 ... ELSE NULL END`."""
+
+    output_field = IntegerField()
+
+    def __init__(self, ranks: dict[int, int]):
+        whens = " ".join(f"WHEN {int(pk)} THEN {int(rank)}" for pk, rank in sorted(ranks.items()))
+        template = f"CASE %(expressions)s {whens} ELSE NULL END" if whens else "NULL"
+        super().__init__(F("repository_id"), template=template)
+
+
 class AsOfSortFilter(SortFilter):
     """A sort of the inventory as of a moment; "Last synced" is computed only when sorted by."""
 
@@ -978,7 +993,7 @@ class AsOfSortFilter(SortFilter):
         fields = self.extra["table"].order_by(value or self.extra["table"].default_sort)
         if any(name.lstrip("-") == "synced_as_of" for name in fields):
             # Selectable: the page's ids may be read with it (ImageAsOfFilter._covered_ids).
-            qs = qs.annotate(synced_as_of=self.parent.last_synced())
+            qs = qs.annotate(synced_as_of=self.parent.synced_order())
         return qs.order_by(*fields)
 
 
@@ -1038,12 +1053,19 @@ class ImageAsOfFilter(ImageFilter):
         super().__init__(*args, **kwargs)
 
     def _part_filterset(
-        self, branch: str, queryset: QuerySet | None = None, without: str = ""
+        self,
+        branch: str,
+        queryset: QuerySet | None = None,
+        without: str = "",
+        ordered: bool = False,
     ) -> ImageAsOfFilter:
-        """The same filters (but `without`) and sort over one part of the moment's intervals
-        (`branch`, see `_part`), at this filterset's instant (a day of today ends "now")."""
+        """The same filters (but `without`) over one part of the moment's intervals (`branch`,
+        see `_part`), at this filterset's instant (a day of today ends "now"); with the same
+        sort if `ordered` (a part read for ids or counts needs none)."""
         data = self.data.copy()
         data.pop(without, None)
+        if not ordered:
+            data.pop("ordering", None)
         data["as_of"] = self.moment.isoformat()
         return type(self)(
             data,
@@ -1059,8 +1081,7 @@ class ImageAsOfFilter(ImageFilter):
         `bound`, when every row has a repository (else None: each row is compared)."""
         if self.project is None:
             return None
-        self.last_synced()  # the repositories' values, once
-        synced, removed = self.shared[("synced", self.moment)]
+        synced, removed = self._synced_values()
         if removed:
             return None
         passes = {"gte": operator.ge, "lt": operator.lt, "lte": operator.le}[lookup]
@@ -1071,12 +1092,31 @@ class ImageAsOfFilter(ImageFilter):
         are read once (see `last_synced_by_repository`)."""
         if self.project is None:
             return last_synced_as_of(self.moment)
+        return last_synced_by_repository(self.moment, *self._synced_values())
+
+    def _synced_values(self) -> tuple[dict, bool]:
+        """The project's repositories' last sync as of the moment (`repositories_synced_as_of`)
+        and whether some rows have no repository (a removed connection), read once."""
         key = ("synced", self.moment)
         if key not in self.shared:
-            removed = self.queryset.filter(repository__isnull=True).exists()
             synced = repositories_synced_as_of(self.project, self.moment)
-            self.shared[key] = (synced, removed)
-        return last_synced_by_repository(self.moment, *self.shared[key])
+            self.shared[key] = (synced, self._has_removed())
+        return self.shared[key]
+
+    def synced_order(self) -> Expression:
+        """What the rows sort by for "Last synced": without a removed connection, the rank of
+        their repository's value among the project's (NULL: never synced then), written
+        inline by repository id (`RepositoryRank`: a CASE of a few thousand branches that
+        Django would take longer to build than the database to run on a page's rows); else
+        the values themselves (`last_synced`)."""
+        if self.project is None:
+            return self.last_synced()
+        synced, removed = self._synced_values()
+        if removed:
+            return self.last_synced()
+        ranks = {last: rank for rank, last in enumerate(sorted(set(synced.values()) - {None}))}
+        by_repository = {pk: ranks[last] for pk, last in synced.items() if last is not None}
+        return RepositoryRank(by_repository)
 
     @property
     def moment(self) -> dt.datetime:
@@ -1158,10 +1198,11 @@ class ImageAsOfFilter(ImageFilter):
     def page_ids(self, start: int, stop: int) -> list[int] | None:
         """The ids of rows [start:stop] by a cheaper plan than `rows`, or None (the page then
         takes them from `rows`): with a filter that reads rows, its few matches, sorted
-        (`_matches`); for a sort by the repository's names, the rows of the repositories that
-        hold the page (`_names_order_ids`); a bounded walk of the sort's index for the first
-        pages of a sort not ordered by time (`_window_ids`); else the moment's parts read with
-        the sort's columns when the as-of indexes hold them (`_covered_ids`)."""
+        (`_matches`); for a sort by the repository's names or last sync, the rows of the
+        repositories that hold the page (`_repository_order_ids`); a bounded walk of the sort's
+        index for the first pages of a sort not ordered by time (`_window_ids`); else the
+        moment's parts read with the sort's columns when the as-of indexes hold them
+        (`_covered_ids`)."""
         if self.invalid or self._narrow_lead():
             return None  # (a narrow lead's rows are few: the page sorts them)
         matches = self._matches()
@@ -1171,7 +1212,7 @@ class ImageAsOfFilter(ImageFilter):
             rows = self.queryset.filter(pk__in=ids)
             ordered = self.filters["ordering"].filter(rows, self.form.cleaned_data.get("ordering"))
             return list(ordered.values_list("pk", flat=True)[start:stop])
-        ids = self._names_order_ids(start, stop)
+        ids = self._repository_order_ids(start, stop)
         if ids is not None:
             return ids
         if self.sort in self.WINDOW_SORTS and stop <= self.WINDOW_MAX_STOP:
@@ -1226,17 +1267,27 @@ class ImageAsOfFilter(ImageFilter):
     # "Last synced" is its repository's value, read from the repository id they hold.
     COVERED_SORT_FIELDS = frozenset({"registry_updated_at", "size", "tag", "id", "synced_as_of"})
 
-    def _covered_ids(self, start: int, stop: int) -> list[int] | None:
+    def _covered_ids(
+        self,
+        start: int,
+        stop: int,
+        fields: list[str] | None = None,
+        queryset: QuerySet | None = None,
+    ) -> list[int] | None:
         """The page's ids straight from the moment's parts, each selecting the sort's columns
         (UNION ALL, sorted, sliced), when the as-of indexes hold them: then neither the page
         nor the filters those indexes hold read a row; the full plan (`rows`) would read the
-        row of each of the moment's ~100,000 intervals to sort them (0.3 s on SQLite)."""
-        fields = self.table.order_by(self.sort)
+        row of each of the moment's ~100,000 intervals to sort them (0.3 s on SQLite).
+        `fields` and `queryset`: another order (default: the sort's) over fewer intervals."""
+        fields = fields or self.table.order_by(self.sort)
         names = list(dict.fromkeys(name.lstrip("-") for name in fields))
         if not self.COVERED_SORT_FIELDS.issuperset(names):
             return None
+        ordered = "synced_as_of" in names  # an annotation of the sort's
         parts = [
-            self._part_filterset(branch).qs.order_by().values_list(*names)
+            self._part_filterset(branch, queryset, ordered=ordered)
+            .qs.order_by()
+            .values_list(*names)
             for branch in STABBING_PARTS
         ]
         # Sorted outside the union: asked to sort a UNION ALL itself, SQLite merges its parts
@@ -1321,10 +1372,7 @@ class ImageAsOfFilter(ImageFilter):
             listed = self._repository_names()
             names = Counter(listed.values_list("repository_id", flat=True))
             repositories = Repository.objects.filter(registry__project=self.project)
-            missing = (
-                repositories.exclude(pk__in=list(names)).exists()
-                or self.queryset.filter(repository__isnull=True).exists()
-            )
+            missing = repositories.exclude(pk__in=list(names)).exists() or self._has_removed()
             self.shared["names"] = (names, missing)
         return self.shared["names"]
 
@@ -1366,53 +1414,166 @@ class ImageAsOfFilter(ImageFilter):
             self.shared["per_repository"] = counts
         return self.shared["per_repository"]
 
-    def _names_order_ids(self, start: int, stop: int) -> list[int] | None:
-        """The page's ids for a sort that starts with the repository's names (`_names_order`):
-        the repositories in that order (their listed names, sorted by the database), the
-        moment's rows of each counted from the as-of indexes, and only the rows of the
-        repositories that hold the page read (their own index: their whole history, each
-        tested against the moment), in the page's order. Repositories with equal names go
-        together: their rows interleave by the rest of the sort."""
-        order = self._names_order()
-        if order is None:
+    def _synced_order(self) -> list[list[int]] | None:
+        """For a sort that starts with "Last synced", the project's repositories in that order
+        (their last sync as of the moment, NULL where the database puts it: PostgreSQL after
+        every value, SQLite before), those with the same value together, when every interval
+        has a repository (a removed connection's rows compute theirs from their own row);
+        else None."""
+        if self.invalid or self.project is None or self._narrow_lead():
             return None
+        first = self.table.order_by(self.sort)[0]
+        if first.lstrip("-") != "synced_as_of":
+            return None
+        synced, removed = self._synced_values()
+        if removed:
+            return None
+        descending = first.startswith("-")
+        values: dict = {}
+        for repository_id, last in synced.items():
+            values.setdefault(last, []).append(repository_id)
+        never = values.pop(None, [])
+        groups = [sorted(values[last]) for last in sorted(values, reverse=descending)]
+        if never:
+            nulls_first = (connection.vendor == "postgresql") == descending
+            groups.insert(0 if nulls_first else len(groups), sorted(never))
+        return groups
+
+    def _repository_groups(self) -> list[list[int]] | None:
+        """For a sort that starts with a repository's value (its names, `_names_order`, or its
+        last sync, `_synced_order`), the project's repositories in the sort's order, those with
+        equal values together; else None."""
+        if "groups" not in self.shared:
+            groups = self._synced_order()
+            order = None if groups is not None else self._names_order()
+            if order is not None:
+                listed = self._repository_names()
+                keys = [name.lstrip("-") for name in order]
+                rows = listed.order_by(*order, "repository_id").values_list("repository_id", *keys)
+                named: list[tuple[list, list[int]]] = []  # (names, their repositories)
+                for repository_id, *names in rows:
+                    if not named or named[-1][0] != names:
+                        named.append((names, []))
+                    named[-1][1].append(repository_id)
+                groups = [ids for _names, ids in named]
+            self.shared["groups"] = groups
+        return self.shared["groups"]
+
+    def _group_rest(self) -> list[str]:
+        """The sort's fields after those of `_repository_groups`' values: the order of the
+        rows within a group."""
+        fields = self.table.order_by(self.sort)
+        if self._synced_order() is not None:
+            return fields[1:]
+        leading = len(self._names_order() or ())
+        return fields[leading:]
+
+    # A group of repositories with more of the moment's rows than this is read from the
+    # moment's parts in the as-of indexes (`_covered_ids`) rather than through its
+    # repositories' whole history (each row read and tested against the moment).
+    GROUP_WINDOW_ROWS = 1000
+
+    def _repository_order_ids(self, start: int, stop: int) -> list[int] | None:
+        """The page's ids for a sort that starts with a repository's value
+        (`_repository_groups`): the repositories in that order, the moment's rows of each
+        counted from the as-of indexes, and only the rows of the groups that hold the page
+        read, in the page's order: a small group's through its repositories' own index (their
+        whole history, each row tested against the moment), a large one's from the moment's
+        parts. Repositories with equal values go together: their rows interleave by the rest
+        of the sort. When every repository has the same value (one sync stored them all),
+        the rest of the sort alone orders the page."""
+        groups = self._repository_groups()
+        if groups is None:
+            return None
+        rest = self._group_rest()
+        if len(groups) == 1:
+            ids = self._covered_ids(start, stop, rest)
+            if ids is not None:
+                return ids
         chosen_types = self.form.cleaned_data.get("type")
         counts: dict[int, int] = {}
         for (repository_id, type_), n in self._per_repository_type().items():
             if not chosen_types or type_ in chosen_types:
                 counts[repository_id] = counts.get(repository_id, 0) + n
-        listed = self._repository_names()
-        keys = [name.lstrip("-") for name in order]
-        rows = listed.order_by(*order, "repository_id").values_list("repository_id", *keys)
-        groups: list[tuple[list, list[int]]] = []  # (names, their repositories)
-        for repository_id, *names in rows:
-            if not groups or groups[-1][0] != names:
-                groups.append((names, []))
-            groups[-1][1].append(repository_id)
-        skipped, taken, chosen = 0, 0, []
-        for _names, ids in groups:
+        position, found = 0, []
+        small: list[int] = []  # the repositories of consecutive small groups, read together
+        small_first = small_count = 0
+        for ids in groups:
             n = sum(counts.get(pk, 0) for pk in ids)
-            if not chosen and skipped + n <= start:
-                skipped += n
-                continue
-            chosen += ids
-            taken += n
-            if skipped + taken >= stop:
+            if position >= stop:
                 break
-        if not chosen:
+            if not n or position + n <= start:
+                position += n
+                continue
+            first, last = max(start - position, 0), min(stop - position, n)
+            position += n
+            large = None
+            if n > self.GROUP_WINDOW_ROWS:
+                repository = _not_indexed("repository_id", BigIntegerField())
+                rows = self.queryset.alias(grouped=repository).filter(grouped__in=ids)
+                large = self._covered_ids(first, last, rest, rows)
+            if large is None:
+                small_first = small_first if small else first
+                small += ids
+                small_count += last - first
+                continue
+            found += self._repositories_rows(small, small_first, small_count)
+            small, small_count = [], 0
+            found += large
+        return found + self._repositories_rows(small, small_first, small_count)
+
+    def _repositories_rows(self, repositories: list[int], first: int, count: int) -> list[int]:
+        """The ids of the moment's rows [first:first + count] of `repositories`, in the page's
+        order, read through their own index (their whole history, tested against the moment)."""
+        if not repositories or count <= 0:
             return []
-        part = self._part_filterset("window", self.queryset.filter(repository_id__in=chosen))
-        return list(part.qs.values_list("pk", flat=True)[start - skipped : stop - skipped])
+        rows = self.queryset.filter(repository_id__in=repositories)
+        part = self._part_filterset("window", rows, ordered=True)
+        return list(part.qs.values_list("pk", flat=True)[first : first + count])
+
+    # Repositories a search names by their ids (up to this many; more: each row is read).
+    SEARCH_REPOSITORY_IDS = 5000
 
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        """Free text matches the interval's repository path, tag or digest. No index holds
+        the digest's text, so testing it reads each of the moment's ~100,000 rows; while every
+        digest of the project's history is `sha256:` and 64 hex digits (`has_odd_digests`),
+        text that no such digest can contain (`digests_containing`: a letter beyond f, a
+        slash, a dot…) is tested in the as-of indexes alone: the tag there, the path as the
+        ids of the repositories whose path holds it (an interval's path is its repository's);
+        only the rows of a removed connection are read, for their own path."""
         value = value.strip()
         if not value:
             return qs
-        return qs.filter(
-            Q(repository_path__icontains=value)
-            | Q(tag__icontains=value)
-            | Q(digest__icontains=value)
-        )
+        plain = Q(repository_path__icontains=value) | Q(tag__icontains=value)
+        digests = digests_containing(value)
+        if self.project is None or digests == "some" or self._odd_digests():
+            return qs.filter(plain | Q(digest__icontains=value))
+        if digests == "all":
+            return qs
+        repositories = Repository.objects.filter(
+            registry__project=self.project, path__icontains=value
+        ).order_by()
+        ids = list(repositories.values_list("pk", flat=True)[: self.SEARCH_REPOSITORY_IDS + 1])
+        if len(ids) > self.SEARCH_REPOSITORY_IDS:
+            return qs.filter(plain)
+        repository = _not_indexed("repository_id", BigIntegerField())
+        condition = Q(searched_repository__in=ids) | Q(tag__icontains=value)
+        if self._has_removed():
+            own = ImageInterval.objects.filter(pk=OuterRef("pk"), repository_path__icontains=value)
+            condition |= Q(repository__isnull=True) & Exists(own)
+        return qs.alias(searched_repository=repository).filter(condition)
+
+    def _odd_digests(self) -> bool:
+        if "odd digests" not in self.shared:
+            self.shared["odd digests"] = has_odd_digests(self.project.pk)
+        return self.shared["odd digests"]
+
+    def _has_removed(self) -> bool:
+        """Whether some of the project's intervals lost their repository with its connection."""
+        if "removed" not in self.shared:
+            self.shared["removed"] = self.queryset.filter(repository__isnull=True).exists()
+        return self.shared["removed"]
 
     def type_counts(self) -> dict[str, int]:
         """As ImageFilter.type_counts, always one GROUP BY type over the intervals at the
@@ -1423,7 +1584,8 @@ class ImageAsOfFilter(ImageFilter):
         if matches is not None:
             return {type_: len(ids) for type_, ids in matches.items()}
         counts: dict[str, int] = {}
-        if self._names_order() is not None:  # the page needs them per repository too
+        groups = self._repository_groups()
+        if groups is not None and len(groups) > 1:  # the page needs them per repository
             for (_repository_id, type_), n in self._per_repository_type().items():
                 counts[type_] = counts.get(type_, 0) + n
             return counts

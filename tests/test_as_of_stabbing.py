@@ -21,12 +21,14 @@ from imagesync.history import (
     RepositoryName,
     _at_second,
     _second,
+    digests_containing,
     fork_of,
     fork_when_closed,
+    has_odd_digests,
     record_names,
     stabbing_nodes,
 )
-from imagesync.models import Project, Registry, Repository, SyncTask
+from imagesync.models import Project, Registry, Repository, SyncTask, SyncTaskRepository
 from tests.support.factories import make_repository, make_result
 
 pytestmark = pytest.mark.django_db
@@ -283,14 +285,27 @@ def _synced_history(seed: int, complete: bool = False) -> tuple[Project, list]:
     return project, moments
 
 
-@pytest.mark.parametrize("seed,complete", [(1, False), (2, False), (5, True)])
+@pytest.mark.parametrize(
+    "seed,complete,together,group_rows",
+    [(1, False, False, 1000), (2, False, False, 1000), (5, True, False, 1000), (5, True, False, 3)]
+    + [(6, True, True, 1000), (6, True, True, 3)],
+)
 def test_last_synced_sorts_and_filters_read_from_the_repository_are_the_plain_definition(
-    seed, complete
+    seed, complete, together, group_rows, monkeypatch
 ):
     """Sort and filter by "Last synced" as of a moment (each repository's value read once,
     `last_synced_by_repository`) give exactly the rows and order of at() with the per-row
-    `last_synced_as_of`, the database's own NULL order included, on every page."""
+    `last_synced_as_of`, the database's own NULL order included, on every page: the pages of
+    a sort by it read from the repositories that hold them, a large group of repositories
+    (`group_rows`) from the moment's parts, and when every synced repository finished at the
+    same time (`together`: one sync stored them all) in the rest of the sort's order."""
+    monkeypatch.setattr(ImageAsOfFilter, "GROUP_WINDOW_ROWS", group_rows)
     project, moments = _synced_history(seed, complete)
+    if together:
+        never = Repository.objects.filter(registry__project=project).order_by("pk").first()
+        make_result(SyncTask.objects.filter(project=project).first(), never, "finished")
+        results = SyncTaskRepository.objects.filter(task__project=project)
+        results.update(finished_at=moments[0] + timedelta(hours=1))
     queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
     for moment in moments[1:]:
         plain = queryset.at(moment).annotate(synced=last_synced_as_of(moment))
@@ -327,8 +342,15 @@ def test_last_synced_sorts_and_filters_read_from_the_repository_are_the_plain_de
             assert sum(filterset.type_counts().values()) == (
                 len(expected) if "type" not in params else plain.filter(synced__lt=bound).count()
             )
-            for start, stop in ((0, 5), (3, 9), (0, 200), (20, 40)):
+            # Sorted by it, without a removed connection, the pages are read from the
+            # repositories that hold them, in the order of their values.
+            by_repository = complete and "last_synced" in params.get("ordering", "")
+            assert (filterset._synced_order() is not None) == by_repository
+            if by_repository and together:  # one group: every repository synced at once
+                assert len(filterset._repository_groups()) == 1
+            for start, stop in ((0, 5), (3, 9), (0, 200), (20, 40), (50, 60), (95, 120)):
                 ids = filterset.page_ids(start, stop)
+                assert ids is not None or not by_repository
                 if ids is not None:
                     assert ids == expected[start:stop], (params, start)
 
@@ -339,15 +361,25 @@ def _search(value: str):
     )
 
 
-@pytest.mark.parametrize("complete", [False, True])
-@pytest.mark.parametrize("budget", [5000, 3])
-def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(budget, complete, monkeypatch):
+@pytest.mark.parametrize(
+    "budget,complete,odd",
+    [(5000, False, False), (3, False, False), (5000, True, False), (3, True, False)]
+    + [(5000, False, True), (3, True, True)],
+)
+def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(
+    budget, complete, odd, monkeypatch
+):
     """Search, namespace and image name (read from the rows, once for both the counts and the
     page while the matches are few, `_matches`; past the budget, the parts as before): the
     rows, type counts and every page are those of at() with the plain lookups, whatever the
-    sort, for names an interval kept after its repository was renamed too."""
+    sort, for names an interval kept after its repository was renamed too. A search that no
+    `sha256:` digest can contain reads no digest unless the history holds one of another
+    form (`odd`), which it then finds."""
     monkeypatch.setattr(ImageAsOfFilter, "MATCHES_BUDGET", budget)
     project, moments = _synced_history(3, complete)
+    if odd:
+        some = Repository.objects.filter(registry__project=project).order_by("pk").last()
+        _open_interval(some, tag="odd", digest="blake3:" + "0a" * 32, valid_from=moments[1])
     renamed = Repository.objects.filter(registry__project=project).order_by("pk").first()
     renamed.namespace, renamed.name = "renamed", "other-name"
     renamed.save()
@@ -368,6 +400,9 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(budget, com
         ({"namespace": "nowhere"}, Q(namespace__icontains="nowhere")),
         ({"name": "app", "type": ["harbor"]}, Q(name__icontains="app", repository_type="harbor")),
         ({"q": "gone", "size_max": 25}, _search("gone") & Q(size__lte=25)),
+        ({"q": "BLAKE3"}, _search("BLAKE3")),
+        ({"q": "a256:0", "type": ["harbor"]}, _search("a256:0") & Q(repository_type="harbor")),
+        ({"q": "sha", "size_max": 25}, _search("sha") & Q(size__lte=25)),
     ]
     for moment in moments[2:]:
         plain = queryset.at(moment).annotate(synced_as_of=last_synced_as_of(moment))
@@ -384,6 +419,10 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(budget, com
                 fields = filterset.table.order_by(filterset.sort)
                 expected = list(matching.order_by(*fields).values_list("pk", flat=True))
                 assert list(filterset.rows.values_list("pk", flat=True)) == expected
+                if params.get("q") in ("app-1", "T3", "BLAKE3"):
+                    where = str(filterset.rows.query).split(" WHERE ", 1)[1]
+                    reads_digest = "digest" in where
+                    assert reads_digest == odd, params
                 counts = filterset.type_counts()
                 if without_type:
                     assert sum(counts.values()) == len(expected), params
@@ -398,7 +437,7 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(budget, com
 
 def test_a_sort_by_the_repositorys_names_pages_through_its_repositories_exactly():
     """Sorted by namespace, image name or path while every repository has one listed name:
-    each page, read from the repositories that hold it (`_names_order_ids`), is that page of
+    each page, read from the repositories that hold it (`_repository_order_ids`), is that page of
     at() in the plain order, filters and types included; two repositories with the same path
     and name (two registries) interleave by tag as the plain order has them."""
     project, moments = _synced_history(4, complete=True)
@@ -442,3 +481,46 @@ def test_a_sort_by_the_repositorys_names_pages_through_its_repositories_exactly(
                         extra,
                         start,
                     )
+
+
+@pytest.mark.parametrize(
+    "text,which",
+    [
+        ("sha", "all"),
+        ("A256:", "all"),
+        (":", "all"),
+        ("0a1B", "some"),
+        ("256:ab", "some"),
+        (":0", "some"),
+        ("sha256:" + "f" * 64, "some"),
+        ("f" * 65, "none"),
+        ("app-1", "none"),
+        ("v1.2", "none"),
+        ("team/api", "none"),
+        ("sha512:ab", "none"),
+        ("ab:cd", "none"),
+        ("ſha", "some"),  # PostgreSQL's UPPER() makes it "SHA"
+    ],
+)
+def test_which_standard_digests_a_search_text_can_match(text, which):
+    """A search that no `sha256:<hex>` digest can contain is told apart from one that every
+    digest or some contain, as `icontains` compares (case aside)."""
+    assert digests_containing(text) == which
+    standard = "sha256:" + "0a1b" * 15 + "f256"
+    if which == "all":
+        assert text.lower() in standard
+    if which == "none":
+        assert text.lower() not in standard
+
+
+def test_a_digest_of_another_form_is_found_by_the_partial_index():
+    """`has_odd_digests` answers from the partial index of migration 0025: false while every
+    digest of the project's history is `sha256:` and 64 lowercase hex digits."""
+    project, _moments = _history("odd-digests", 4)
+    assert not has_odd_digests(project.pk)
+    repository = Repository.objects.filter(registry__project=project).first()
+    for odd in ("sha256:" + "AB" * 32, "sha256:" + "ab" * 31, "blake3:" + "ab" * 32):
+        interval = _open_interval(repository, tag="odd", digest=odd, valid_from=timezone.now())
+        assert has_odd_digests(project.pk), odd
+        interval.delete()
+    assert not has_odd_digests(project.pk)

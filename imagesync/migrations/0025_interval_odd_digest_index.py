@@ -1,0 +1,37 @@
+"""A partial index of the intervals whose digest is not `sha256:` and 64 lowercase hex digits,
+by project: empty while every digest has that form (the index costs a sync nothing then), it
+tells Image View as of a moment at once whether a search can match a digest at all
+(imagesync.history.ODD_DIGEST; `ImageAsOfFilter.search`). The condition is written per
+database and must stay the same text as the query's, which each database matches to the
+index's. Not in the models' Meta: Django cannot write either condition."""
+
+from django.db import migrations
+
+# A frozen copy of imagesync.history.ODD_DIGEST.
+ODD_DIGEST = {
+    "postgresql": "digest !~ '^sha256:[0-9a-f]{64}$'",
+    "sqlite": (
+        "NOT (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'"
+        " AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*')"
+    ),
+}
+
+
+def create(apps, schema_editor):
+    condition = ODD_DIGEST.get(schema_editor.connection.vendor)
+    if condition is not None:
+        schema_editor.execute(
+            "CREATE INDEX IF NOT EXISTS interval_odd_digest_idx"
+            f" ON imagesync_imageinterval (project_id) WHERE {condition}"
+        )
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor in ODD_DIGEST:
+        schema_editor.execute("DROP INDEX IF EXISTS interval_odd_digest_idx")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("imagesync", "0024_search_trigram_indexes")]
+
+    operations = [migrations.RunPython(create, drop, elidable=False)]
