@@ -564,6 +564,7 @@ def page_cases(project, only: str = "") -> list[tuple[str, str, dict]]:
     old = (datetime.now(UTC) - timedelta(days=200)).replace(microsecond=0).isoformat()
     recent = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0).isoformat()
     day = (datetime.now(UTC) - timedelta(days=100)).date().isoformat()
+    month = (datetime.now(UTC) - timedelta(days=230)).date().isoformat()  # a month before `old`
     registry = Registry.objects.filter(project=project).order_by("pk").first()
     repository = Repository.objects.filter(registry__project=project).order_by("pk")[7]
     images = "imagesync:image-list"
@@ -574,11 +575,15 @@ def page_cases(project, only: str = "") -> list[tuple[str, str, dict]]:
         ("as_of + type", images, {"as_of": old, "type": "harbor"}),
         ("as_of + registry", images, {"as_of": old, "registry": registry.pk}),
         ("as_of + search", images, {"as_of": old, "q": "app-0012"}),
+        ("as_of + search, sort tag", images, {"as_of": old, "q": "app-0012", "sort": "tag"}),
+        # Hex digits: a digest may hold them, so each of the moment's rows is read.
+        ("as_of + search hex", images, {"as_of": old, "q": "ab12c"}),
         ("as_of + namespace", images, {"as_of": old, "namespace": "team-07"}),
         ("as_of + tag", images, {"as_of": old, "tag": "v1"}),
         ("as_of + digest prefix", images, {"as_of": old, "digest": "ab12"}),
         ("as_of + size range", images, {"as_of": old, "size_min_mib": 100, "size_max_mib": 200}),
         ("as_of + synced range", images, {"as_of": old, "synced_after": day}),
+        ("as_of + synced range, matching", images, {"as_of": old, "synced_after": month}),
         ("as_of sort tag", images, {"as_of": old, "sort": "tag"}),
         ("as_of sort name", images, {"as_of": old, "sort": "name"}),
         ("as_of sort -size", images, {"as_of": old, "sort": "-size"}),

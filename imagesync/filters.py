@@ -1215,7 +1215,10 @@ class ImageAsOfFilter(ImageFilter):
         ids = self._repository_order_ids(start, stop)
         if ids is not None:
             return ids
-        if self.sort in self.WINDOW_SORTS and stop <= self.WINDOW_MAX_STOP:
+        # A search or a repository's names keep a few of the moment's rows, fewer than a
+        # window of the sort's index holds: the parts give them at once.
+        searched = any(self.form.cleaned_data.get(name) for name in self.ROW_FILTERS)
+        if self.sort in self.WINDOW_SORTS and stop <= self.WINDOW_MAX_STOP and not searched:
             ids = self._window_ids(start, stop)
             if ids is not None:
                 return ids
@@ -1226,13 +1229,17 @@ class ImageAsOfFilter(ImageFilter):
     MATCHES_BUDGET = 5000
 
     def _matches(self) -> dict[str, list[int]] | None:
-        """With a filter that reads the moment's rows (search, namespace, image name), the
+        """With a filter that reads the moment's rows (search, namespace, image name, when
+        the as-of indexes cannot answer them: see `search` and `filter_repository`), the
         ids of the rows that pass every filter but the type, by type, read once for both the
         type counts and the page (each would read the moment's ~100,000 rows again); None
         without such a filter or when more than MATCHES_BUDGET rows match."""
         if self.invalid or self._narrow_lead():
             return None
         if not any(self.form.cleaned_data.get(name) for name in self.ROW_FILTERS):
+            return None
+        self.qs  # noqa: B018 (building it, the filters note whether they read rows)
+        if not self.shared.get("reads rows"):
             return None
         if "matches" not in self.shared:
             parts = [
@@ -1334,6 +1341,7 @@ class ImageAsOfFilter(ImageFilter):
         repository = _not_indexed("repository_id", BigIntegerField())
         condition = Q(named_repository__in=every)
         if unsure is not None:
+            self.shared["reads rows"] = True
             own = ImageInterval.objects.filter(pk=OuterRef("pk"), **{f"{name}__icontains": value})
             condition |= unsure & Exists(own)
         return qs.alias(named_repository=repository).filter(condition)
@@ -1548,6 +1556,7 @@ class ImageAsOfFilter(ImageFilter):
         plain = Q(repository_path__icontains=value) | Q(tag__icontains=value)
         digests = digests_containing(value)
         if self.project is None or digests == "some" or self._odd_digests():
+            self.shared["reads rows"] = True
             return qs.filter(plain | Q(digest__icontains=value))
         if digests == "all":
             return qs
@@ -1560,6 +1569,7 @@ class ImageAsOfFilter(ImageFilter):
         repository = _not_indexed("repository_id", BigIntegerField())
         condition = Q(searched_repository__in=ids) | Q(tag__icontains=value)
         if self._has_removed():
+            self.shared["reads rows"] = True
             own = ImageInterval.objects.filter(pk=OuterRef("pk"), repository_path__icontains=value)
             condition |= Q(repository__isnull=True) & Exists(own)
         return qs.alias(searched_repository=repository).filter(condition)
