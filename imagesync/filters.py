@@ -968,8 +968,17 @@ class SyncedAsOfFilter(MomentFilter):
         lookup, bound = self.comparison(value)
         ids = self.parent.repositories_synced(lookup, bound)
         if ids is not None:
+            # The shorter list: those that pass, or those that do not (every row has one of
+            # the project's repositories here); none when every repository passes.
+            every = self.parent.repositories_synced("all", bound)
             repository = _not_indexed("repository_id", BigIntegerField())
-            return qs.alias(synced_repository=repository).filter(synced_repository__in=ids)
+            qs = qs.alias(synced_repository=repository)
+            if len(ids) == len(every):
+                return qs
+            if 2 * len(ids) > len(every):
+                failing = sorted(set(every) - set(ids))
+                return qs.exclude(synced_repository__in=failing)
+            return qs.filter(synced_repository__in=ids)
         synced = qs.alias(synced_as_of=self.parent.last_synced())
         return synced.filter(**{f"synced_as_of__{lookup}": bound})
 
@@ -1077,13 +1086,16 @@ class ImageAsOfFilter(ImageFilter):
         )
 
     def repositories_synced(self, lookup: str, bound: dt.datetime) -> list[int] | None:
-        """The repositories whose last sync as of the moment passes `lookup` (gte, lt, lte)
-        `bound`, when every row has a repository (else None: each row is compared)."""
+        """The repositories whose last sync as of the moment passes `lookup` (gte, lt, lte;
+        "all": every repository of the project) `bound`, when every row has a repository
+        (else None: each row is compared)."""
         if self.project is None:
             return None
         synced, removed = self._synced_values()
         if removed:
             return None
+        if lookup == "all":
+            return sorted(synced)
         passes = {"gte": operator.ge, "lt": operator.lt, "lte": operator.le}[lookup]
         return sorted(pk for pk, last in synced.items() if last is not None and passes(last, bound))
 

@@ -325,6 +325,14 @@ def test_last_synced_sorts_and_filters_read_from_the_repository_are_the_plain_de
                 {"ordering": "tag", "synced_after": bound.isoformat()},
                 plain.filter(synced__gte=bound).order_by("tag", "id"),
             ),
+            # Most repositories pass (those that do not are listed), or all of them.
+            *(
+                (
+                    {"synced_after": low.isoformat()},
+                    plain.filter(synced__gte=low).order_by("-registry_updated_at", "-id"),
+                )
+                for low in bounds[:2]
+            ),
             (
                 {"synced_before": bound.isoformat(), "type": ["harbor"]},
                 plain.filter(synced__lt=bound, repository_type="harbor").order_by(
