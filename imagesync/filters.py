@@ -1076,7 +1076,13 @@ class ImageAsOfFilter(ImageFilter):
         if not ordered:
             data.pop("ordering", None)
         data["as_of"] = self.moment.isoformat()
-        return type(self)(
+        # One filterset (and its queryset) per part and data, over the whole queryset: the
+        # rows, the counts and the page ask for the same parts.
+        values = data.lists() if hasattr(data, "lists") else data.items()
+        key = ("part", branch, tuple(sorted((k, str(v)) for k, v in values)))
+        if queryset is None and key in self.shared:
+            return self.shared[key]
+        part = type(self)(
             data,
             queryset=self.queryset if queryset is None else queryset,
             request=self.request,
@@ -1084,6 +1090,9 @@ class ImageAsOfFilter(ImageFilter):
             branch=branch,
             shared=self.shared,
         )
+        if queryset is None:
+            self.shared[key] = part
+        return part
 
     def repositories_synced(self, lookup: str, bound: dt.datetime) -> list[int] | None:
         """The repositories whose last sync as of the moment passes `lookup` (gte, lt, lte;
