@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
 from django.http import QueryDict
 
+from imagesync import filters
 from imagesync.filters import ImageFilter
 from imagesync.models import Image, Registry
 from tests.support.api import api_as, api_url, assert_error, bound_counts, follow_pages
@@ -248,3 +250,26 @@ def test_the_registry_sort_reads_registries_in_turn_with_the_usual_rows(
     usual = list(filterset.rows.values_list("pk", flat=True))
     for start, stop in ((0, 4), (3, 9), (5, 12), (8, 30), (20, 25), (30, 40)):
         assert filterset._registry_order_ids(start, stop) == usual[start:stop]
+
+
+@pytest.mark.parametrize("in_repository_order", [True, False])
+@pytest.mark.parametrize(
+    "query", ["tag=v1", urlencode({"updated_after": (NOW - dt.timedelta(hours=5)).isoformat()})]
+)
+def test_bounded_type_counts_are_lower_bounds_whichever_order_the_sample_is_read_in(
+    images, project, query, in_repository_order, monkeypatch
+):
+    """The sample of a bounded count is read in repository order, or (on SQLite, when its
+    plan would sort every match for that order: a time range's own index) as found: either
+    way each type's count is at most its exact count and they add up to the bound plus one."""
+    monkeypatch.setattr(filters, "_walks_in_repository_order", lambda rows: in_repository_order)
+    filterset = ImageFilter(
+        QueryDict(query),
+        queryset=Image.objects.filter(project_id__in=[project.pk]),
+        project=project,
+    )
+    exact, is_exact = filterset.counted_types(None)
+    assert is_exact and sum(exact.values()) > LIMIT + 1
+    bounded, is_exact = filterset.counted_types(LIMIT)
+    assert not is_exact and sum(bounded.values()) == LIMIT + 1
+    assert all(n <= exact[type_] for type_, n in bounded.items())
