@@ -1319,7 +1319,7 @@ class ImageAsOfFilter(ImageFilter):
         nor the filters those indexes hold read a row; the full plan (`rows`) would read the
         row of each of the moment's ~100,000 intervals to sort them (0.3 s on SQLite).
         `fields` and `queryset`: another order (default: the sort's) over fewer intervals."""
-        fields = fields or self.table.order_by(self.sort)
+        fields = self.table.order_by(self.sort) if fields is None else fields
         names = list(dict.fromkeys(name.lstrip("-") for name in fields))
         if not self.COVERED_SORT_FIELDS.issuperset(names):
             return None
@@ -1615,7 +1615,9 @@ class ImageAsOfFilter(ImageFilter):
     def _has_removed(self) -> bool:
         """Whether some of the project's intervals lost their repository with its connection."""
         if "removed" not in self.shared:
-            self.shared["removed"] = self.queryset.filter(repository__isnull=True).exists()
+            # The project's, whichever part asks first (a part may read fewer intervals).
+            removed = ImageInterval.objects.filter(project=self.project, repository__isnull=True)
+            self.shared["removed"] = removed.exists()
         return self.shared["removed"]
 
     def type_counts(self) -> dict[str, int]:
