@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from imagesync.events import EventReceiver, RegistryEvent, refresh_registry
+from imagesync.events import EventReceiver, RefreshPending, RegistryEvent, refresh_registry
 from imagesync.history import Change
 from imagesync.models import Image, Project, Registry, SyncTask
 from tests.support.registry_events import distribution_envelope
@@ -59,6 +59,26 @@ def notifying(live_server, tmp_path, settings):
         yield project, registry, reg, receiver
     finally:
         stop_registry(reg)
+        _wait_for_deliveries_to_end(receiver)
+
+
+def _wait_for_deliveries_to_end(receiver, quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until no notification the stopped registry sent is still being stored by the
+    live server (each of the test's refreshes pulls manifests, and the registry notifies
+    those pulls too): the database is emptied after the test, and a delivery stored meanwhile
+    refers to rows already deleted."""
+
+    def stored() -> tuple[int, int]:
+        pending = RefreshPending.objects.filter(registry_id=receiver.registry_id).count()
+        return RegistryEvent.objects.filter(receiver=receiver).count(), pending
+
+    deadline = time.monotonic() + limit
+    last, since = stored(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = stored()
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def inventory(registry) -> dict[str, str]:
