@@ -1069,6 +1069,7 @@ class ImageAsOfFilter(ImageFilter):
 
     def __init__(self, *args, branch: str | None = None, shared: dict | None = None, **kwargs):
         self.branch = branch  # only part of the intervals at the moment (see type_counts)
+        self.only_repositories: set[int] | None = None  # the rows' repositories, when known
         # What this filterset and its parts (`_part_filterset`) compute once per request.
         self.shared = shared if shared is not None else {}
         super().__init__(*args, **kwargs)
@@ -1148,7 +1149,12 @@ class ImageAsOfFilter(ImageFilter):
         if removed:
             return self.last_synced()
         ranks = {last: rank for rank, last in enumerate(sorted(set(synced.values()) - {None}))}
-        by_repository = {pk: ranks[last] for pk, last in synced.items() if last is not None}
+        only = self.only_repositories  # a part over these repositories' rows needs no others
+        by_repository = {
+            pk: ranks[last]
+            for pk, last in synced.items()
+            if last is not None and (only is None or pk in only)
+        }
         return RepositoryRank(by_repository)
 
     @property
@@ -1570,6 +1576,7 @@ class ImageAsOfFilter(ImageFilter):
             return []
         rows = self.queryset.filter(repository_id__in=repositories)
         part = self._part_filterset("window", rows, ordered=True)
+        part.only_repositories = set(repositories)
         return list(part.qs.values_list("pk", flat=True)[first : first + count])
 
     # Repositories a search names by their ids (up to this many; more: each row is read).

@@ -254,7 +254,14 @@ def test_the_registry_sort_reads_registries_in_turn_with_the_usual_rows(
 
 @pytest.mark.parametrize("in_repository_order", [True, False])
 @pytest.mark.parametrize(
-    "query", ["tag=v1", urlencode({"updated_after": (NOW - dt.timedelta(hours=5)).isoformat()})]
+    "query",
+    [
+        pytest.param("tag=v1", id="tag"),
+        pytest.param(
+            urlencode({"updated_after": (NOW - dt.timedelta(hours=5)).isoformat()}),
+            id="updated",  # (the time in the test's name would differ between workers)
+        ),
+    ],
 )
 def test_bounded_type_counts_are_lower_bounds_whichever_order_the_sample_is_read_in(
     images, project, query, in_repository_order, monkeypatch
