@@ -3,7 +3,10 @@ by project: empty while every digest has that form (the index costs a sync nothi
 tells Image View as of a moment at once whether a search can match a digest at all
 (imagesync.history.ODD_DIGEST; `ImageAsOfFilter.search`). The condition is written per
 database and must stay the same text as the query's, which each database matches to the
-index's. Not in the models' Meta: Django cannot write either condition."""
+index's. Not in the models' Meta: Django cannot write either condition. So a later migration
+that makes Django rebuild imagesync_imageinterval on SQLite (an AlterField: SQLite copies the
+table and recreates only the indexes the models declare) must create this index again; while
+it is missing, `has_odd_digests` reads the table instead of the index (slower, still right)."""
 
 from django.db import migrations
 
