@@ -1003,8 +1003,9 @@ class RepositoryRank(Func):
 
     def __init__(self, ranks: dict[int, int]):
         whens = " ".join(f"WHEN {int(pk)} THEN {int(rank)}" for pk, rank in sorted(ranks.items()))
-        template = f"CASE %(expressions)s {whens} ELSE NULL END" if whens else "NULL"
-        super().__init__(F("repository_id"), template=template)
+        # Without any: still an expression of the column (PostgreSQL refuses ORDER BY NULL).
+        whens = whens or "WHEN NULL THEN 0"
+        super().__init__(F("repository_id"), template=f"CASE %(expressions)s {whens} ELSE NULL END")
 
 
 class AsOfSortFilter(SortFilter):
