@@ -106,8 +106,8 @@ class Change(RepositoryIdentity):
     tag = models.CharField(max_length=128)
     time = models.DateTimeField(help_text="When the console observed the change.")
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    old_digest = models.CharField(max_length=100, blank=True)
-    new_digest = models.CharField(max_length=100, blank=True)
+    old_digest = models.CharField(max_length=150, blank=True)
+    new_digest = models.CharField(max_length=150, blank=True)
     registry_pushed_at = models.DateTimeField(
         null=True, blank=True, help_text="The push time the registry reports for the new state."
     )

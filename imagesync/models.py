@@ -693,7 +693,8 @@ class ImageState(models.Model):
     )
 
     tag = models.CharField(max_length=128)
-    digest = models.CharField(max_length=100, help_text=_("Manifest digest, e.g. sha256:<64 hex>."))
+    # 150: room for sha512 (135 characters; migration 0026).
+    digest = models.CharField(max_length=150, help_text=_("Manifest digest, e.g. sha256:<64 hex>."))
     media_type = models.CharField(max_length=128, blank=True)
     size = models.BigIntegerField(null=True, blank=True, help_text=_("Compressed size in bytes."))
     platforms = models.JSONField(

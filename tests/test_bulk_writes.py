@@ -139,3 +139,22 @@ def test_a_full_repush_is_stored_exactly_with_its_history(repository):
     opened = dict(ImageInterval.objects.current().values_list("tag", "digest"))
     assert opened == {info.tag: info.digest for info in listing(1)}
     assert ImageInterval.objects.filter(valid_to=later, fork__isnull=False).count() == 30
+
+
+def test_a_sha512_digest_is_stored_with_its_history(repository):
+    """A registry may name a manifest by sha512 (135 characters): the inventory, its
+    intervals and its changes keep it whole, from the first sync through a re-push
+    (PostgreSQL refused it while the columns held 100 characters)."""
+    sha512 = "sha512:" + "ab" * 64
+    again = "sha512:" + "cd" * 64
+    first = timezone.now()
+    repository.reconcile([ImageInfo(tag="v1", digest=sha512)], first)
+    repository.reconcile([ImageInfo(tag="v1", digest=again)], first + dt.timedelta(minutes=1))
+    assert Image.objects.get(repository=repository).digest == again
+    intervals = ImageInterval.objects.filter(repository=repository).order_by("valid_from")
+    assert list(intervals.values_list("digest", flat=True)) == [sha512, again]
+    changes = Change.objects.filter(repository=repository).order_by("time", "id")
+    assert list(changes.values_list("kind", "old_digest", "new_digest")) == [
+        ("added", "", sha512),
+        ("repushed", sha512, again),
+    ]
