@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -150,5 +151,23 @@ def test_redis_slots_handed_over_keep_the_cap_and_leave_nothing_held(redis_serve
     try:
         assert _hammer([first, second], threads_each=5, requests_each=15, hold=0.002) == 2
         assert redis_server.zcard(key) == 0, "a slot stayed held after the last request"
+    finally:
+        redis_server.delete(key)
+
+
+def test_the_alive_key_is_kept_where_the_slots_are(redis_server, redis_url, settings):
+    """A process that first used another Redis database (a test worker's own, say) keeps its
+    "alive" key in the slots' database once REDIS_URL points there: else its own slots look
+    like a dead process's, are taken back, and more requests than the cap run at once."""
+    parts = urlsplit(redis_url)
+    database = int(parts.path.lstrip("/") or 0)
+    settings.REDIS_URL = urlunsplit(parts._replace(path=f"/{(database + 1) % 16}"))
+    limits._redis()  # the keep-alive starts in that other database
+    settings.REDIS_URL = redis_url
+    key = f"test:slots:{uuid.uuid4().hex}"
+    first = RedisSlots(redis_server, key, 2)
+    second = RedisSlots(redis_server, key, 2)
+    try:
+        assert _hammer([first, second], threads_each=5, requests_each=15, hold=0.002) == 2
     finally:
         redis_server.delete(key)

@@ -46,15 +46,22 @@ def shared_limits(registry_id: int, max_concurrency: int, requests_per_second: f
 _redis_client = None
 _redis_lock = threading.Lock()
 _process_id = ""  # this process's name in the slots it holds, with the pid it was made for
+_redis_url = ""  # where this process's "alive" key is kept: the slots' server and database
 
 
 def _redis():
-    global _redis_client, _process_id
+    global _redis_client, _process_id, _redis_url
     with _redis_lock:
-        if _redis_client is None or not _process_id.endswith(f":{os.getpid()}"):
+        url = settings.REDIS_URL
+        if (
+            _redis_client is None
+            or not _process_id.endswith(f":{os.getpid()}")
+            or url != _redis_url  # (tests point REDIS_URL elsewhere)
+        ):
             import redis
 
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+            _redis_client = redis.Redis.from_url(url)
+            _redis_url = url
             _process_id = f"{uuid.uuid4().hex}:{os.getpid()}"
             # Alive before its first slot, or another process could take that slot back.
             _redis_client.set(f"imagesync:alive:{_process_id}", 1, ex=ALIVE_SECONDS)
