@@ -1601,10 +1601,14 @@ class ImageAsOfFilter(ImageFilter):
             return qs.filter(plain | Q(digest__icontains=value))
         if digests == "all":
             return qs
-        repositories = Repository.objects.filter(
-            registry__project=self.project, path__icontains=value
-        ).order_by()
-        ids = list(repositories.values_list("pk", flat=True)[: self.SEARCH_REPOSITORY_IDS + 1])
+        key = ("searched", value)  # read once for the parts of every filterset
+        if key not in self.shared:
+            repositories = Repository.objects.filter(
+                registry__project=self.project, path__icontains=value
+            ).order_by()
+            limit = self.SEARCH_REPOSITORY_IDS + 1
+            self.shared[key] = list(repositories.values_list("pk", flat=True)[:limit])
+        ids = self.shared[key]
         if len(ids) > self.SEARCH_REPOSITORY_IDS:
             return qs.filter(plain)
         repository = _not_indexed("repository_id", BigIntegerField())
