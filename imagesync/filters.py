@@ -60,8 +60,6 @@ from imagesync.history import (
     Change,
     ImageInterval,
     RepositoryName,
-    digests_containing,
-    has_odd_digests,
     history_start,
     stabbing_parts,
 )
@@ -1312,7 +1310,9 @@ class ImageAsOfFilter(ImageFilter):
 
     # The sort fields the as-of indexes hold (ImageInterval.Meta, AS_OF_COVERED).
     # "Last synced" is its repository's value, read from the repository id they hold.
-    COVERED_SORT_FIELDS = frozenset({"registry_updated_at", "size", "tag", "id", "synced_as_of"})
+    COVERED_SORT_FIELDS = frozenset(
+        {"registry_updated_at", "size", "tag", "digest", "id", "synced_as_of"}
+    )
 
     def _covered_ids(
         self,
@@ -1584,23 +1584,18 @@ class ImageAsOfFilter(ImageFilter):
     SEARCH_REPOSITORY_IDS = 5000
 
     def search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        """Free text matches the interval's repository path, tag or digest. No index holds
-        the digest's text, so testing it reads each of the moment's ~100,000 rows; while every
-        digest of the project's history is `sha256:` and 64 hex digits (`has_odd_digests`),
-        text that no such digest can contain (`digests_containing`: a letter beyond f, a
-        slash, a dot…) is tested in the as-of indexes alone: the tag there, the path as the
-        ids of the repositories whose path holds it (an interval's path is its repository's);
-        only the rows of a removed connection are read, for their own path."""
+        """Free text matches the interval's repository path, tag or digest, tested in the as-of
+        indexes alone: the tag and the digest there, the path as the ids of the repositories
+        whose path holds it (an interval's path is its repository's); only the rows of a
+        removed connection are read, for their own path."""
         value = value.strip()
         if not value:
             return qs
         plain = Q(repository_path__icontains=value) | Q(tag__icontains=value)
-        digests = digests_containing(value)
-        if self.project is None or digests == "some" or self._odd_digests():
+        plain |= Q(digest__icontains=value)
+        if self.project is None:
             self.shared["reads rows"] = True
-            return qs.filter(plain | Q(digest__icontains=value))
-        if digests == "all":
-            return qs
+            return qs.filter(plain)
         key = ("searched", value)  # read once for the parts of every filterset
         if key not in self.shared:
             repositories = Repository.objects.filter(
@@ -1610,19 +1605,16 @@ class ImageAsOfFilter(ImageFilter):
             self.shared[key] = list(repositories.values_list("pk", flat=True)[:limit])
         ids = self.shared[key]
         if len(ids) > self.SEARCH_REPOSITORY_IDS:
+            self.shared["reads rows"] = True
             return qs.filter(plain)
         repository = _not_indexed("repository_id", BigIntegerField())
         condition = Q(searched_repository__in=ids) | Q(tag__icontains=value)
+        condition |= Q(digest__icontains=value)
         if self._has_removed():
             self.shared["reads rows"] = True
             own = ImageInterval.objects.filter(pk=OuterRef("pk"), repository_path__icontains=value)
             condition |= Q(repository__isnull=True) & Exists(own)
         return qs.alias(searched_repository=repository).filter(condition)
-
-    def _odd_digests(self) -> bool:
-        if "odd digests" not in self.shared:
-            self.shared["odd digests"] = has_odd_digests(self.project.pk)
-        return self.shared["odd digests"]
 
     def _has_removed(self) -> bool:
         """Whether some of the project's intervals lost their repository with its connection."""
