@@ -251,6 +251,54 @@ class ImageInterval(RepositoryIdentity, ImageState):
         return interval
 
 
+# The intervals whose digest is not `sha256:` and 64 lowercase hex digits, as each database
+# writes it in the partial index `interval_odd_digest_idx` (migration 0025): a query with the
+# same text reads that index, which is empty while every digest has that form.
+ODD_DIGEST = {
+    "postgresql": "digest !~ '^sha256:[0-9a-f]{64}$'",
+    "sqlite": (
+        "NOT (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'"
+        " AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*')"
+    ),
+}
+STANDARD_DIGEST_PREFIX = "sha256:"
+
+
+def has_odd_digests(project_id: int) -> bool:
+    """Whether an interval of the project ever had a digest of another form than
+    `sha256:<64 lowercase hex digits>` (one probe of the partial index; True on a database
+    without it)."""
+    condition = ODD_DIGEST.get(connection.vendor)
+    if condition is None:
+        return True
+    table = connection.ops.quote_name(ImageInterval._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE project_id = %s AND {condition} LIMIT 1", [project_id]
+        )
+        return cursor.fetchone() is not None
+
+
+def digests_containing(text: str) -> str:
+    """Which digests of the standard form (`sha256:` and 64 lowercase hex digits) contain
+    `text`, compared as `icontains` compares: "all", "none", or "some" (only those holding it
+    among their hex digits). Text outside ASCII is "some": PostgreSQL's UPPER() maps a few
+    such letters to ASCII ones."""
+    value = text.lower()
+    if not value.isascii():
+        return "some"
+    if value in STANDARD_DIGEST_PREFIX:
+        return "all"
+    hexadecimal = set("0123456789abcdef")
+    head, colon, tail = value.rpartition(":")
+    if not colon:  # no colon: within the hex digits (or "sha256", which is "all" above)
+        return "some" if set(value) <= hexadecimal and len(value) <= 64 else "none"
+    # With a colon: the end of "sha256", the colon, the first hex digits.
+    if STANDARD_DIGEST_PREFIX[:-1].endswith(head) and set(tail) <= hexadecimal:
+        return "some" if len(tail) <= 64 else "none"
+    return "none"
+
+
 class RepositoryName(models.Model):
     """A (namespace, name) that intervals of a repository were written with: a repository has
     one, or a few once its names changed, so that Image View as of a moment finds the

@@ -21,8 +21,10 @@ from imagesync.history import (
     RepositoryName,
     _at_second,
     _second,
+    digests_containing,
     fork_of,
     fork_when_closed,
+    has_odd_digests,
     record_names,
     stabbing_nodes,
 )
@@ -379,8 +381,9 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(
     page while the matches are few, `_matches`; past the budget, the parts as before): the
     rows, type counts and every page are those of at() with the plain lookups, whatever the
     sort, for names an interval kept after its repository was renamed too. A search is
-    tested in the as-of indexes (no row read but a removed connection's) and finds a digest of
-    another form (`odd`)."""
+    tested in the as-of indexes (no row is read but a removed connection's); one that no
+    `sha256:` digest can contain tests no digest unless the history holds one of another
+    form (`odd`), which it then finds."""
     monkeypatch.setattr(ImageAsOfFilter, "MATCHES_BUDGET", budget)
     project, moments = _synced_history(3, complete)
     if odd:
@@ -409,6 +412,7 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(
         ({"q": "BLAKE3"}, _search("BLAKE3")),
         ({"q": "a256:0", "type": ["harbor"]}, _search("a256:0") & Q(repository_type="harbor")),
         ({"q": "sha", "size_max": 25}, _search("sha") & Q(size__lte=25)),
+        ({"q": "SHA256:000"}, _search("SHA256:000")),
     ]
     for moment in moments[2:]:
         plain = queryset.at(moment).annotate(synced_as_of=last_synced_as_of(moment))
@@ -425,9 +429,13 @@ def test_filters_that_read_rows_give_the_plain_rows_counts_and_pages(
                 fields = filterset.table.order_by(filterset.sort)
                 expected = list(matching.order_by(*fields).values_list("pk", flat=True))
                 assert list(filterset.rows.values_list("pk", flat=True)) == expected
+                if params.get("q") in ("app-1", "T3", "BLAKE3") and "digest" not in sort:
+                    where = str(filterset.rows.query).split(" WHERE ", 1)[1]
+                    reads_digest = "digest" in where
+                    assert reads_digest == odd, params
                 if "q" in params:  # only a removed connection's rows are read, for their path
                     reads = filterset.shared.get("reads rows", False)
-                    assert reads == filterset.shared["removed"], params
+                    assert not reads or filterset.shared["removed"], params
                 counts = filterset.type_counts()
                 if without_type:
                     assert sum(counts.values()) == len(expected), params
@@ -486,3 +494,46 @@ def test_a_sort_by_the_repositorys_names_pages_through_its_repositories_exactly(
                         extra,
                         start,
                     )
+
+
+@pytest.mark.parametrize(
+    "text,which",
+    [
+        ("sha", "all"),
+        ("A256:", "all"),
+        (":", "all"),
+        ("0a1B", "some"),
+        ("256:ab", "some"),
+        (":0", "some"),
+        ("sha256:" + "f" * 64, "some"),
+        ("f" * 65, "none"),
+        ("app-1", "none"),
+        ("v1.2", "none"),
+        ("team/api", "none"),
+        ("sha512:ab", "none"),
+        ("ab:cd", "none"),
+        ("ſha", "some"),  # PostgreSQL's UPPER() makes it "SHA"
+    ],
+)
+def test_which_standard_digests_a_search_text_can_match(text, which):
+    """A search that no `sha256:<hex>` digest can contain is told apart from one that every
+    digest or some contain, as `icontains` compares (case aside)."""
+    assert digests_containing(text) == which
+    standard = "sha256:" + "0a1b" * 15 + "f256"
+    if which == "all":
+        assert text.lower() in standard
+    if which == "none":
+        assert text.lower() not in standard
+
+
+def test_a_digest_of_another_form_is_found_by_the_partial_index():
+    """`has_odd_digests` answers from the partial index of migration 0025: false while every
+    digest of the project's history is `sha256:` and 64 lowercase hex digits."""
+    project, _moments = _history("odd-digests", 4)
+    assert not has_odd_digests(project.pk)
+    repository = Repository.objects.filter(registry__project=project).first()
+    for odd in ("sha256:" + "AB" * 32, "sha256:" + "ab" * 31, "blake3:" + "ab" * 32):
+        interval = _open_interval(repository, tag="odd", digest=odd, valid_from=timezone.now())
+        assert has_odd_digests(project.pk), odd
+        interval.delete()
+    assert not has_odd_digests(project.pk)
