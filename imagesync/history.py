@@ -209,9 +209,9 @@ class ImageInterval(RepositoryIdentity, ImageState):
             # by id from these two indexes alone (id too: PostgreSQL's indexes do not hold it):
             # the open intervals (fork and valid_to NULL), and the closed ones registered at
             # each node of the moment's path, as ranges of valid_to or of valid_from. They also
-            # hold what Image View filters and sorts a moment's ~100,000 rows by most (type,
-            # registry, repository, tag, size, update time), so that a page of them and its
-            # counts never read the rows (108,000 row reads: 0.2-0.3 s on SQLite).
+            # hold what Image View filters, searches and sorts a moment's ~100,000 rows by most
+            # (type, registry, repository, tag, digest, size, update time), so that a page of
+            # them and its counts never read the rows (108,000 row reads: 0.2-0.3 s on SQLite).
             # The id before them: a sync's new intervals (same project, no fork, same start
             # and type) are appended at the end of the index, not put in place by size.
             models.Index(
