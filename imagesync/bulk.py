@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 BATCH = 500  # rows per statement on PostgreSQL
 
@@ -223,3 +223,67 @@ def update(
 def moment(value: datetime) -> Any:
     """A time as a `where` parameter of `update` or a plain query takes it."""
     return connection.ops.adapt_datetimefield_value(value)
+
+
+@functools.cache
+def _select_statement(
+    model: type[models.Model],
+    names: tuple[str, ...],
+    where: str,
+    order: str,
+    limit: int | None,
+    vendor: str,
+) -> tuple[str, tuple[models.Field, ...]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = tuple(meta.get_field(name) for name in names)
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {where}"
+    if order:
+        sql += f" ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, fields
+
+
+def select_rows(
+    model: type[models.Model],
+    names: Sequence[str],
+    where: str,
+    where_params: Sequence = (),
+    *,
+    order: str = "",
+    limit: int | None = None,
+) -> list[tuple]:
+    """The values of the fields `names` of the rows of `model` matching `where` (SQL over the
+    table's columns, as for `update`), in `order` (SQL too, e.g. a column's name), each value
+    as `QuerySet.values_list` gives it: through the backend's and the field's converters
+    (aware times, JSON, booleans), as Django's compiler applies them.
+
+    For the sync's per-repository reads: `values_list` builds and compiles its query on every
+    call, which cost an unchanged re-sync more CPU than reading and converting the rows (py-spy,
+    1,000 repositories x 10 tags on SQLite: reading the stored images was a fifth of it)."""
+    sql, fields = _select_statement(model, tuple(names), where, order, limit, connection.vendor)
+    database = connections[DEFAULT_DB_ALIAS]
+    table = model._meta.db_table
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(table)
+        found = database.ops.get_db_converters(column) + column.get_db_converters(database)
+        if found:
+            converters.append((index, found, column))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, where_params)
+        rows = cursor.fetchall()
+    if not converters:
+        return [tuple(row) for row in rows]
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index, found, column in converters:
+            value = values[index]
+            for convert in found:
+                value = convert(value, column, database)
+            values[index] = value
+        converted.append(tuple(values))
+    return converted

@@ -588,9 +588,11 @@ class Repository(models.Model):
         """The stored images of this repository read with _IMAGE_STATE_FIELDS, in one query:
         the tagged ones by tag (in tag order), the untagged ones by digest."""
         tagged, untagged = {}, {}
-        rows = Image.objects.filter(repository=self).order_by("tag")
+        rows = bulk.select_rows(
+            Image, (*_IMAGE_STATE_FIELDS, "tagged"), "repository_id = %s", [self.pk], order="tag"
+        )
         is_tagged = len(_IMAGE_STATE_FIELDS)  # the column after the state's
-        for row in rows.values_list(*_IMAGE_STATE_FIELDS, "tagged"):
+        for row in rows:
             if row[is_tagged]:
                 tagged[row[1]] = row
             else:
@@ -1616,12 +1618,17 @@ class SyncJob(models.Model):
     def claim(self, worker: str) -> bool:
         """queued -> running for the one caller that wins it."""
         now = timezone.now()
-        won = SyncJob.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
-            status=self.Status.RUNNING,
-            attempt=F("attempt") + 1,
-            worker=worker[:128],
-            started_at=now,
-            heartbeat_at=now,
+        won = bulk.update(  # a plain statement: every job of every sync is claimed
+            SyncJob,
+            "id = %s AND status = %s",
+            [self.pk, self.Status.QUEUED],
+            values={
+                "status": self.Status.RUNNING,
+                "worker": worker[:128],
+                "started_at": now,
+                "heartbeat_at": now,
+            },
+            add={"attempt": 1},
         )
         if won:
             self.refresh_from_db()
@@ -1637,7 +1644,14 @@ class SyncJob(models.Model):
 
     def finish(self) -> bool:
         now = timezone.now()
-        return bool(self._mine().update(status=self.Status.DONE, finished_at=now, heartbeat_at=now))
+        return bool(
+            bulk.update(  # `_mine` as a plain statement: every job of every sync ends here
+                SyncJob,
+                "id = %s AND status = %s AND attempt = %s",
+                [self.pk, self.Status.RUNNING, self.attempt],
+                values={"status": self.Status.DONE, "finished_at": now, "heartbeat_at": now},
+            )
+        )
 
     finish.alters_data = True
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from imagesync.bulk import BATCH, insert_rows, update_rows
+from imagesync.bulk import BATCH, insert_rows, select_rows, update_rows
 from imagesync.history import Change, ImageInterval
 from imagesync.models import Image, Registry
 from imagesync.registries.base import ImageInfo
@@ -54,6 +54,26 @@ def test_update_rows_writes_what_the_orm_would(repository):
     untouched.refresh_from_db()
     assert untouched.digest == before
     assert update_rows(Image, FIELDS, []) == 0
+
+
+def test_select_rows_reads_what_values_list_reads(repository):
+    """Every kind of value the sync reads back (times in any zone or none, JSON lists, NULL
+    sizes, booleans, awkward text), in the order asked, only the rows matched, at most
+    `limit`: the same tuples as `values_list`."""
+    images = [make_image(repository, f"t{index:02d}") for index in range(23)]
+    update_rows(Image, FIELDS, [[image.pk, *values(i)] for i, image in enumerate(images)])
+    other = make_repository(repository.registry, "team/other")
+    make_image(other, "t00")
+    names = ["id", "tag", *FIELDS, "registry_updated_at", "tagged", "pull_known"]
+    expected = list(
+        Image.objects.filter(repository=repository).order_by("-tag").values_list(*names)
+    )
+    rows = select_rows(Image, names, "repository_id = %s", [repository.pk], order="tag DESC")
+    assert rows == expected
+    assert [row[5] for row in rows[:4]] == [values(i)[3] for i in (22, 21, 20, 19)]
+    assert select_rows(Image, ["tag"], "repository_id = %s", [other.pk], limit=5) == [("t00",)]
+    first = select_rows(Image, ["id"], "repository_id = %s", [repository.pk], order="id", limit=3)
+    assert first == [(image.pk,) for image in images[:3]]
 
 
 def test_insert_rows_keeps_the_rows_order_and_values(repository):

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from imagesync import reasons
+from imagesync import bulk, reasons
 from imagesync.models import Registry, Repository, SyncJob, SyncTask, SyncTaskRepository
 from imagesync.registries.base import RegistryError, RepositoryInfo
 from imagesync.sync.jobs import Job, Outcome, RegistryRun
@@ -141,10 +141,16 @@ class Participation:
                 for a in self.active.values()
                 if a.pending and a.run is not None and a.run.in_flight >= a.run.cap
             ]
+        # Plain statements (imagesync.bulk): a sync of 1,000 repositories claims 100 jobs.
+        where, params = "task_id = %s AND status = %s", [self.task.pk, SyncJob.Status.QUEUED]
+        if capped:
+            marks = ", ".join(["%s"] * len(capped))
+            where += f" AND (registry_id IS NULL OR registry_id NOT IN ({marks}))"
+            params += capped
         with db_guard():
-            queued = SyncJob.objects.filter(task_id=self.task.pk, status=SyncJob.Status.QUEUED)
-            for job in queued.exclude(registry_id__in=capped).order_by("id")[:10]:
-                if job.claim(self.worker):
+            for (pk,) in bulk.select_rows(SyncJob, ["id"], where, params, order="id", limit=10):
+                job = SyncJob(pk=pk)
+                if job.claim(self.worker):  # and reads the job
                     return job
         return None
 
@@ -370,8 +376,8 @@ class Participation:
         with db_guard():
             active.job.finish()
             if active.synced_any:
-                registry_id = active.job.registry_id
-                Registry.objects.filter(pk=registry_id).update(last_synced_at=timezone.now())
+                values = {"last_synced_at": timezone.now()}
+                bulk.update(Registry, "id = %s", [active.job.registry_id], values=values)
 
     def _beat(self) -> None:
         with db_guard():
