@@ -1444,9 +1444,8 @@ class SyncTask(models.Model):
         counters are `column = column + n` updates, and this instance's counters are not
         refreshed."""
         now = at or timezone.now()
-        result = SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk)
         if failed:
-            result.update(
+            SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk).update(
                 status=SyncTaskRepository.Status.FAILED,
                 reason_code=(code or reasons.INTERNAL_ERROR)[:32],
                 reason_message=message,
