@@ -1629,8 +1629,11 @@ class SyncJob(models.Model):
             },
             add={"attempt": 1},
         )
-        if won:
-            self.refresh_from_db()
+        if won:  # read the job as refresh_from_db would, by a plain query
+            names = [field.attname for field in SyncJob._meta.concrete_fields]
+            for row in bulk.select_rows(SyncJob, names, "id = %s", [self.pk]):
+                for name, value in zip(names, row, strict=True):
+                    setattr(self, name, value)
         return bool(won)
 
     claim.alters_data = True
