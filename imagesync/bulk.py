@@ -265,10 +265,9 @@ def select_rows(
     1,000 repositories x 10 tags on SQLite: reading the stored images was a fifth of it)."""
     sql, fields = _select_statement(model, tuple(names), where, order, limit, connection.vendor)
     database = connections[DEFAULT_DB_ALIAS]
-    table = model._meta.db_table
     converters = []
     for index, field in enumerate(fields):
-        column = field.get_col(table)
+        column = field.cached_col  # the Col the compiler converts a plain column through
         found = database.ops.get_db_converters(column) + column.get_db_converters(database)
         if found:
             converters.append((index, found, column))

@@ -474,9 +474,9 @@ def test_a_sort_by_the_repositorys_names_pages_through_its_repositories_exactly(
         )
     queryset = ImageInterval.objects.filter(project_id__in=[project.pk])
     extras = ({}, {"type": ["harbor"]}, {"size_max": 25}, {"tag": "t3"})
+    sorts = ("name", "-name", "namespace", "repository", "name,-size", "-repository")
     for step, moment in enumerate(moments[1:]):
         plain = queryset.at(moment)
-        sorts = ("name", "-name", "namespace", "repository", "name,-size", "-repository")
         for number, sort in enumerate(sorts):
             turn = number + step  # two filters per sort and moment, in turn: each sort meets all
             for extra in (extras[turn % 4], extras[(turn + 2) % 4]):
