@@ -97,6 +97,8 @@ TEMPLATES = [
         },
     },
 ]
+# Django's form renderer, with the common widgets written in Python (same HTML, less time).
+FORM_RENDERER = "imagesync.formrender.WidgetRenderer"
 
 DATABASES = {
     "default": parse_database_url(

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from imagesync.models import Project, ProjectMembership, UserPreference, has_role
+from imagesync.middleware import user_projects
+from imagesync.models import ProjectMembership, UserPreference, has_role
 
 
 def project_scope(request) -> dict:
@@ -19,7 +20,7 @@ def project_scope(request) -> dict:
         "current_role_label": ProjectMembership.Role(role).label if role else _("none"),
         "user_time_zone": preference.time_zone if preference else "",
         "console_time_zone": settings.TIME_ZONE,
-        "user_projects": Project.objects.for_user(user).order_by("name"),
+        "user_projects": user_projects(request),
         "can_operate": has_role(role, "operator"),
         "can_admin": has_role(role, "admin"),
     }

@@ -9,18 +9,28 @@ from imagesync.models import Project
 SESSION_KEY = "imagesync_project_id"
 
 
+def user_projects(request) -> list[Project]:
+    """The projects the user may see, by name: read once per request, for the project picker
+    and the current project alike."""
+    projects = getattr(request, "_console_projects", None)
+    if projects is None:
+        projects = list(Project.objects.for_user(request.user).order_by("name"))
+        request._console_projects = projects
+    return projects
+
+
 def current_project(request) -> Project | None:
     """The project chosen in the session, if the user still belongs to it; else their first."""
     user = request.user
     if not user.is_authenticated:
         return None
-    projects = Project.objects.for_user(user)
+    projects = user_projects(request)
     chosen = request.session.get(SESSION_KEY)
     if chosen is not None:
-        project = projects.filter(pk=chosen).first()
+        project = next((project for project in projects if str(project.pk) == str(chosen)), None)
         if project is not None:
             return project
-    project = projects.order_by("name").first()
+    project = projects[0] if projects else None
     if project is not None:
         request.session[SESSION_KEY] = project.pk
     else:

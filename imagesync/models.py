@@ -110,8 +110,9 @@ class Project(models.Model):
             return None
         if user.is_superuser:
             return ProjectMembership.Role.ADMIN
-        membership = self.memberships.filter(user=user).only("role").first()
-        return membership.role if membership else None
+        roles = ProjectMembership.objects.filter(project=self, user=user).values_list("role")
+        found = roles.order_by()[:1]
+        return found[0][0] if found else None
 
 
 class ProjectMembership(models.Model):
