@@ -24,7 +24,7 @@ from tests.support.factories import make_image, make_repository
 TEMPLATES = DjangoTemplates()
 PYTHON = WidgetRenderer()
 
-AWKWARD = 'a <b> & "c" \'d\''
+AWKWARD = "a <b> & \"c\" 'd'"
 CHOICES = [
     ("", "Any"),
     ("x", AWKWARD),
