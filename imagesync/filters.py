@@ -582,13 +582,22 @@ def _one_or_more(choices, label: str, empty_label: str, **kwargs) -> django_filt
     )
 
 
-def _per_type(rows: QuerySet, limit: int | None) -> dict[str, int]:
+def _per_type(rows: QuerySet, limit: int | None, walk: tuple[str, ...] = ()) -> dict[str, int]:
     """Rows of `rows` per repository type, or of the first `limit` + 1 of them that the
     database finds (a LIMIT in a subquery: it stops there instead of reading every match):
     one GROUP BY repository over the images (no join), then those groups joined to their
-    repositories for the type."""
+    repositories for the type.
+
+    `walk`: on SQLite, the order of an index that tests a filter by itself (a tag's
+    substring in the (project, tagged, tag) index), for a sample of `limit` + 1 rows: walking
+    it reads a table row only for a match, where the repository index's walk reads every
+    row to test it (100,000 images, 2% matching: 40 ms -> 25 ms)."""
     rows = rows.order_by().values_list("repository_id")
-    if connection.vendor == "sqlite" and (limit is None or _walks_in_repository_order(rows)):
+    if connection.vendor == "sqlite" and limit is not None and walk and _walks_in_order(rows, walk):
+        rows = rows.order_by(*walk)
+    elif connection.vendor == "sqlite" and (
+        limit is None or _walks_in_order(rows, ("repository_id",))
+    ):
         # Read in the repository index's order, as its GROUP BY would: SQLite otherwise
         # reads the sample through a (project, tagged) index and sorts it to group it (twice
         # as long when few rows match and all are read).
@@ -607,13 +616,13 @@ def _per_type(rows: QuerySet, limit: int | None) -> dict[str, int]:
         return {type_: int(n) for type_, n in cursor.fetchall()}
 
 
-def _walks_in_repository_order(rows: QuerySet) -> bool:
-    """SQLite: whether its plan for the first of `rows` in repository order walks an index
-    in that order (stopping at the sample's end) rather than reading every match through a
-    filter's own index (a time range, a digest prefix) and sorting them all, which costs
-    more than grouping an unordered sample (one EXPLAIN QUERY PLAN: the planner knows which
-    index it would take, the filters do not)."""
-    sql, params = rows.order_by("repository_id")[:1].query.sql_with_params()
+def _walks_in_order(rows: QuerySet, order: tuple[str, ...]) -> bool:
+    """SQLite: whether its plan for the first of `rows` in `order` walks an index in that
+    order (stopping at the sample's end) rather than reading every match through a filter's
+    own index (a time range, a digest prefix) and sorting them all, which costs more than
+    grouping an unordered sample (one EXPLAIN QUERY PLAN: the planner knows which index it
+    would take, the filters do not)."""
+    sql, params = rows.order_by(*order)[:1].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
         return not any("TEMP B-TREE FOR ORDER BY" in str(row[-1]) for row in cursor.fetchall())
@@ -817,7 +826,8 @@ class ImageFilter(ListFilterSet):
         others = type(self)(
             data, queryset=self.queryset, request=self.request, project=self.project
         )
-        counts = _per_type(others.qs, limit)
+        walk = ("tagged", "tag") if (self.form.cleaned_data.get("tag") or "").strip() else ()
+        counts = _per_type(others.qs, limit, walk)
         return counts, limit is None or sum(counts.values()) <= limit
 
     # SQLite, a page of rows under a filter on the image's own columns (a time or size range,

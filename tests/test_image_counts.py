@@ -252,7 +252,7 @@ def test_the_registry_sort_reads_registries_in_turn_with_the_usual_rows(
         assert filterset._registry_order_ids(start, stop) == usual[start:stop]
 
 
-@pytest.mark.parametrize("in_repository_order", [True, False])
+@pytest.mark.parametrize("walked", [("tagged", "tag"), ("repository_id",), None])
 @pytest.mark.parametrize(
     "query",
     [
@@ -264,12 +264,13 @@ def test_the_registry_sort_reads_registries_in_turn_with_the_usual_rows(
     ],
 )
 def test_bounded_type_counts_are_lower_bounds_whichever_order_the_sample_is_read_in(
-    images, project, query, in_repository_order, monkeypatch
+    images, project, query, walked, monkeypatch
 ):
-    """The sample of a bounded count is read in repository order, or (on SQLite, when its
-    plan would sort every match for that order: a time range's own index) as found: either
-    way each type's count is at most its exact count and they add up to the bound plus one."""
-    monkeypatch.setattr(filters, "_walks_in_repository_order", lambda rows: in_repository_order)
+    """The sample of a bounded count is read in the order of the tag index (under a tag
+    filter) or of the repository index, or (on SQLite, when its plan would sort every match
+    for that order: a time range's own index) as found: either way each type's count is at
+    most its exact count and they add up to the bound plus one."""
+    monkeypatch.setattr(filters, "_walks_in_order", lambda rows, order: order == walked)
     filterset = ImageFilter(
         QueryDict(query),
         queryset=Image.objects.filter(project_id__in=[project.pk]),
