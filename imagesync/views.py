@@ -115,12 +115,13 @@ def _row_ids(values) -> tuple[list[int], bool]:
     return ids, dropped
 
 
-def _active_task(project: Project | None, user) -> SyncTask | None:
+def _active_task(project: Project | None) -> SyncTask | None:
     """The project's active sync, which a new one would wait for (an event refresh runs
     beside syncs and is not one: see imagesync.events)."""
     if project is None:
         return None
-    tasks = SyncTask.objects.for_user(user).filter(project=project).active()
+    # The current project is one of the user's own (`user_projects`): no membership subquery.
+    tasks = SyncTask.objects.filter(project=project).active()
     return tasks.exclude(trigger=SyncTask.Trigger.EVENT).first()
 
 
@@ -230,7 +231,7 @@ def image_list(request):
     page.object_list = [filterset.present(row) for row in page.object_list]
     has_registries = project is not None and (
         filterset.moment is not None  # a removed connection's history still shows
-        or Registry.objects.for_user(request.user).filter(project=project).exists()
+        or Registry.objects.filter(project=project).exists()
     )
     has_images = page.paginator.count > 0 or (
         # As of a moment, an empty result is what was there (the page says so).
@@ -248,7 +249,7 @@ def image_list(request):
         "has_registries": has_registries,
         "has_images": has_images,
         "filters_invalid": filterset.invalid,
-        "active_task": _active_task(project, request.user),
+        "active_task": _active_task(project),
         "columns": filterset.table.headers(filterset.sort),
         "is_fragment": _is_fragment(request),
         "usage_summary_shown": project is not None and filterset.moment is None and has_images,
@@ -324,7 +325,7 @@ def _picker_context(request: HttpRequest, project: Project | None, data) -> dict
 def _panel_context(request: HttpRequest, project: Project | None, form: SyncForm, data) -> dict:
     context = {
         "form": form,
-        "active_task": _active_task(project, request.user),
+        "active_task": _active_task(project),
         "can_operate": has_role(_role(request), "operator"),
         "has_registries": project is not None
         and Registry.objects.for_user(request.user).filter(project=project).exists(),
