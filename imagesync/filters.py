@@ -604,12 +604,25 @@ def _per_type(rows: QuerySet, limit: int | None, walk: tuple[str, ...] = ()) -> 
         rows = rows.order_by("repository_id")
     if limit is not None:
         rows = rows[: limit + 1]
-    sql, params = rows.query.sql_with_params()
+    return _grouped_by_type(*rows.query.sql_with_params())
+
+
+def _per_type_of_ids(ids: QuerySet) -> dict[str, int]:
+    """The rows whose ids `ids` (a query of ids) selects, per repository type: the ids are
+    read by the filter's own plan, then each row by its id."""
+    sql, params = ids.query.sql_with_params()
+    table = connection.ops.quote_name(ids.model._meta.db_table)
+    return _grouped_by_type(f"SELECT i.repository_id FROM {table} i WHERE i.id IN ({sql})", params)
+
+
+def _grouped_by_type(repository_ids: str, params) -> dict[str, int]:
+    """Per repository type, the rows of `repository_ids` (SQL selecting a repository id per
+    row): one GROUP BY repository (no join), then those groups joined to their repositories."""
     repositories = connection.ops.quote_name(Repository._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT r.type, SUM(g.n) FROM (SELECT s.repository_id, COUNT(*) AS n"
-            f" FROM ({sql}) s GROUP BY s.repository_id) g"
+            f" FROM ({repository_ids}) s GROUP BY s.repository_id) g"
             f" INNER JOIN {repositories} r ON r.id = g.repository_id GROUP BY r.type",
             params,
         )
@@ -807,14 +820,23 @@ class ImageFilter(ListFilterSet):
         every match counted."""
         return self.counted_types(None)[0]
 
-    def counted_types(self, limit: int | None) -> tuple[dict[str, int], bool]:
+    def counted_types(
+        self, limit: int | None, lower_bounds: bool = True
+    ) -> tuple[dict[str, int], bool]:
         """`type_counts`, and whether they are exact: under a filter, at most `limit` + 1
         matching rows are counted (None: all); past that the counts are those of the first
-        rows the database found, each a lower bound of its type's.
+        rows the database found, each a lower bound of its type's, or none when not
+        `lower_bounds` (Image View shows no count on its type chips then).
 
         With no other filter the counts come from the repositories' image counts (kept by the
         sync engine in the same transaction as the images), so a million images are not
-        scanned. Otherwise the filtered images per type (`_per_type`)."""
+        scanned. Otherwise the filtered images per type (`_per_type`).
+
+        Without lower bounds, on SQLite, the matches are first counted up to the bound by the
+        filter's own plan (often a covering index: 1-7 ms for 10,001 rows of 100,000, where
+        grouping them by repository reads each row: 6-25 ms), and only a count within the
+        bound is grouped, by those rows' ids. A text filter (a tag, a search) tests every row
+        whatever the plan: there the sample is grouped as it is read (`_per_type`)."""
         if self.invalid or self.project is None:
             return {}, True
         repositories = Repository.objects.of_project(self.project)
@@ -826,8 +848,14 @@ class ImageFilter(ListFilterSet):
         others = type(self)(
             data, queryset=self.queryset, request=self.request, project=self.project
         )
-        walk = ("tagged", "tag") if (self.form.cleaned_data.get("tag") or "").strip() else ()
-        counts = _per_type(others.qs, limit, walk)
+        text = {name: (self.form.cleaned_data.get(name) or "").strip() for name in ("tag", "q")}
+        if limit is not None and not lower_bounds and connection.vendor == "sqlite":
+            if not any(text.values()):
+                sample = others.qs.order_by().values("pk")[: limit + 1]
+                if sample.count() > limit:
+                    return {}, False
+                return _per_type_of_ids(sample), True
+        counts = _per_type(others.qs, limit, ("tagged", "tag") if text["tag"] else ())
         return counts, limit is None or sum(counts.values()) <= limit
 
     # SQLite, a page of rows under a filter on the image's own columns (a time or size range,
@@ -1674,7 +1702,9 @@ class ImageAsOfFilter(ImageFilter):
                 counts[type_] = counts.get(type_, 0) + n
         return counts
 
-    def counted_types(self, limit: int | None) -> tuple[dict[str, int], bool]:
+    def counted_types(
+        self, limit: int | None, lower_bounds: bool = True
+    ) -> tuple[dict[str, int], bool]:
         """Always exact: the moment's rows are counted in the as-of indexes."""
         return self.type_counts(), True
 

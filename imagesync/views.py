@@ -193,7 +193,7 @@ def _type_chips(
     `limit` rows matched, so the chips were not counted), and the total the page shows when
     the counts already tell it."""
     selected = set(request.GET.getlist("type"))
-    counts, exact = filterset.counted_types(limit)
+    counts, exact = filterset.counted_types(limit, lower_bounds=False)
     total = None
     if filterset.invalid:
         total = MatchCount(0)

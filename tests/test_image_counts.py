@@ -127,6 +127,52 @@ def test_past_the_bound_the_type_chips_say_they_were_not_counted(images, admin_u
     assert len(response.context["page"].object_list) == 11
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "registry=alpha",  # 6 images: counted
+        "registry=zeta",  # 12: past the bound
+        "updated_after=1.5",  # 8: exactly the bound
+        "updated_after=2.5",  # 12
+        "multi_arch=on",  # none
+        "tagged=untagged",  # none
+        "type=harbor&registry=zeta",
+        "type=other&updated_after=1.5",
+    ],
+)
+def test_chips_under_a_filter_on_other_columns_count_exactly_or_say_they_did_not(
+    images, project, admin_user, login, query
+):
+    """Under a filter that is not text (a registry, a time range, a flag), the page counts
+    the matches up to the bound first: within it each chip is exact, past it no chip has a
+    count; either way the rows and the total the page shows are the filter's."""
+    names = {"alpha": "", "zeta": ""}
+    for registry in Registry.objects.filter(project=project, name__in=names):
+        names[registry.name] = str(registry.pk)
+    params = QueryDict(query, mutable=True)
+    if "registry" in params:
+        params["registry"] = names[params["registry"]]
+    if "updated_after" in params:
+        hours = float(params["updated_after"])
+        params["updated_after"] = (NOW - dt.timedelta(hours=hours)).isoformat()
+    others = params.copy()
+    others.pop("type", None)
+    matching = Image.objects.filter(pk__in=_expected(project, others.urlencode()))
+    per_type = {
+        type_: matching.filter(repository__type=type_).count() for type_ in ("harbor", "other")
+    }
+    response = _page(login(admin_user), params.urlencode() + "&per_page=50")
+    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    if sum(per_type.values()) <= LIMIT:
+        assert chips == {**dict.fromkeys(chips, 0), **per_type}
+    else:
+        assert set(chips.values()) == {None}
+        assert "Not counted: more than 8 images match these filters." in response.content.decode()
+    shown = [row.pk for row in response.context["page"].object_list]
+    assert shown == _expected(project, params.urlencode())
+    assert response.context["page"].paginator.count == len(shown)
+
+
 def test_the_bounded_page_in_chinese(images, admin_user, login):
     client = login(admin_user)
     response = client.get("/images/?per_page=10&tag=v", HTTP_ACCEPT_LANGUAGE="zh-hans")
