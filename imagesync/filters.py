@@ -588,11 +588,10 @@ def _per_type(rows: QuerySet, limit: int | None, walk: tuple[str, ...] = ()) -> 
     one GROUP BY repository over the images (no join), then those groups joined to their
     repositories for the type.
 
-    `walk`: on SQLite, the order of an index that tests a filter by itself (a search or a
-    tag's substring in the tag index, which holds the digest and the repository: migration
-    0028), for a sample of `limit` + 1 rows: walking it reads no table row, where the
-    repository index's walk reads every row to test it (100,000 images: 35-45 ms -> 13-22
-    ms)."""
+    `walk`: on SQLite, the order of an index that tests a filter by itself (a tag's
+    substring in the (project, tagged, tag) index), for a sample of `limit` + 1 rows: walking
+    it reads a table row only for a match, where the repository index's walk reads every
+    row to test it (100,000 images, 2% matching: 40 ms -> 25 ms)."""
     rows = rows.order_by().values_list("repository_id")
     if connection.vendor == "sqlite" and limit is not None and walk and _walks_in_order(rows, walk):
         rows = rows.order_by(*walk)
@@ -856,9 +855,7 @@ class ImageFilter(ListFilterSet):
                 if sample.count() > limit:
                     return {}, False
                 return _per_type_of_ids(sample), True
-        # SQLite's tag index holds the digest and the repository too (migration 0028): a
-        # search or a tag filter is tested, and its sample grouped, in that index alone.
-        counts = _per_type(others.qs, limit, ("tagged", "tag") if any(text.values()) else ())
+        counts = _per_type(others.qs, limit, ("tagged", "tag") if text["tag"] else ())
         return counts, limit is None or sum(counts.values()) <= limit
 
     # SQLite, a page of rows under a filter on the image's own columns (a time or size range,

@@ -279,41 +279,6 @@ def test_the_search_uses_the_trigram_indexes_on_postgresql(images, project):
             assert cursor.fetchall() == []
 
 
-def test_on_sqlite_the_search_and_the_tag_filter_are_counted_in_the_tag_index(images, project):
-    """SQLite: the tag index holds the digest and the repository (migration 0028), and the type
-    counts of a search or a tag filter walk it without reading the table; their counts are
-    the filter's. (A later migration that rebuilt the image table would recreate the models'
-    narrower index: this says so.) PostgreSQL keeps the models' index."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                "SELECT name FROM pragma_index_info('image_proj_tag_idx') ORDER BY seqno"
-            )
-            assert [row[0] for row in cursor.fetchall()] == [
-                *("project_id", "tagged", "tag", "id", "digest", "repository_id")
-            ]
-        else:
-            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'image_proj_tag_idx'")
-            assert cursor.fetchone()[0].endswith("(project_id, tagged, tag)")
-    for query in ("q=abab", "q=team/w", "tag=v1", "q=nothing"):
-        filterset = ImageFilter(
-            QueryDict(query), queryset=Image.objects.filter(project=project), project=project
-        )
-        expected = Image.objects.filter(pk__in=_expected(project, query))
-        counts, exact = filterset.counted_types(LIMIT, lower_bounds=False)
-        if expected.count() > LIMIT:
-            assert not exact and sum(counts.values()) == LIMIT + 1
-        else:
-            assert exact and sum(counts.values()) == expected.count()
-        if connection.vendor == "sqlite":
-            sample = filterset.qs.order_by("tagged", "tag").values_list("repository_id")[:9]
-            sql, params = sample.query.sql_with_params()
-            with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
-                plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-            assert "COVERING INDEX image_proj_tag_idx" in plan, (query, plan)
-
-
 # --- the sort by registry -------------------------------------------------------------------
 
 
