@@ -101,36 +101,38 @@ class _Unknown(Exception):
     """An option with a template this module does not write: the templates render it all."""
 
 
-def _select(widget: dict) -> str:
-    parts = [f'<select name="{_text(widget["name"])}"{_attrs(widget["attrs"])}>']
-    for group_name, group_choices, _index in widget["optgroups"]:
-        if group_name:
-            parts.append(f'\n  <optgroup label="{_text(group_name)}">')
-        for option in group_choices:
-            parts.append("\n  " + _included(option))
-        if group_name:
-            parts.append("\n  </optgroup>")
-    parts.append("\n</select>\n")
+def _grouped(optgroups, opening: str, option: str, closing: str) -> str:
+    """The options of a select or of a list of inputs: before a named group's options
+    `opening` (its `{label}`), each option's HTML in `option` (`{html}`), after them
+    `closing`."""
+    parts = []
+    for group, options, _index in optgroups:
+        if group:
+            parts.append(opening.format(label=_text(group)))
+        parts.extend(option.format(html=_included(each)) for each in options)
+        if group:
+            parts.append(closing)
     return "".join(parts)
+
+
+def _select(widget: dict) -> str:
+    options = _grouped(
+        widget["optgroups"], '\n  <optgroup label="{label}">', "\n  {html}", "\n  </optgroup>"
+    )
+    return f'<select name="{_text(widget["name"])}"{_attrs(widget["attrs"])}>{options}\n</select>\n'
 
 
 def _multiple_input(widget: dict) -> str:
     attrs = widget["attrs"]
-    parts = ["<div"]
-    if attrs.get("id"):
-        parts.append(f' id="{_text(attrs["id"])}"')
-    if attrs.get("class"):
-        parts.append(f' class="{_text(attrs["class"])}"')
-    parts.append(">")
-    for group, options, _index in widget["optgroups"]:
-        if group:
-            parts.append(f"\n  <div><label>{_text(group)}</label>")
-        for option in options:
-            parts.append("<div>\n    " + _included(option) + "</div>")
-        if group:
-            parts.append("\n  </div>")
-    parts.append("\n</div>\n")
-    return "".join(parts)
+    shown_id = f' id="{_text(attrs["id"])}"' if attrs.get("id") else ""
+    shown_class = f' class="{_text(attrs["class"])}"' if attrs.get("class") else ""
+    options = _grouped(
+        widget["optgroups"],
+        "\n  <div><label>{label}</label>",
+        "<div>\n    {html}</div>",
+        "\n  </div>",
+    )
+    return f"<div{shown_id}{shown_class}>{options}\n</div>\n"
 
 
 def _textarea(widget: dict) -> str:
