@@ -591,7 +591,7 @@ def _per_type(rows: QuerySet, limit: int | None, walk: tuple[str, ...] = ()) -> 
     `walk`: on SQLite, the order of an index that tests a filter by itself (a tag's
     substring in the (project, tagged, tag) index), for a sample of `limit` + 1 rows: walking
     it reads a table row only for a match, where the repository index's walk reads every
-    row to test it (100,000 images, 2% matching: 40 ms -> 25 ms)."""
+    row to test it (100,000 images, 2% matching: 40 ms -> 31 ms)."""
     rows = rows.order_by().values_list("repository_id")
     if connection.vendor == "sqlite" and limit is not None and walk and _walks_in_order(rows, walk):
         rows = rows.order_by(*walk)

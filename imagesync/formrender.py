@@ -77,11 +77,6 @@ def _input_option(widget: dict) -> str:
     return f"<label{target}>{_input(widget)} {_text(widget['label'])}</label>\n"
 
 
-def _option_template(widget: dict) -> str:
-    """checkbox_option.html and radio_option.html: an include of input_option.html."""
-    return _input_option(widget) + "\n"
-
-
 def _select_option(widget: dict) -> str:
     return (
         f'<option value="{_formatted(widget["value"])}"{_attrs(widget["attrs"])}>'
@@ -151,8 +146,8 @@ def _include_of(write: Callable[[dict], str]) -> Callable[[dict], str]:
 FAST: dict[str, Callable[[dict], str]] = {
     WIDGETS + "input.html": _input,
     WIDGETS + "input_option.html": _input_option,
-    WIDGETS + "checkbox_option.html": _option_template,
-    WIDGETS + "radio_option.html": _option_template,
+    WIDGETS + "checkbox_option.html": _include_of(_input_option),
+    WIDGETS + "radio_option.html": _include_of(_input_option),
     WIDGETS + "select.html": _select,
     WIDGETS + "select_option.html": _select_option,
     WIDGETS + "multiple_input.html": _multiple_input,
