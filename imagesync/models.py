@@ -110,9 +110,8 @@ class Project(models.Model):
             return None
         if user.is_superuser:
             return ProjectMembership.Role.ADMIN
-        roles = ProjectMembership.objects.filter(project=self, user=user).values_list("role")
-        found = roles.order_by()[:1]
-        return found[0][0] if found else None
+        roles = ProjectMembership.objects.filter(project=self, user=user)
+        return roles.values_list("role", flat=True).first()
 
 
 class ProjectMembership(models.Model):

@@ -125,6 +125,11 @@ def _active_task(project: Project | None) -> SyncTask | None:
     return tasks.exclude(trigger=SyncTask.Trigger.EVENT).first()
 
 
+def _has_registries(project: Project | None) -> bool:
+    """Whether the current project (one of the user's own, `user_projects`) has a registry."""
+    return project is not None and Registry.objects.filter(project=project).exists()
+
+
 def _task_link(task: SyncTask) -> str:
     return format_html(
         '<a href="{}">{}</a>', reverse("imagesync:task-detail", args=[task.pk]), str(task)
@@ -231,7 +236,7 @@ def image_list(request):
     page.object_list = [filterset.present(row) for row in page.object_list]
     has_registries = project is not None and (
         filterset.moment is not None  # a removed connection's history still shows
-        or Registry.objects.filter(project=project).exists()
+        or _has_registries(project)
     )
     has_images = page.paginator.count > 0 or (
         # As of a moment, an empty result is what was there (the page says so).
@@ -327,8 +332,7 @@ def _panel_context(request: HttpRequest, project: Project | None, form: SyncForm
         "form": form,
         "active_task": _active_task(project),
         "can_operate": has_role(_role(request), "operator"),
-        "has_registries": project is not None
-        and Registry.objects.for_user(request.user).filter(project=project).exists(),
+        "has_registries": _has_registries(project),
     }
     context.update(_picker_context(request, project, data))
     return context
