@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +121,28 @@ def plain_client(base: str, threads: int, same_data: bool) -> dict[str, dict[str
 
 
 PROFILE: list[str] = []  # a py-spy command line to run the command under (--profile)
+CPU: dict[str, float] = {}  # the last command's CPU seconds (user + system), from run_command
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run, registry_pid: int) -> tuple[Any, float, float, float]:
+    """`run()`'s result and wall seconds, and the CPU seconds spent meanwhile by this process
+    (the clients' threads) and by the registry."""
+    registry = process_cpu(registry_pid)
+    own = time.process_time()
+    started = time.perf_counter()
+    result = run()
+    return (
+        result,
+        time.perf_counter() - started,
+        time.process_time() - own,
+        process_cpu(registry_pid) - registry,
+    )
 
 
 def run_command(project: str, env: dict, name: str = "") -> tuple[float, int, str]:
@@ -126,10 +151,13 @@ def run_command(project: str, env: dict, name: str = "") -> tuple[float, int, st
     if PROFILE:
         command = [*PROFILE[:-1], "-o", f"{PROFILE[-1]}-{name}.txt", "--", *command]
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [*command, "--wait"], env=env, cwd=ROOT, capture_output=True, text=True, check=False
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["command"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode:
         print(done.stdout[-2000:], done.stderr[-4000:])
         raise SystemExit(f"sync_images exited with {done.returncode}")
@@ -281,19 +309,29 @@ def main() -> None:
             rows = []
             for number in range(1, args.rounds + 1):
                 load = os.getloadavg()[0]
-                started = time.perf_counter()
-                assert plain_client(url, args.threads, True) == seeded.images
-                same = time.perf_counter() - started
+                pid = reg.process.pid
+                cpu = {}
                 project = make_project(url, args.concurrency)
-                first, task_id, _ = run_command(project, env, f"first-{number}")
-                assert inventory(project) == seeded.images, "first sync: inventory differs"
-                check_task(task_id, tags, 0)
-                started = time.perf_counter()
-                assert plain_client(url, args.threads, False) == seeded.images
-                digests = time.perf_counter() - started
-                again, task_id, _ = run_command(project, env, f"again-{number}")
-                assert inventory(project) == seeded.images, "re-sync: inventory differs"
-                check_task(task_id, 0, tags)
+                steps = [
+                    ("same-data", partial(plain_client, url, args.threads, True)),
+                    ("first sync", partial(run_command, project, env, f"first-{number}")),
+                    ("digests-only", partial(plain_client, url, args.threads, False)),
+                    ("re-sync", partial(run_command, project, env, f"again-{number}")),
+                ]
+                results = {}
+                for name, step in steps:
+                    results[name], wall, own, registry = timed(step, pid)
+                    # A command's CPU is its process's (run_command), a client's this one's.
+                    cpu[name] = (CPU["command"] if "sync" in name else own, registry)
+                    if "sync" in name:
+                        check = results[name]
+                        assert inventory(project) == seeded.images, f"{name}: inventory differs"
+                        check_task(check[1], *((tags, 0) if name == "first sync" else (0, tags)))
+                    else:
+                        assert results[name] == seeded.images, f"{name}: not what was seeded"
+                        results[name] = wall
+                same, digests = results["same-data"], results["digests-only"]
+                first, again = results["first sync"][0], results["re-sync"][0]
                 row = (same, first, same / first, digests, again, digests / again, load)
                 rows.append(row)
                 print(
@@ -301,6 +339,11 @@ def main() -> None:
                     f"{first:6.2f} s ({tags / first:4.0f}/s) -> {row[2]:.2f}x | digests-only "
                     f"{digests:6.2f} s ({tags / digests:4.0f}/s), re-sync {again:6.2f} s "
                     f"({tags / again:4.0f}/s) -> {row[5]:.2f}x | load {load:.1f}",
+                    flush=True,
+                )
+                print(
+                    "  CPU s (client or command / registry): "
+                    + ", ".join(f"{name} {c:.1f} / {r:.1f}" for name, (c, r) in cpu.items()),
                     flush=True,
                 )
                 if not db.endswith("sqlite3"):

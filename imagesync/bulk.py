@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 BATCH = 500  # rows per statement on PostgreSQL
 
@@ -183,6 +183,7 @@ def _update_statement(
     adds: tuple[str, ...],
     where: str,
     vendor: str,
+    returning: tuple[str, ...] = (),
 ) -> tuple[str, list[Callable]]:
     meta = model._meta
     quote = connection.ops.quote_name
@@ -191,6 +192,8 @@ def _update_statement(
     assignments = [f"{quote(field.column)} = %s" for field in fields]
     assignments += [f"{column} = {column} + %s" for column in added]
     sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(meta.get_field(n).column) for n in returning)
     return sql, [_preparer(field) for field in fields]
 
 
@@ -218,6 +221,36 @@ def update(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *add.values(), *where_params])
         return cursor.rowcount
+
+
+def update_returning(
+    model: type[models.Model],
+    where: str,
+    where_params: Sequence = (),
+    *,
+    values: Mapping[str, Any] | None = None,
+    add: Mapping[str, int] | None = None,
+    returning: Sequence[str],
+) -> tuple | None:
+    """`update`, and the values of the fields `returning` of the changed row as the statement
+    left them (None when no row matched; the first row when several did): one statement where
+    both databases have `UPDATE ... RETURNING` (SQLite from 3.35), else the update and a read
+    in the same transaction. Integer and text fields only: no converter is applied."""
+    if not connection.features.can_return_columns_from_insert:
+        with transaction.atomic():
+            if not update(model, where, where_params, values=values, add=add):
+                return None
+            rows = select_rows(model, returning, where, where_params, limit=1)
+        return rows[0] if rows else None
+    values, add = values or {}, add or {}
+    sql, preparers = _update_statement(
+        model, tuple(values), tuple(add), where, connection.vendor, tuple(returning)
+    )
+    params = [prepare(value) for prepare, value in zip(preparers, values.values(), strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *add.values(), *where_params])
+        rows = cursor.fetchall()  # all: SQLite finishes the statement as it steps through them
+    return tuple(rows[0]) if rows else None
 
 
 def moment(value: datetime) -> Any:

@@ -1434,9 +1434,10 @@ class SyncTask(models.Model):
         code: str = "",
         message: str = "",
         at: datetime | None = None,
-    ) -> None:
+    ) -> tuple[int, int] | None:
         """Write the result of one repository (finished with its image counts, or failed with
-        a reason) and add it to the task's counters. `at`: the time the repository's images
+        a reason) and add it to the task's counters. A finished repository returns the task's
+        repositories done and total as this statement left them (for the progress line). `at`: the time the repository's images
         were stored (its images' last_synced_at), which the inventory as of a moment reads.
 
         Call it inside the transaction that stored the repository's images, so that result,
@@ -1472,7 +1473,7 @@ class SyncTask(models.Model):
                 "finished_at": now,
             },
         )
-        bulk.update(
+        return bulk.update_returning(
             SyncTask,
             "id = %s",
             [self.pk],
@@ -1484,6 +1485,7 @@ class SyncTask(models.Model):
                 "images_removed": removed,
                 "images_unchanged": unchanged,
             },
+            returning=("repositories_done", "repositories_total"),
         )
 
     record_repository.alters_data = True

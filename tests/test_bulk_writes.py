@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from imagesync.bulk import BATCH, insert_rows, select_rows, update_rows
+from imagesync.bulk import BATCH, insert_rows, select_rows, update_returning, update_rows
 from imagesync.history import Change, ImageInterval
-from imagesync.models import Image, Registry
+from imagesync.models import Image, Registry, SyncTask
 from imagesync.registries.base import ImageInfo
 from tests.support.factories import make_image, make_repository
 
@@ -54,6 +54,43 @@ def test_update_rows_writes_what_the_orm_would(repository):
     untouched.refresh_from_db()
     assert untouched.digest == before
     assert update_rows(Image, FIELDS, []) == 0
+
+
+@pytest.mark.parametrize("returning_supported", [True, False])
+def test_update_returning_gives_the_row_as_the_statement_left_it(
+    project, monkeypatch, returning_supported
+):
+    """A repository's result adds to the task's counters and gets them back in one statement
+    (or an update and a read where the database has no RETURNING): what the progress line
+    shows."""
+    from django.db import connection
+
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning_supported)
+    task = SyncTask.objects.create(project=project, repositories_total=7)
+    other = SyncTask.objects.create(
+        project=project, repositories_total=3, status=SyncTask.Status.SUCCEEDED
+    )
+    got = [
+        update_returning(
+            SyncTask,
+            "id = %s",
+            [task.pk],
+            values={"heartbeat_at": timezone.now()},
+            add={"repositories_done": 1, "images_added": n},
+            returning=("repositories_done", "repositories_total"),
+        )
+        for n in (2, 5)
+    ]
+    assert got == [(1, 7), (2, 7)]
+    task.refresh_from_db()
+    other.refresh_from_db()
+    assert (task.repositories_done, task.images_added) == (2, 7)
+    assert task.heartbeat_at is not None
+    assert other.repositories_done == 0
+    missing = update_returning(
+        SyncTask, "id = %s", [other.pk + 100], add={"repositories_done": 1}, returning=("id",)
+    )
+    assert missing is None
 
 
 def test_select_rows_reads_what_values_list_reads(repository):

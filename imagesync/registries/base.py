@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -285,6 +286,11 @@ RETRY_STATUSES = {429, 502, 503, 504}
 _PLAIN_KWARGS = frozenset({"headers", "params", "timeout", "verify", "allow_redirects"})
 
 
+# A URL whose path has nothing requests' prepare_url would change (see _is_prepared_url).
+_PLAIN_URL = re.compile(r"(https?://[^/?#\\\s@]+)(/[A-Za-z0-9._~/-]*)")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
+
+
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """No auth (no ~/.netrc entry for the host): the request as it is."""
     return request
@@ -304,6 +310,7 @@ class _Session(requests.Session):
         super().__init__()
         self._environment: dict[tuple, dict[str, Any]] = {}
         self._netrc: dict[tuple, Any] = {}
+        self._origins: dict[str, bool] = {}
 
     def prepare_request(self, request):  # noqa: D102
         # requests looks for a ~/.netrc entry on every request that carries no auth of its
@@ -330,7 +337,11 @@ class _Session(requests.Session):
             return self.request(method, url, stream=True, **kwargs)
         prepared = requests.PreparedRequest()
         prepared.prepare_method(method)
-        prepared.prepare_url(url, kwargs.get("params"))
+        params = kwargs.get("params")
+        if params is None and self._is_prepared_url(url):
+            prepared.url = url
+        else:
+            prepared.prepare_url(url, params)
         headers = dict(self.headers)
         headers.update(kwargs.get("headers") or {})
         prepared.prepare_headers({k: v for k, v in headers.items() if v is not None})
@@ -350,6 +361,27 @@ class _Session(requests.Session):
             response = history.pop()
             response.history = history
         return response
+
+    def _is_prepared_url(self, url: str) -> bool:
+        """Whether requests' `prepare_url` would give `url` back as it is, known without its
+        parsing (a tenth of a HEAD's CPU here): the scheme and host as prepare_url writes
+        them (checked once per origin), and a path of unreserved characters and slashes
+        without a dot segment, as every registry path this code builds from a repository
+        and a tag name is. Anything else (a query, a percent sign, any other character) is
+        left to prepare_url."""
+        match = _PLAIN_URL.fullmatch(url)
+        if match is None:
+            return False
+        origin, path = match.groups()
+        plain = self._origins.get(origin)
+        if plain is None:
+            probe = requests.PreparedRequest()
+            try:
+                probe.prepare_url(origin + "/", None)
+            except requests.exceptions.RequestException:
+                probe.url = None
+            plain = self._origins[origin] = probe.url == origin + "/"
+        return plain and not _DOT_SEGMENT.search(path)
 
     def _auth_of(self, url: str):
         """The auth requests would give a request to `url` that carries none: the host's
@@ -377,15 +409,24 @@ class _Session(requests.Session):
         return {**settings, "proxies": dict(settings["proxies"])}
 
 
+_UNSET = object()
+
+
 class _Adapter(HTTPAdapter):
-    """An HTTPAdapter that works out a host's connection-pool key once per session: requests
-    does it for every request, with an `isdir` call on the CA bundle's path (a system call,
-    and a GIL hand-off, per request). The key depends only on the URL's scheme and host and
-    on the TLS settings, the same for every request of a sync."""
+    """An HTTPAdapter that works out, once per host and settings, what requests works out for
+    every request: the connection-pool key (with an `isdir` call on the CA bundle's path, a
+    system call and a GIL hand-off), the pool itself, whether a proxy applies, and the pool's
+    TLS settings (two more file checks on https). They depend only on the URL's scheme and
+    host, the TLS settings and the proxies, the same for every request of a sync. A response
+    without cookies is built without the cookie jar's parsing. Together a third of the
+    adapter's CPU per request; `send` itself is requests' own, so its error mapping is too,
+    and a test double that replaces `HTTPAdapter.send` (responses) still answers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+        self._pools: dict[tuple, Any] = {}
+        self._proxies: dict[tuple, str | None] = {}
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # noqa: D102
         parts = urlsplit(request.url)
@@ -395,6 +436,66 @@ class _Adapter(HTTPAdapter):
             found = super().build_connection_pool_key_attributes(request, verify, cert)
             self._pool_keys[key] = found
         return dict(found[0]), dict(found[1])
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):  # noqa: D102
+        parts = urlsplit(request.url)
+        key = (
+            parts.scheme,
+            parts.netloc,
+            verify,
+            cert if cert is None else str(cert),
+            tuple(proxies.items()) if proxies else (),
+        )
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # not yet, or closed since
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[key] = pool
+        return pool
+
+    def close(self) -> None:  # noqa: D102
+        # urllib3's manager forgets its pools without closing them: close the ones kept here.
+        pools, self._pools = list(self._pools.values()), {}
+        super().close()
+        for pool in pools:
+            pool.close()
+
+    def cert_verify(self, conn, url, verify, cert):  # noqa: D102
+        # requests sets the pool's TLS attributes from these on every request: same values.
+        done = (url[:5].lower() == "https", verify, cert if cert is None else str(cert))
+        if getattr(conn, "_imagesync_tls", None) != done:
+            super().cert_verify(conn, url, verify, cert)
+            conn._imagesync_tls = done
+
+    def request_url(self, request, proxies):  # noqa: D102
+        if self._proxy_of(request.url, proxies) is None:
+            return request.path_url  # what requests sends when no proxy applies
+        return super().request_url(request, proxies)
+
+    def _proxy_of(self, url: str, proxies: dict | None) -> str | None:
+        if not proxies:
+            return None
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, tuple(proxies.items()))
+        found = self._proxies.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._proxies[key] = requests.utils.select_proxy(url, proxies)
+        return found
+
+    def build_response(self, req, resp):  # noqa: D102
+        if "set-cookie" in resp.headers:
+            return super().build_response(req, resp)
+        # requests' build_response without the cookie jar's parsing of a response that sets
+        # no cookie (it would leave the jar empty).
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = requests.structures.CaseInsensitiveDict(resp.headers)
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
 
 
 class Transport:

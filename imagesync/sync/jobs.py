@@ -40,6 +40,8 @@ class Outcome:
     counts: ReconcileCounts = field(default_factory=ReconcileCounts)
     code: str = ""
     message: str = ""
+    # The task's repositories done and total as its result's statement left them, if known.
+    progress: tuple[int, int] | None = None
 
     @property
     def finished(self) -> bool:
@@ -147,10 +149,10 @@ class RegistryRun:
                 now = timezone.now()
                 if started is not None and not job.repository.take_listing(started):
                     logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
-                    job.task.record_repository(job.result_id, at=now)
-                    return Outcome(job, SyncTaskRepository.Status.FINISHED)
+                    progress = job.task.record_repository(job.result_id, at=now)
+                    return Outcome(job, SyncTaskRepository.Status.FINISHED, progress=progress)
                 counts = job.repository.reconcile(images, now, task=job.task)
-                job.task.record_repository(
+                progress = job.task.record_repository(
                     job.result_id,
                     added=counts.added,
                     updated=counts.updated,
@@ -163,7 +165,7 @@ class RegistryRun:
             logger.exception("Storing the images of %s failed.", job.repository.path)
             message = "The images could not be stored; the previous inventory was kept."
             return self._fail(job, reasons.INTERNAL_ERROR, message)
-        return Outcome(job, SyncTaskRepository.Status.FINISHED, counts)
+        return Outcome(job, SyncTaskRepository.Status.FINISHED, counts, progress=progress)
 
     @staticmethod
     def _fail(job: Job, code: str, message: str) -> Outcome:

@@ -348,7 +348,7 @@ class Participation:
             return
         if kind in ("repository", "continued"):
             if self.on_progress is not None:
-                self._refresh_progress()
+                self._refresh_progress(getattr(value, "progress", None))
                 self.on_progress(self.task, value)
             if job_ended and self.active.get(active.job.pk) is active:
                 self._complete(active)
@@ -358,9 +358,17 @@ class Participation:
             with db_guard():  # the ORM broker writes to the database too
                 self.announce(value)
 
-    def _refresh_progress(self) -> None:
-        """The task's done and total counts, for the progress line after each repository (a
-        plain query: the ORM's refresh cost the main thread more than the database did)."""
+    def _refresh_progress(self, known: tuple[int, int] | None = None) -> None:
+        """The task's done and total counts, for the progress line after each repository:
+        those its result's statement returned (`known`), else read by a plain query (the ORM's
+        refresh cost the main thread more than the database did). Results come in from several
+        threads, so the line never goes back to a smaller count than it showed."""
+        task = self.task
+        if known is not None:
+            done, total = known
+            if done >= task.repositories_done:
+                task.repositories_done, task.repositories_total = done, total
+            return
         table = connection.ops.quote_name(SyncTask._meta.db_table)
         with db_guard(), connection.cursor() as cursor:
             cursor.execute(
