@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
@@ -1082,6 +1082,14 @@ class SyncTaskQuerySet(models.QuerySet):
         return task
 
 
+class RecordedState(NamedTuple):
+    """A task's row as a repository's result left it (`SyncTask.record_repository`)."""
+
+    repositories_done: int
+    repositories_total: int
+    may_go_on: bool  # still running, no cancel requested
+
+
 class SyncTask(models.Model):
     """One synchronization run: trigger, scope, status, progress and per-repository results."""
 
@@ -1434,10 +1442,11 @@ class SyncTask(models.Model):
         code: str = "",
         message: str = "",
         at: datetime | None = None,
-    ) -> tuple[int, int] | None:
+    ) -> RecordedState | None:
         """Write the result of one repository (finished with its image counts, or failed with
         a reason) and add it to the task's counters. A finished repository returns the task's
-        repositories done and total as this statement left them (for the progress line). `at`: the time the repository's images
+        row as this statement left it: its repositories done and total (for the progress
+        line), and whether it still runs uncancelled (the next repository may start). `at`: the time the repository's images
         were stored (its images' last_synced_at), which the inventory as of a moment reads.
 
         Call it inside the transaction that stored the repository's images, so that result,
@@ -1473,7 +1482,7 @@ class SyncTask(models.Model):
                 "finished_at": now,
             },
         )
-        return bulk.update_returning(
+        state = bulk.update_returning(
             SyncTask,
             "id = %s",
             [self.pk],
@@ -1485,8 +1494,12 @@ class SyncTask(models.Model):
                 "images_removed": removed,
                 "images_unchanged": unchanged,
             },
-            returning=("repositories_done", "repositories_total"),
+            returning=("repositories_done", "repositories_total", "status", "cancel_requested"),
         )
+        if state is None:
+            return None
+        done, total, status, cancel_requested = state
+        return RecordedState(done, total, status == self.Status.RUNNING and not cancel_requested)
 
     record_repository.alters_data = True
 

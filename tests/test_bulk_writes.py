@@ -65,11 +65,11 @@ def test_update_returning_gives_the_row_as_the_statement_left_it(
     shows."""
     from django.db import connection
 
-    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning_supported)
     task = SyncTask.objects.create(project=project, repositories_total=7)
     other = SyncTask.objects.create(
         project=project, repositories_total=3, status=SyncTask.Status.SUCCEEDED
     )
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning_supported)
     got = [
         update_returning(
             SyncTask,

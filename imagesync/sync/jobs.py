@@ -12,7 +12,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from imagesync import bulk, reasons
-from imagesync.models import ReconcileCounts, Registry, Repository, SyncTask, SyncTaskRepository
+from imagesync.models import (
+    ReconcileCounts,
+    RecordedState,
+    Registry,
+    Repository,
+    SyncTask,
+    SyncTaskRepository,
+)
 from imagesync.registries.base import ImageInfo, Listing, RegistryError
 from imagesync.sync.known import KnownDigests
 from imagesync.sync.limits import shared_limits
@@ -40,8 +47,8 @@ class Outcome:
     counts: ReconcileCounts = field(default_factory=ReconcileCounts)
     code: str = ""
     message: str = ""
-    # The task's repositories done and total as its result's statement left them, if known.
-    progress: tuple[int, int] | None = None
+    # The task's row as the result's statement left it (SyncTask.record_repository), if known.
+    state: RecordedState | None = None
 
     @property
     def finished(self) -> bool:
@@ -149,10 +156,10 @@ class RegistryRun:
                 now = timezone.now()
                 if started is not None and not job.repository.take_listing(started):
                     logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
-                    progress = job.task.record_repository(job.result_id, at=now)
-                    return Outcome(job, SyncTaskRepository.Status.FINISHED, progress=progress)
+                    state = job.task.record_repository(job.result_id, at=now)
+                    return Outcome(job, SyncTaskRepository.Status.FINISHED, state=state)
                 counts = job.repository.reconcile(images, now, task=job.task)
-                progress = job.task.record_repository(
+                state = job.task.record_repository(
                     job.result_id,
                     added=counts.added,
                     updated=counts.updated,
@@ -165,7 +172,7 @@ class RegistryRun:
             logger.exception("Storing the images of %s failed.", job.repository.path)
             message = "The images could not be stored; the previous inventory was kept."
             return self._fail(job, reasons.INTERNAL_ERROR, message)
-        return Outcome(job, SyncTaskRepository.Status.FINISHED, counts, progress=progress)
+        return Outcome(job, SyncTaskRepository.Status.FINISHED, counts, state=state)
 
     @staticmethod
     def _fail(job: Job, code: str, message: str) -> Outcome:

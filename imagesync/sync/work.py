@@ -28,7 +28,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from imagesync import bulk, reasons
-from imagesync.models import Registry, Repository, SyncJob, SyncTask, SyncTaskRepository
+from imagesync.models import (
+    RecordedState,
+    Registry,
+    Repository,
+    SyncJob,
+    SyncTask,
+    SyncTaskRepository,
+)
 from imagesync.registries.base import RegistryError, RepositoryInfo
 from imagesync.sync.jobs import Job, Outcome, RegistryRun
 from imagesync.sync.plan import add_results, registry_failures
@@ -247,19 +254,27 @@ class Participation:
         is one here (the thread keeps the registry's slot), reporting each as it ends. Before
         each repository the task's row says whether it was cancelled or ended meanwhile: a
         cancel stops the task between repositories, as with one thread."""
+        state = None
         while True:
-            if not self._may_start():
+            if not self._may_start(state):
                 return "halted", active, job
             outcome = active.run.sync(job)
+            state = outcome.state
             following = self._take_next(active.run)
             if following is None:
                 return "repository", active, outcome
             self.pool.report(("continued", active, outcome))
             active, job = following
 
-    def _may_start(self) -> bool:
+    def _may_start(self, state: RecordedState | None = None) -> bool:
+        """Whether the task still runs uncancelled: as `state` says (the task's row as this
+        thread's last repository result left it, a moment ago) or else as the row says."""
         if self.halt or self.stopping or self.lost:
             return False
+        if state is not None:
+            if not state.may_go_on:
+                self.halt = True
+            return not self.halt
         table = connection.ops.quote_name(SyncTask._meta.db_table)
         with db_guard(), connection.cursor() as cursor:
             # Before every repository: a plain query (the ORM's building cost more than it).
@@ -348,7 +363,7 @@ class Participation:
             return
         if kind in ("repository", "continued"):
             if self.on_progress is not None:
-                self._refresh_progress(getattr(value, "progress", None))
+                self._refresh_progress(getattr(value, "state", None))
                 self.on_progress(self.task, value)
             if job_ended and self.active.get(active.job.pk) is active:
                 self._complete(active)
@@ -358,14 +373,14 @@ class Participation:
             with db_guard():  # the ORM broker writes to the database too
                 self.announce(value)
 
-    def _refresh_progress(self, known: tuple[int, int] | None = None) -> None:
+    def _refresh_progress(self, known: RecordedState | None = None) -> None:
         """The task's done and total counts, for the progress line after each repository:
         those its result's statement returned (`known`), else read by a plain query (the ORM's
         refresh cost the main thread more than the database did). Results come in from several
         threads, so the line never goes back to a smaller count than it showed."""
         task = self.task
         if known is not None:
-            done, total = known
+            done, total, _ = known
             if done >= task.repositories_done:
                 task.repositories_done, task.repositories_total = done, total
             return
