@@ -119,3 +119,36 @@ def test_file_slots_never_let_more_than_the_limit_in_at_once(tmp_path):
     for thread in threads:
         thread.join()
     assert most[0] == 2
+
+
+def test_a_repository_result_is_claimed_once_and_commits_without_waiting_on_postgresql(
+    db, project, registry
+):
+    """The statement that locks a repository's result row also lets the transaction's COMMIT
+    return before its WAL reaches the disk on PostgreSQL -- only for a result still to be
+    recorded, and only for that transaction."""
+    from django.db import connection, transaction
+
+    from imagesync.sync.jobs import _still_unfinished
+    from tests.support.factories import make_repository, make_result
+
+    task = SyncTask.objects.request(project)
+    pending = make_result(task, make_repository(registry, "a"), SyncTaskRepository.Status.PENDING)
+    done = make_result(task, make_repository(registry, "b"), SyncTaskRepository.Status.FINISHED)
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic():
+        if postgresql:  # the test database's sessions may commit without waiting already
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO on")
+        assert _still_unfinished(done.pk, commit_without_waiting=True) is False
+        if postgresql:
+            assert setting() == "on"
+        assert _still_unfinished(pending.pk, commit_without_waiting=True) is True
+        if postgresql:
+            assert setting() == "off"

@@ -150,9 +150,8 @@ class RegistryRun:
         counts as finished with no change."""
         try:
             with db_guard(), transaction.atomic():
-                if not _still_unfinished(job.result_id):
+                if not _still_unfinished(job.result_id, commit_without_waiting=True):
                     return _recorded_elsewhere(job)
-                _commit_without_waiting_for_disk()
                 now = timezone.now()
                 if started is not None and not job.repository.take_listing(started):
                     logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
@@ -205,15 +204,23 @@ def _record_usage_note(job: Job, images: list[ImageInfo]) -> None:
         )
 
 
-def _still_unfinished(result_id: int) -> bool:
+def _still_unfinished(result_id: int, commit_without_waiting: bool = False) -> bool:
     """Whether the repository's result is still to be recorded, locking its row until the
     transaction ends: a job re-queued while its first worker was only slow may see both
-    workers reach the same repository, and only the first may count it."""
+    workers reach the same repository, and only the first may count it.
+
+    `commit_without_waiting`: when it is, the same statement does what
+    `_commit_without_waiting_for_disk` does (on PostgreSQL: one round trip less for every
+    repository)."""
     table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    what = "1"
+    if commit_without_waiting and connection.vendor == "postgresql":
+        # Evaluated for the row found only, as SET LOCAL after the check would be.
+        what = "set_config('synchronous_commit', 'off', true)"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {table} WHERE id = %s AND status IN (%s, %s){lock}",
+            f"SELECT {what} FROM {table} WHERE id = %s AND status IN (%s, %s){lock}",
             [result_id, SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING],
         )
         return cursor.fetchone() is not None
