@@ -1444,10 +1444,12 @@ class SyncTask(models.Model):
         at: datetime | None = None,
     ) -> RecordedState | None:
         """Write the result of one repository (finished with its image counts, or failed with
-        a reason) and add it to the task's counters. A finished repository returns the task's
-        row as this statement left it: its repositories done and total (for the progress
-        line), and whether it still runs uncancelled (the next repository may start). `at`: the time the repository's images
+        a reason) and add it to the task's counters. `at`: the time the repository's images
         were stored (its images' last_synced_at), which the inventory as of a moment reads.
+
+        A finished repository returns the task's row as this statement left it: its
+        repositories done and total (for the progress line), and whether the task still runs
+        uncancelled (whether the thread's next repository may start).
 
         Call it inside the transaction that stored the repository's images, so that result,
         counters and inventory never disagree. Several worker threads record at once: the

@@ -252,8 +252,9 @@ class Participation:
     def _sync_repositories(self, active: ActiveJob, job: Job) -> tuple:
         """Sync `job`, then go on with the next repository of the same registry while there
         is one here (the thread keeps the registry's slot), reporting each as it ends. Before
-        each repository the task's row says whether it was cancelled or ended meanwhile: a
-        cancel stops the task between repositories, as with one thread."""
+        each repository the task's row says whether it was cancelled or ended meanwhile (as
+        the last result's statement returned it, else read): a cancel stops the task between
+        repositories, as with one thread."""
         state = None
         while True:
             if not self._may_start(state):
