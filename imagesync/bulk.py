@@ -197,6 +197,25 @@ def _update_statement(
     return sql, [_preparer(field) for field in fields]
 
 
+def update_statement(
+    model: type[models.Model],
+    where: str,
+    where_params: Sequence = (),
+    *,
+    values: Mapping[str, Any] | None = None,
+    add: Mapping[str, int] | None = None,
+    returning: Sequence[str] = (),
+) -> tuple[str, list]:
+    """The SQL and parameters of `update`'s statement (returning the fields `returning` of
+    the rows changed), to run or to give `update_returning` as one to run `before`."""
+    values, add = values or {}, add or {}
+    sql, preparers = _update_statement(
+        model, tuple(values), tuple(add), where, connection.vendor, tuple(returning)
+    )
+    params = [prepare(value) for prepare, value in zip(preparers, values.values(), strict=True)]
+    return sql, [*params, *add.values(), *where_params]
+
+
 def update(
     model: type[models.Model],
     where: str,
@@ -215,11 +234,9 @@ def update(
     from expressions on every call, several times the CPU of running it (py-spy, an unchanged
     re-sync of 1,000 repositories on SQLite: execution was a tenth of record_repository's
     time, building the query most of the rest)."""
-    values, add = values or {}, add or {}
-    sql, preparers = _update_statement(model, tuple(values), tuple(add), where, connection.vendor)
-    params = [prepare(value) for prepare, value in zip(preparers, values.values(), strict=True)]
+    sql, params = update_statement(model, where, where_params, values=values, add=add)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *add.values(), *where_params])
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 
@@ -231,26 +248,41 @@ def update_returning(
     values: Mapping[str, Any] | None = None,
     add: Mapping[str, int] | None = None,
     returning: Sequence[str],
+    before: Sequence[tuple[str, list]] = (),
 ) -> tuple | None:
     """`update`, and the values of the fields `returning` of the changed row as the statement
     left them (None when no row matched; the first row when several did): one statement where
     both databases have `UPDATE ... RETURNING` (SQLite from 3.35), else the update and a read
-    in the same transaction. Integer and text fields only: no converter is applied."""
+    in the same transaction. Integer and text fields only: no converter is applied.
+
+    `before`: statements (`update_statement`) to run first, on other rows than this update's.
+    On PostgreSQL they are part of the same statement (writable CTEs: one round trip in all)."""
     if not connection.features.can_return_columns_from_insert:
         with transaction.atomic():
+            _run(before)
             if not update(model, where, where_params, values=values, add=add):
                 return None
             rows = select_rows(model, returning, where, where_params, limit=1)
         return rows[0] if rows else None
-    values, add = values or {}, add or {}
-    sql, preparers = _update_statement(
-        model, tuple(values), tuple(add), where, connection.vendor, tuple(returning)
+    sql, params = update_statement(
+        model, where, where_params, values=values, add=add, returning=returning
     )
-    params = [prepare(value) for prepare, value in zip(preparers, values.values(), strict=True)]
+    if before and connection.vendor == "postgresql":
+        ctes = ", ".join(f"before_{index} AS ({first})" for index, (first, _) in enumerate(before))
+        sql = f"WITH {ctes} {sql}"
+        params = [value for _, first_params in before for value in first_params] + params
+        before = ()
+    _run(before)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *add.values(), *where_params])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()  # all: SQLite finishes the statement as it steps through them
     return tuple(rows[0]) if rows else None
+
+
+def _run(statements: Sequence[tuple[str, list]]) -> None:
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def moment(value: datetime) -> Any:

@@ -1469,8 +1469,9 @@ class SyncTask(models.Model):
                 heartbeat_at=now,
             )
             return
-        # Plain statements (imagesync.bulk.update): every repository of every sync ends here.
-        bulk.update(
+        # Plain statements (imagesync.bulk): every repository of every sync ends here. The
+        # result's and the counters' updates are one round trip on PostgreSQL.
+        result = bulk.update_statement(
             SyncTaskRepository,
             "id = %s AND task_id = %s",
             [result_id, self.pk],
@@ -1497,6 +1498,7 @@ class SyncTask(models.Model):
                 "images_unchanged": unchanged,
             },
             returning=("repositories_done", "repositories_total", "status", "cancel_requested"),
+            before=[result],
         )
         if state is None:
             return None

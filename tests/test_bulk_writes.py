@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from imagesync.bulk import BATCH, insert_rows, select_rows, update_returning, update_rows
+from imagesync.bulk import (
+    BATCH,
+    insert_rows,
+    select_rows,
+    update_returning,
+    update_rows,
+    update_statement,
+)
 from imagesync.history import Change, ImageInterval
 from imagesync.models import Image, Registry, SyncTask
 from imagesync.registries.base import ImageInfo
@@ -78,15 +85,17 @@ def test_update_returning_gives_the_row_as_the_statement_left_it(
             values={"heartbeat_at": timezone.now()},
             add={"repositories_done": 1, "images_added": n},
             returning=("repositories_done", "repositories_total"),
+            # run first, in the same statement on PostgreSQL (as a result's own update is)
+            before=[update_statement(SyncTask, "id = %s", [other.pk], add={"images_removed": n})],
         )
         for n in (2, 5)
     ]
     assert got == [(1, 7), (2, 7)]
     task.refresh_from_db()
     other.refresh_from_db()
-    assert (task.repositories_done, task.images_added) == (2, 7)
+    assert (task.repositories_done, task.images_added, task.images_removed) == (2, 7, 0)
     assert task.heartbeat_at is not None
-    assert other.repositories_done == 0
+    assert (other.repositories_done, other.images_removed) == (0, 7)
     missing = update_returning(
         SyncTask, "id = %s", [other.pk + 100], add={"repositories_done": 1}, returning=("id",)
     )
