@@ -318,20 +318,19 @@ def main() -> None:
                     ("digests-only", partial(plain_client, url, args.threads, False)),
                     ("re-sync", partial(run_command, project, env, f"again-{number}")),
                 ]
-                results = {}
+                walls = {}
                 for name, step in steps:
-                    results[name], wall, own, registry = timed(step, pid)
-                    # A command's CPU is its process's (run_command), a client's this one's.
-                    cpu[name] = (CPU["command"] if "sync" in name else own, registry)
+                    result, wall, own, registry = timed(step, pid)
                     if "sync" in name:
-                        check = results[name]
+                        wall, task_id, _ = result  # the command's, from process start to exit
+                        own = CPU["command"]  # its process's CPU, not this one's
                         assert inventory(project) == seeded.images, f"{name}: inventory differs"
-                        check_task(check[1], *((tags, 0) if name == "first sync" else (0, tags)))
+                        check_task(task_id, *((tags, 0) if name == "first sync" else (0, tags)))
                     else:
-                        assert results[name] == seeded.images, f"{name}: not what was seeded"
-                        results[name] = wall
-                same, digests = results["same-data"], results["digests-only"]
-                first, again = results["first sync"][0], results["re-sync"][0]
+                        assert result == seeded.images, f"{name}: not what was seeded"
+                    walls[name], cpu[name] = wall, (own, registry)
+                same, first = walls["same-data"], walls["first sync"]
+                digests, again = walls["digests-only"], walls["re-sync"]
                 row = (same, first, same / first, digests, again, digests / again, load)
                 rows.append(row)
                 print(

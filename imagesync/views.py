@@ -234,10 +234,9 @@ def image_list(request):
         request.GET.get("page")
     )
     page.object_list = [filterset.present(row) for row in page.object_list]
-    has_registries = project is not None and (
-        filterset.moment is not None  # a removed connection's history still shows
-        or _has_registries(project)
-    )
+    has_registries = (
+        project is not None and filterset.moment is not None  # a removed connection's history
+    ) or _has_registries(project)
     has_images = page.paginator.count > 0 or (
         # As of a moment, an empty result is what was there (the page says so).
         project is not None and (filterset.moment is not None or _project_rows(request).exists())

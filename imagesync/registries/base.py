@@ -414,9 +414,9 @@ _UNSET = object()
 
 class _Adapter(HTTPAdapter):
     """An HTTPAdapter that works out, once per host and settings, what requests works out for
-    every request: the connection-pool key (with an `isdir` call on the CA bundle's path, a
-    system call and a GIL hand-off), the pool itself, whether a proxy applies, and the pool's
-    TLS settings (two more file checks on https). They depend only on the URL's scheme and
+    every request: the pool (its key with an `isdir` call on the CA bundle's path, a system
+    call and a GIL hand-off), whether a proxy applies, and the pool's TLS settings (two more
+    file checks on https). They depend only on the URL's scheme and
     host, the TLS settings and the proxies, the same for every request of a sync. A response
     without cookies is built without the cookie jar's parsing. Together a third of the
     adapter's CPU per request; `send` itself is requests' own, so its error mapping is too,
@@ -424,18 +424,8 @@ class _Adapter(HTTPAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
         self._pools: dict[tuple, Any] = {}
         self._proxies: dict[tuple, str | None] = {}
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # noqa: D102
-        parts = urlsplit(request.url)
-        key = (parts.scheme, parts.netloc, verify, cert if cert is None else str(cert))
-        found = self._pool_keys.get(key)
-        if found is None:
-            found = super().build_connection_pool_key_attributes(request, verify, cert)
-            self._pool_keys[key] = found
-        return dict(found[0]), dict(found[1])
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):  # noqa: D102
         parts = urlsplit(request.url)
