@@ -259,7 +259,7 @@ def update_returning(
     On PostgreSQL they are part of the same statement (writable CTEs: one round trip in all)."""
     if not connection.features.can_return_columns_from_insert:
         with transaction.atomic():
-            _run(before)
+            run(before)
             if not update(model, where, where_params, values=values, add=add):
                 return None
             rows = select_rows(model, returning, where, where_params, limit=1)
@@ -267,19 +267,32 @@ def update_returning(
     sql, params = update_statement(
         model, where, where_params, values=values, add=add, returning=returning
     )
-    if before and connection.vendor == "postgresql":
-        ctes = ", ".join(f"before_{index} AS ({first})" for index, (first, _) in enumerate(before))
-        sql = f"WITH {ctes} {sql}"
-        params = [value for _, first_params in before for value in first_params] + params
-        before = ()
-    _run(before)
+    sql, params = after(before, sql, params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()  # all: SQLite finishes the statement as it steps through them
     return tuple(rows[0]) if rows else None
 
 
-def _run(statements: Sequence[tuple[str, list]]) -> None:
+def after(
+    before: Sequence[tuple[str, list]], sql: str, params: list
+) -> tuple[str, list]:
+    """The statement `sql` with the statements `before` (`update_statement`s, on other rows
+    than its own) run first: on PostgreSQL as writable CTEs of that one statement (one round
+    trip in all; they see the same snapshot, so none may read what another writes), else run
+    here, now. What is left to run, with its parameters."""
+    if not before:
+        return sql, params
+    if connection.vendor != "postgresql":
+        run(before)
+        return sql, params
+    ctes = ", ".join(f"before_{index} AS ({first})" for index, (first, _) in enumerate(before))
+    values = [value for _, first_params in before for value in first_params]
+    return f"WITH {ctes} {sql}", [*values, *params]
+
+
+def run(statements: Sequence[tuple[str, list]]) -> None:
+    """Run these statements (`update_statement`'s), in order."""
     with connection.cursor() as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -510,7 +510,12 @@ class Repository(models.Model):
         return self.path
 
     def reconcile(
-        self, images: Iterable[ImageInfo], now: datetime | None = None, *, task=None
+        self,
+        images: Iterable[ImageInfo],
+        now: datetime | None = None,
+        *,
+        task=None,
+        deferred: list[tuple[str, list]] | None = None,
     ) -> ReconcileCounts:
         """Make the stored images of this repository exactly the complete listing `images`, and
         record what changed in the history (see imagesync.history), seen by `task`.
@@ -518,7 +523,13 @@ class Repository(models.Model):
         Call inside a transaction. A handful of queries whatever the size: one read, bulk
         inserts, bulk updates of the changed rows, one delete of vanished tags (chunked), one
         UPDATE that touches last_synced_at of every unchanged row, one UPDATE of the
-        repository, and for the history only what changed (nothing for an unchanged tag)."""
+        repository, and for the history only what changed (nothing for an unchanged tag).
+
+        `deferred`: a list to which those last two UPDATEs are appended (`bulk.update_statement`)
+        instead of being run, for the caller to run later in the same transaction -- e.g. as
+        part of the statement that records the repository's result (`SyncTask.record_repository`'s
+        `before`: one round trip for all three on PostgreSQL). Nothing after them reads what
+        they write."""
         from imagesync.history import HistoryRecorder
 
         now = now or timezone.now()
@@ -567,19 +578,28 @@ class Repository(models.Model):
         _update_usage(usage_update)
         self._reconcile_untagged(getattr(images, "untagged", ()), now, untagged)
         history.write()
+        last = []
         if counts.unchanged:
-            bulk.update(
-                Image,
-                "repository_id = %s AND last_synced_at < %s",
-                [self.pk, bulk.moment(now)],
-                values={"last_synced_at": now},
+            last.append(
+                bulk.update_statement(
+                    Image,
+                    "repository_id = %s AND last_synced_at < %s",
+                    [self.pk, bulk.moment(now)],
+                    values={"last_synced_at": now},
+                )
             )
-        bulk.update(
-            Repository,
-            "id = %s",
-            [self.pk],
-            values={"image_count": len(listing), "last_synced_at": now, "removed_at": None},
+        last.append(
+            bulk.update_statement(
+                Repository,
+                "id = %s",
+                [self.pk],
+                values={"image_count": len(listing), "last_synced_at": now, "removed_at": None},
+            )
         )
+        if deferred is None:
+            bulk.run(last)
+        else:
+            deferred.extend(last)
         return counts
 
     reconcile.alters_data = True
@@ -632,30 +652,43 @@ class Repository(models.Model):
 
         Call inside the transaction that reconciles: it locks the repository row until the end
         of that transaction, so two reconciles of one repository never run at once."""
-        # One UPDATE that takes the row lock and, once it has it (PostgreSQL re-reads a row a
-        # concurrent transaction changed), checks the stored listing's start.
-        taken = bulk.update(
-            Repository,
-            "id = %s AND (listing_started_at IS NULL OR listing_started_at <= %s)",
-            [self.pk, bulk.moment(started)],
-            values={"listing_started_at": started},
-        )
-        # No row changed: a newer listing is stored -- or the repository is gone, whose
-        # reconcile then fails as before.
-        return bool(taken) or not Repository.objects.filter(pk=self.pk).exists()
+        with connection.cursor() as cursor:
+            cursor.execute(*self.listing_statement(started))
+            return self.listing_taken(bool(cursor.rowcount))
 
     take_listing.alters_data = True
 
-    def stored_tags(self) -> dict[str, str]:
-        """tag -> digest of the images stored for this repository (what the last sync found)."""
+    def listing_statement(self, started: datetime, condition: str = "") -> tuple[str, list]:
+        """`take_listing`'s UPDATE (with `condition`, SQL without parameters, as one more
+        condition): it takes the row lock and, once it has it (PostgreSQL re-reads a row a
+        concurrent transaction changed), checks the stored listing's start."""
+        where = "id = %s AND (listing_started_at IS NULL OR listing_started_at <= %s)"
+        return bulk.update_statement(
+            Repository,
+            f"{where} AND {condition}" if condition else where,
+            [self.pk, bulk.moment(started)],
+            values={"listing_started_at": started},
+        )
+
+    def listing_taken(self, changed: bool) -> bool:
+        """`take_listing`'s answer once `listing_statement` changed a row or not: no row
+        changed means a newer listing is stored -- or the repository is gone, whose reconcile
+        then fails as before."""
+        return changed or not Repository.objects.filter(pk=self.pk).exists()
+
+    def stored_tags(self, before: Sequence[tuple[str, list]] = ()) -> dict[str, str]:
+        """tag -> digest of the images stored for this repository (what the last sync found).
+
+        `before`: statements to run first (`bulk.update_statement`s, on other tables), on
+        PostgreSQL as part of the read (writable CTEs: one round trip)."""
         if not self.image_count:  # a new repository (or an empty one): nothing to read
+            bulk.run(before)
             return {}
         table = connection.ops.quote_name(Image._meta.db_table)
+        sql = f"SELECT tag, digest FROM {table} WHERE repository_id = %s AND tagged = %s"
+        sql, params = bulk.after(before, sql, [self.pk, True])
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT tag, digest FROM {table} WHERE repository_id = %s AND tagged = %s",
-                [self.pk, True],
-            )
+            cursor.execute(sql, params)
             return dict(cursor.fetchall())
 
     def as_info(self) -> RepositoryInfo:
@@ -1442,6 +1475,7 @@ class SyncTask(models.Model):
         code: str = "",
         message: str = "",
         at: datetime | None = None,
+        before: Sequence[tuple[str, list]] = (),
     ) -> RecordedState | None:
         """Write the result of one repository (finished with its image counts, or failed with
         a reason) and add it to the task's counters. `at`: the time the repository's images
@@ -1454,9 +1488,13 @@ class SyncTask(models.Model):
         Call it inside the transaction that stored the repository's images, so that result,
         counters and inventory never disagree. Several worker threads record at once: the
         counters are `column = column + n` updates, and this instance's counters are not
-        refreshed."""
+        refreshed.
+
+        `before`: statements of the same transaction still to run, on other rows (those
+        `Repository.reconcile` deferred), run first -- on PostgreSQL within this statement."""
         now = at or timezone.now()
         if failed:
+            bulk.run(before)
             SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk).update(
                 status=SyncTaskRepository.Status.FAILED,
                 reason_code=(code or reasons.INTERNAL_ERROR)[:32],
@@ -1498,7 +1536,7 @@ class SyncTask(models.Model):
                 "images_unchanged": unchanged,
             },
             returning=("repositories_done", "repositories_total", "status", "cancel_requested"),
-            before=[result],
+            before=[*before, result],
         )
         if state is None:
             return None

@@ -480,6 +480,39 @@ def test_the_heartbeat_keeps_going_during_a_long_listing(proj, fakes, settings):
     assert len(beats) >= 3  # the claim's beat, then one per second while listing
 
 
+def test_a_repository_shows_running_from_the_start_of_its_listing(proj, fakes):
+    """Manage Task's drill-down says which repositories are being listed right now: the
+    result is running, with its start time, while the registry answers -- for a repository
+    already in the inventory (its start is written with the read of its stored tags) as for
+    a new one."""
+    make_registry(proj)
+    fake = fakes["local"] = FakeClient({"known": [image("1")], "new": []})
+    run(proj)
+    fake.repos["new"] = [image("2")]
+    task = SyncTask.objects.request(proj)
+    seen = {}
+
+    def watcher(path):
+        def look():
+            with db_guard():
+                result = SyncTaskRepository.objects.get(task=task, repository_path=path)
+                seen[path] = (result.status, result.started_at)
+
+        return look
+
+    for path in ("known", "new"):
+        fake.hooks[path] = watcher(path)
+    before = timezone.now()
+    run_sync_task(task.pk)
+    for path in ("known", "new"):
+        status, started_at = seen[path]
+        assert status == SyncTaskRepository.Status.RUNNING
+        assert before <= started_at <= timezone.now()
+    task.refresh_from_db()
+    assert task.status == SyncTask.Status.SUCCEEDED
+    assert inventory(proj) == {"known:1": digest("1"), "new:2": digest("2")}
+
+
 def test_a_slow_registry_does_not_hold_up_the_others(proj, fakes, settings):
     settings.SYNC_WORKERS = 4
     make_registry(proj, "slow")

@@ -121,6 +121,65 @@ def test_file_slots_never_let_more_than_the_limit_in_at_once(tmp_path):
     assert most[0] == 2
 
 
+def test_a_listing_is_stored_only_by_the_first_claim_and_only_when_it_is_the_newest(
+    db, project, registry
+):
+    """Before a listing is stored, its repository's result is claimed and the listing taken
+    (one statement on PostgreSQL): a result recorded elsewhere is left alone, a listing that
+    started before the stored one is not stored, and a claim that goes on commits without
+    waiting for the disk on PostgreSQL."""
+    from django.db import connection, transaction
+
+    from imagesync.sync.jobs import _claim
+    from tests.support.factories import make_repository, make_result
+
+    task = SyncTask.objects.request(project)
+    now = timezone.now()
+
+    def job_for(path: str, status: str, stored_listing=None) -> Job:
+        repository = make_repository(registry, path)
+        Repository.objects.filter(pk=repository.pk).update(listing_started_at=stored_listing)
+        result = make_result(task, repository, status)
+        return Job(task, result.pk, repository, registry.pk)
+
+    def listing_of(job: Job):
+        return Repository.objects.get(pk=job.repository.pk).listing_started_at
+
+    def claim(job: Job, started):
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO on")
+            taken = _claim(job, started)
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SHOW synchronous_commit")
+                    return taken, cursor.fetchone()[0]
+            return taken, None
+
+    fresh = job_for("fresh", SyncTaskRepository.Status.RUNNING, now - timedelta(hours=1))
+    taken, commit = claim(fresh, now)
+    assert taken is True
+    assert listing_of(fresh) == now
+    assert commit in (None, "off")
+
+    done = job_for("done", SyncTaskRepository.Status.FINISHED, now - timedelta(hours=1))
+    taken, commit = claim(done, now)
+    assert taken is None
+    assert listing_of(done) == now - timedelta(hours=1)  # untouched
+    assert commit in (None, "on")
+
+    newer = job_for("newer", SyncTaskRepository.Status.PENDING, now + timedelta(seconds=5))
+    taken, commit = claim(newer, now)
+    assert taken is False
+    assert listing_of(newer) == now + timedelta(seconds=5)
+    assert commit in (None, "off")
+
+    unknown = job_for("unknown", SyncTaskRepository.Status.PENDING, now + timedelta(seconds=5))
+    assert claim(unknown, None)[0] is True  # no start to compare: stored
+    assert listing_of(unknown) == now + timedelta(seconds=5)
+
+
 def test_a_repository_result_is_claimed_once_and_commits_without_waiting_on_postgresql(
     db, project, registry
 ):

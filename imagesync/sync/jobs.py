@@ -101,10 +101,11 @@ class RegistryRun:
         the repository's images untouched and records the client's reason code."""
         repo = job.repository
         try:
-            self._start(job)
             started = timezone.now()
+            with db_guard():
+                previous = repo.stored_tags(before=[self._start(job)])
             try:
-                images = self._list(repo)
+                images = self._list(repo, previous)
             except RegistryError as exc:
                 return self._fail(job, exc.code, exc.message)
             except Exception:
@@ -121,21 +122,20 @@ class RegistryRun:
                 logger.exception("Recording the failure of %s failed too.", repo.path)
                 return Outcome(job, SyncTaskRepository.Status.FAILED, code=reasons.INTERNAL_ERROR)
 
-    def _start(self, job: Job) -> None:
-        with db_guard():
-            bulk.update(
-                SyncTaskRepository,
-                "id = %s AND status = %s",
-                [job.result_id, SyncTaskRepository.Status.PENDING],
-                values={"status": SyncTaskRepository.Status.RUNNING, "started_at": timezone.now()},
-            )
-            with self.known_lock:
-                if self.known is None:
-                    self.known = KnownDigests.for_registry(self.registry.pk)
+    def _start(self, job: Job) -> tuple[str, list]:
+        """The statement that marks the repository's result running (run with the read of its
+        stored tags: one round trip on PostgreSQL)."""
+        with db_guard(), self.known_lock:
+            if self.known is None:
+                self.known = KnownDigests.for_registry(self.registry.pk)
+        return bulk.update_statement(
+            SyncTaskRepository,
+            "id = %s AND status = %s",
+            [job.result_id, SyncTaskRepository.Status.PENDING],
+            values={"status": SyncTaskRepository.Status.RUNNING, "started_at": timezone.now()},
+        )
 
-    def _list(self, repo: Repository) -> list[ImageInfo]:
-        with db_guard():
-            previous = repo.stored_tags()
+    def _list(self, repo: Repository, previous: dict[str, str]) -> list[ImageInfo]:
         images = self.client.list_images(repo.as_info(), self.known, previous=previous)
         if not isinstance(images, Listing):  # keeps untagged images and the usage note
             images = Listing(images)
@@ -150,16 +150,21 @@ class RegistryRun:
         counts as finished with no change."""
         try:
             with db_guard(), transaction.atomic():
-                if not _still_unfinished(job.result_id, commit_without_waiting=True):
+                taken = _claim(job, started)
+                if taken is None:
                     return _recorded_elsewhere(job)
                 now = timezone.now()
-                if started is not None and not job.repository.take_listing(started):
+                if not taken:
                     logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
                     state = job.task.record_repository(job.result_id, at=now)
                     return Outcome(job, SyncTaskRepository.Status.FINISHED, state=state)
-                counts = job.repository.reconcile(images, now, task=job.task)
+                # The reconcile's last writes go with the result's (one round trip on
+                # PostgreSQL).
+                deferred = []
+                counts = job.repository.reconcile(images, now, task=job.task, deferred=deferred)
                 state = job.task.record_repository(
                     job.result_id,
+                    before=deferred,
                     added=counts.added,
                     updated=counts.updated,
                     removed=counts.removed,
@@ -204,6 +209,44 @@ def _record_usage_note(job: Job, images: list[ImageInfo]) -> None:
         )
 
 
+def _claim(job: Job, started) -> bool | None:
+    """In the transaction that stores a listing of `job`'s repository that started at
+    `started` (None: not known), lock the repository's result and take the listing
+    (`_still_unfinished`, `Repository.take_listing`), letting the COMMIT return without
+    waiting for the disk: None when the result was recorded elsewhere, else whether the
+    listing may be stored. On PostgreSQL, one statement (one round trip): the result's row is
+    locked first, then the repository's, as in two."""
+    repository = job.repository
+    if started is None or connection.vendor != "postgresql":
+        if not _still_unfinished(job.result_id, commit_without_waiting=True):
+            return None
+        return started is None or repository.take_listing(started)
+    claim, claim_params = _claim_statement(job.result_id, commit_without_waiting=True)
+    # An uncorrelated EXISTS: run once, before the repository's row is read.
+    take, take_params = repository.listing_statement(started, "EXISTS (SELECT 1 FROM claim)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH claim AS ({claim}), taken AS ({take} RETURNING 1)"
+            " SELECT EXISTS (SELECT 1 FROM claim), EXISTS (SELECT 1 FROM taken)",
+            [*claim_params, *take_params],
+        )
+        claimed, changed = cursor.fetchone()
+    return repository.listing_taken(changed) if claimed else None
+
+
+def _claim_statement(result_id: int, commit_without_waiting: bool) -> tuple[str, list]:
+    table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    what = "1"
+    if commit_without_waiting and connection.vendor == "postgresql":
+        # Evaluated for the row found only, as SET LOCAL after the check would be.
+        what = "set_config('synchronous_commit', 'off', true)"
+    return (
+        f"SELECT {what} FROM {table} WHERE id = %s AND status IN (%s, %s){lock}",
+        [result_id, SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING],
+    )
+
+
 def _still_unfinished(result_id: int, commit_without_waiting: bool = False) -> bool:
     """Whether the repository's result is still to be recorded, locking its row until the
     transaction ends: a job re-queued while its first worker was only slow may see both
@@ -212,17 +255,8 @@ def _still_unfinished(result_id: int, commit_without_waiting: bool = False) -> b
     `commit_without_waiting`: when it is, the same statement does what
     `_commit_without_waiting_for_disk` does (on PostgreSQL: one round trip less for every
     repository)."""
-    table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    what = "1"
-    if commit_without_waiting and connection.vendor == "postgresql":
-        # Evaluated for the row found only, as SET LOCAL after the check would be.
-        what = "set_config('synchronous_commit', 'off', true)"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {what} FROM {table} WHERE id = %s AND status IN (%s, %s){lock}",
-            [result_id, SyncTaskRepository.Status.PENDING, SyncTaskRepository.Status.RUNNING],
-        )
+        cursor.execute(*_claim_statement(result_id, commit_without_waiting))
         return cursor.fetchone() is not None
 
 
