@@ -274,9 +274,7 @@ def update_returning(
     return tuple(rows[0]) if rows else None
 
 
-def after(
-    before: Sequence[tuple[str, list]], sql: str, params: list
-) -> tuple[str, list]:
+def after(before: Sequence[tuple[str, list]], sql: str, params: list) -> tuple[str, list]:
     """The statement `sql` with the statements `before` (`update_statement`s, on other rows
     than its own) run first: on PostgreSQL as writable CTEs of that one statement (one round
     trip in all; they see the same snapshot, so none may read what another writes), else run
