@@ -249,14 +249,16 @@ def update_returning(
     add: Mapping[str, int] | None = None,
     returning: Sequence[str],
     before: Sequence[tuple[str, list]] = (),
+    commit: bool = False,
 ) -> tuple | None:
     """`update`, and the values of the fields `returning` of the changed row as the statement
     left them (None when no row matched; the first row when several did): one statement where
     both databases have `UPDATE ... RETURNING` (SQLite from 3.35), else the update and a read
     in the same transaction. Integer and text fields only: no converter is applied.
 
-    `before`: statements (`update_statement`) to run first, on other rows than this update's.
-    On PostgreSQL they are part of the same statement (writable CTEs: one round trip in all)."""
+    `before`: statements (`update_statement`) to run first. `commit`: this update is the last
+    statement of the transaction (see `run_together`). On PostgreSQL all of it is one round
+    trip."""
     if not connection.features.can_return_columns_from_insert:
         with transaction.atomic():
             run(before)
@@ -264,29 +266,71 @@ def update_returning(
                 return None
             rows = select_rows(model, returning, where, where_params, limit=1)
         return rows[0] if rows else None
-    sql, params = update_statement(
+    statement = update_statement(
         model, where, where_params, values=values, add=add, returning=returning
     )
-    sql, params = after(before, sql, params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()  # all: SQLite finishes the statement as it steps through them
+    rows = run_together([*before, statement], commit=commit)[-1]
     return tuple(rows[0]) if rows else None
 
 
-def after(before: Sequence[tuple[str, list]], sql: str, params: list) -> tuple[str, list]:
-    """The statement `sql` with the statements `before` (`update_statement`s, on other rows
-    than its own) run first: on PostgreSQL as writable CTEs of that one statement (one round
-    trip in all; they see the same snapshot, so none may read what another writes), else run
-    here, now. What is left to run, with its parameters."""
-    if not before:
-        return sql, params
+def run_together(
+    statements: Sequence[tuple[str, list]], *, commit: bool = False
+) -> list[list[tuple] | int]:
+    """Run `statements` ((SQL, parameters) each), in order, each seeing what those before it
+    wrote, and return what each gave: its rows when it returns rows (a SELECT, a RETURNING),
+    else the number of rows it changed.
+
+    On PostgreSQL, one round trip: one query text of all of them, which psycopg's cursor with
+    client-side binding (Django's default) sends by the simple query protocol, where a text
+    may hold several statements. Elsewhere one by one.
+
+    `commit`: they are the last statements of the transaction, run in its outermost atomic
+    block. On PostgreSQL the same round trip then commits it (the block's own COMMIT then
+    finds nothing left to commit, and its on-commit hooks run as usual): the rows these
+    statements lock -- a task's counters, which every worker thread updates -- are held for
+    the server's time alone, not until the client's next round trip, which waits for the GIL
+    behind the other threads. Anywhere else (SQLite, a nested block, a test's transaction)
+    the block commits as it would have."""
+    with connection.cursor() as cursor:
+        if len(statements) < 2 and not commit or not _sends_several(cursor):
+            results = []
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                # all rows: SQLite finishes a statement as it steps through them
+                results.append(cursor.fetchall() if cursor.description else cursor.rowcount)
+            return results
+        text = "; ".join(sql for sql, _ in statements)
+        if commit and _commits_on_exit():
+            text += "; COMMIT"
+        cursor.execute(text, [value for _, params in statements for value in params])
+        results = []
+        for index in range(len(statements)):
+            if index:
+                cursor.nextset()
+            results.append(cursor.fetchall() if cursor.description else cursor.rowcount)
+        return results
+
+
+def _sends_several(cursor) -> bool:
+    """Whether this cursor sends a text of several statements at once (psycopg 3's cursor with
+    client-side binding: the simple query protocol)."""
     if connection.vendor != "postgresql":
-        run(before)
-        return sql, params
-    ctes = ", ".join(f"before_{index} AS ({first})" for index, (first, _) in enumerate(before))
-    values = [value for _, first_params in before for value in first_params]
-    return f"WITH {ctes} {sql}", [*values, *params]
+        return False
+    import psycopg
+
+    return isinstance(getattr(cursor, "cursor", None), psycopg.ClientCursor)
+
+
+def _commits_on_exit() -> bool:
+    """Whether the transaction is the outermost atomic block's own, which commits it when it
+    ends (not a savepoint, nor a test's transaction, nor one the caller manages)."""
+    blocks = connection.atomic_blocks
+    return (
+        len(blocks) == 1
+        and not getattr(blocks[0], "_from_testcase", False)
+        and connection.commit_on_exit
+        and not connection.needs_rollback
+    )
 
 
 def run(statements: Sequence[tuple[str, list]]) -> None:

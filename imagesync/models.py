@@ -658,15 +658,17 @@ class Repository(models.Model):
 
     take_listing.alters_data = True
 
-    def listing_statement(self, started: datetime, condition: str = "") -> tuple[str, list]:
-        """`take_listing`'s UPDATE (with `condition`, SQL without parameters, as one more
+    def listing_statement(
+        self, started: datetime, condition: str = "", params: Sequence = ()
+    ) -> tuple[str, list]:
+        """`take_listing`'s UPDATE (with `condition`, SQL with `params`, as one more
         condition): it takes the row lock and, once it has it (PostgreSQL re-reads a row a
         concurrent transaction changed), checks the stored listing's start."""
         where = "id = %s AND (listing_started_at IS NULL OR listing_started_at <= %s)"
         return bulk.update_statement(
             Repository,
             f"{where} AND {condition}" if condition else where,
-            [self.pk, bulk.moment(started)],
+            [self.pk, bulk.moment(started), *params],
             values={"listing_started_at": started},
         )
 
@@ -679,17 +681,14 @@ class Repository(models.Model):
     def stored_tags(self, before: Sequence[tuple[str, list]] = ()) -> dict[str, str]:
         """tag -> digest of the images stored for this repository (what the last sync found).
 
-        `before`: statements to run first (`bulk.update_statement`s, on other tables), on
-        PostgreSQL as part of the read (writable CTEs: one round trip)."""
+        `before`: statements to run first (`bulk.update_statement`s): on PostgreSQL in the
+        same round trip (`bulk.run_together`)."""
         if not self.image_count:  # a new repository (or an empty one): nothing to read
             bulk.run(before)
             return {}
         table = connection.ops.quote_name(Image._meta.db_table)
         sql = f"SELECT tag, digest FROM {table} WHERE repository_id = %s AND tagged = %s"
-        sql, params = bulk.after(before, sql, [self.pk, True])
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return dict(cursor.fetchall())
+        return dict(bulk.run_together([*before, (sql, [self.pk, True])])[-1])
 
     def as_info(self) -> RepositoryInfo:
         """The plain description a registry client lists images of."""
@@ -1476,6 +1475,7 @@ class SyncTask(models.Model):
         message: str = "",
         at: datetime | None = None,
         before: Sequence[tuple[str, list]] = (),
+        commit: bool = False,
     ) -> RecordedState | None:
         """Write the result of one repository (finished with its image counts, or failed with
         a reason) and add it to the task's counters. `at`: the time the repository's images
@@ -1490,8 +1490,10 @@ class SyncTask(models.Model):
         counters are `column = column + n` updates, and this instance's counters are not
         refreshed.
 
-        `before`: statements of the same transaction still to run, on other rows (those
-        `Repository.reconcile` deferred), run first -- on PostgreSQL within this statement."""
+        `before`: statements of the same transaction still to run (those `Repository.reconcile`
+        deferred), run first. `commit`: nothing follows in the transaction, which the same
+        round trip may then commit (`bulk.run_together`): on PostgreSQL, the task's row, which
+        every worker thread updates, is then locked for the server's time alone."""
         now = at or timezone.now()
         if failed:
             bulk.run(before)
@@ -1508,7 +1510,8 @@ class SyncTask(models.Model):
             )
             return
         # Plain statements (imagesync.bulk): every repository of every sync ends here. The
-        # result's and the counters' updates are one round trip on PostgreSQL.
+        # result's and the counters' updates are one round trip on PostgreSQL, with the
+        # COMMIT when `commit`.
         result = bulk.update_statement(
             SyncTaskRepository,
             "id = %s AND task_id = %s",
@@ -1537,6 +1540,7 @@ class SyncTask(models.Model):
             },
             returning=("repositories_done", "repositories_total", "status", "cancel_requested"),
             before=[*before, result],
+            commit=commit,
         )
         if state is None:
             return None

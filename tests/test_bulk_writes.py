@@ -5,6 +5,7 @@ reconcile that uses it stores a re-pushed repository exactly, with its history."
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 from imagesync.bulk import (
     BATCH,
     insert_rows,
+    run_together,
     select_rows,
     update_returning,
     update_rows,
@@ -100,6 +102,71 @@ def test_update_returning_gives_the_row_as_the_statement_left_it(
         SyncTask, "id = %s", [other.pk + 100], add={"repositories_done": 1}, returning=("id",)
     )
     assert missing is None
+
+
+def test_statements_run_together_in_order_each_seeing_the_one_before(project):
+    """Several statements sent at once (one round trip on PostgreSQL) run in their order,
+    each seeing what the one before it wrote, and each gives back its rows or the number of
+    rows it changed -- parameters that look like SQL stay values."""
+    from django.db import connection
+
+    task = SyncTask.objects.create(project=project, repositories_total=7)
+    table = connection.ops.quote_name(SyncTask._meta.db_table)
+    results = run_together(
+        [
+            update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 2}),
+            update_statement(SyncTask, "id = %s", [task.pk + 100], add={"repositories_done": 1}),
+            (
+                f"SELECT repositories_done, repositories_total, %s FROM {table} WHERE id = %s",
+                ["x'; COMMIT; DELETE FROM t; --", task.pk],
+            ),
+        ]
+    )
+    assert results == [1, 0, [(2, 7, "x'; COMMIT; DELETE FROM t; --")]]
+    assert SyncTask.objects.filter(pk=task.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_last_statements_of_a_transaction_may_commit_it_in_the_same_round_trip(project):
+    """The task's row, which every worker thread adds to, is free again as soon as a
+    repository's last statement returns on PostgreSQL (its COMMIT went with it) -- but only
+    for a transaction its atomic block owns: inside a savepoint nothing is committed early.
+    Either way the block's writes are all committed when it ends."""
+    from django.db import connection, transaction
+
+    task = SyncTask.objects.create(project=project)
+    add_one = update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 1})
+
+    def seen_elsewhere() -> int:  # by another connection, as another worker thread would
+        seen = []
+
+        def look():
+            try:
+                seen.append(SyncTask.objects.get(pk=task.pk).repositories_done)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic():
+        with transaction.atomic():  # a savepoint: not this block's to commit
+            assert run_together([add_one], commit=True) == [1]
+        if postgresql:
+            assert seen_elsewhere() == 0
+        assert run_together([add_one], commit=True) == [1]
+        if postgresql:
+            assert seen_elsewhere() == 2  # committed by that round trip
+            assert connection.connection.info.transaction_status == 0  # idle: nothing open
+    assert seen_elsewhere() == 2
+    with transaction.atomic():
+        assert run_together([add_one], commit=False) == [1]
+        if postgresql:
+            assert seen_elsewhere() == 2  # not yet: the block commits
+    assert seen_elsewhere() == 3
 
 
 def test_select_rows_reads_what_values_list_reads(repository):

@@ -158,20 +158,21 @@ class RegistryRun:
                     logger.info("%s: a newer listing was stored meanwhile.", job.repository.path)
                     state = job.task.record_repository(job.result_id, at=now)
                     return Outcome(job, SyncTaskRepository.Status.FINISHED, state=state)
-                # The reconcile's last writes go with the result's (one round trip on
-                # PostgreSQL).
+                # The reconcile's last writes go with the result's, and the COMMIT with them:
+                # one round trip on PostgreSQL, the last of the transaction.
                 deferred = []
                 counts = job.repository.reconcile(images, now, task=job.task, deferred=deferred)
+                _record_usage_note(job, images)
                 state = job.task.record_repository(
                     job.result_id,
                     before=deferred,
+                    commit=True,
                     added=counts.added,
                     updated=counts.updated,
                     removed=counts.removed,
                     unchanged=counts.unchanged,
                     at=now,
                 )
-                _record_usage_note(job, images)
         except Exception:
             logger.exception("Storing the images of %s failed.", job.repository.path)
             message = "The images could not be stored; the previous inventory was kept."
@@ -214,24 +215,18 @@ def _claim(job: Job, started) -> bool | None:
     `started` (None: not known), lock the repository's result and take the listing
     (`_still_unfinished`, `Repository.take_listing`), letting the COMMIT return without
     waiting for the disk: None when the result was recorded elsewhere, else whether the
-    listing may be stored. On PostgreSQL, one statement (one round trip): the result's row is
-    locked first, then the repository's, as in two."""
-    repository = job.repository
-    if started is None or connection.vendor != "postgresql":
-        if not _still_unfinished(job.result_id, commit_without_waiting=True):
-            return None
-        return started is None or repository.take_listing(started)
-    claim, claim_params = _claim_statement(job.result_id, commit_without_waiting=True)
-    # An uncorrelated EXISTS: run once, before the repository's row is read.
-    take, take_params = repository.listing_statement(started, "EXISTS (SELECT 1 FROM claim)")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH claim AS ({claim}), taken AS ({take} RETURNING 1)"
-            " SELECT EXISTS (SELECT 1 FROM claim), EXISTS (SELECT 1 FROM taken)",
-            [*claim_params, *take_params],
-        )
-        claimed, changed = cursor.fetchone()
-    return repository.listing_taken(changed) if claimed else None
+    listing may be stored. On PostgreSQL, one round trip for both statements
+    (`bulk.run_together`): the result's row is locked first, then the repository's."""
+    if started is None:
+        return True if _still_unfinished(job.result_id, commit_without_waiting=True) else None
+    claim = _claim_statement(job.result_id, commit_without_waiting=True)
+    # Taken only when the result was claimed: its row is locked by now, so its status holds.
+    table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
+    take = job.repository.listing_statement(
+        started, f"EXISTS (SELECT 1 FROM {table} WHERE id = %s AND status IN (%s, %s))", claim[1]
+    )
+    claimed, changed = bulk.run_together([claim, take])
+    return job.repository.listing_taken(bool(changed)) if claimed else None
 
 
 def _claim_statement(result_id: int, commit_without_waiting: bool) -> tuple[str, list]:
