@@ -261,7 +261,7 @@ def update_returning(
     trip."""
     if not connection.features.can_return_columns_from_insert:
         with transaction.atomic():
-            run(before)
+            run_together(before)
             if not update(model, where, where_params, values=values, add=add):
                 return None
             rows = select_rows(model, returning, where, where_params, limit=1)
@@ -292,7 +292,7 @@ def run_together(
     behind the other threads. Anywhere else (SQLite, a nested block, a test's transaction)
     the block commits as it would have."""
     with connection.cursor() as cursor:
-        if len(statements) < 2 and not commit or not _sends_several(cursor):
+        if (len(statements) < 2 and not commit) or not _sends_several(cursor):
             results = []
             for sql, params in statements:
                 cursor.execute(sql, params)
@@ -331,13 +331,6 @@ def _commits_on_exit() -> bool:
         and connection.commit_on_exit
         and not connection.needs_rollback
     )
-
-
-def run(statements: Sequence[tuple[str, list]]) -> None:
-    """Run these statements (`update_statement`'s), in order."""
-    with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
 
 
 def moment(value: datetime) -> Any:

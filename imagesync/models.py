@@ -597,7 +597,7 @@ class Repository(models.Model):
             )
         )
         if deferred is None:
-            bulk.run(last)
+            bulk.run_together(last)
         else:
             deferred.extend(last)
         return counts
@@ -684,7 +684,7 @@ class Repository(models.Model):
         `before`: statements to run first (`bulk.update_statement`s): on PostgreSQL in the
         same round trip (`bulk.run_together`)."""
         if not self.image_count:  # a new repository (or an empty one): nothing to read
-            bulk.run(before)
+            bulk.run_together(before)
             return {}
         table = connection.ops.quote_name(Image._meta.db_table)
         sql = f"SELECT tag, digest FROM {table} WHERE repository_id = %s AND tagged = %s"
@@ -1500,7 +1500,7 @@ class SyncTask(models.Model):
         every worker thread updates, is then locked for the server's time alone."""
         now = at or timezone.now()
         if failed:
-            bulk.run(before)
+            bulk.run_together(before)
             SyncTaskRepository.objects.filter(pk=result_id, task_id=self.pk).update(
                 status=SyncTaskRepository.Status.FAILED,
                 reason_code=(code or reasons.INTERNAL_ERROR)[:32],
