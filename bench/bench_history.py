@@ -514,7 +514,6 @@ def _seed_repository(project, repository, tasks, rng: random.Random) -> None:
                     tag=tag,
                     **_state(repository, tag, len(steps) - 1, last.valid_from),
                     first_seen_at=seen,
-                    last_synced_at=tasks[-1].finished_at,
                 )
             )
     ImageInterval.objects.bulk_create(intervals, batch_size=2000)

@@ -128,6 +128,9 @@ def seed(total: int, reseed: bool):
                     namespace=namespace,
                     name=name,
                     image_count=per_repository,
+                    # Its images' "Last synced": spread over two days, as before (the
+                    # images' own column until migration 0029).
+                    last_synced_at=now - timedelta(minutes=(n * 50) % 3000),
                 )
             )
         Repository.objects.bulk_create(repositories, batch_size=2000)
@@ -164,7 +167,6 @@ def seed(total: int, reseed: bool):
                         image_created_at=now - timedelta(days=made % 700),
                         registry_updated_at=now - timedelta(hours=made % 5000),
                         first_seen_at=now - timedelta(days=30),
-                        last_synced_at=now - timedelta(minutes=made % 3000),
                     )
                 )
                 if len(batch) >= 5000:

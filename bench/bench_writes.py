@@ -197,7 +197,7 @@ def check(project, source, task_id: int) -> None:
     """The stored inventory, the open intervals and the task's changes are exactly what the
     registry lists now and what it listed before."""
     from imagesync.history import Change, ImageInterval
-    from imagesync.models import Image, SyncTask, aware
+    from imagesync.models import Image, Repository, SyncTask, aware
 
     want = {}
     before = {}
@@ -250,8 +250,8 @@ def check(project, source, task_id: int) -> None:
         "the task's changes differ from what was re-pushed"
     )
     task = SyncTask.objects.get(pk=task_id)
-    stale = Image.objects.filter(project=project, last_synced_at__lt=task.started_at)
-    assert not stale.exists(), "images not synced by the task"
+    stale = Repository.objects.filter(registry__project=project, last_synced_at__lt=task.started_at)
+    assert not stale.exists(), "repositories (their images) not synced by the task"
 
 
 def history_share(tags: int, repeats: int) -> None:

@@ -383,6 +383,17 @@ def _moments(
     )
 
 
+class RepositoryMomentFilter(MomentFilter):
+    """A bound on a repository's time that images show as theirs ("Last synced": an image's
+    is its repository's), through `repository_id IN (subquery)` (see `_in_repositories`)."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if value is None:
+            return qs
+        lookup, moment = self.comparison(value)
+        return _in_repositories(qs, **{f"{self.field_name}__{lookup}": moment})
+
+
 class BooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
 
@@ -696,7 +707,9 @@ class ImageFilter(ListFilterSet):
     size_min_mib = MibFilter(field_name="size", lookup_expr="gte", label=_("Size from (MiB)"))
     size_max_mib = MibFilter(field_name="size", lookup_expr="lte", label=_("Size to (MiB)"))
     updated_after, updated_before, updated_to = _moments("registry_updated_at", _("Updated"))
-    synced_after, synced_before, synced_to = _moments("last_synced_at", _("Synced"))
+    synced_after, synced_before, synced_to = _moments(
+        "last_synced_at", _("Synced"), RepositoryMomentFilter
+    )
     # Usage (imagesync.usage); the inventory as of a moment has no usage and ignores them.
     tagged = django_filters.ChoiceFilter(
         method="filter_tagged",
@@ -744,10 +757,7 @@ class ImageFilter(ListFilterSet):
     # page of 100 rows built 200 such instances, their settings and times, for names only).
     UNSHOWN = (
         *(f"repository__{name}" for name in ("extra", "image_count", "pull_count")),
-        *(
-            f"repository__{name}"
-            for name in ("first_seen_at", "last_synced_at", "removed_at", "listing_started_at")
-        ),
+        *(f"repository__{name}" for name in ("first_seen_at", "removed_at", "listing_started_at")),
         *(
             f"repository__registry__{name}"
             for name in (

@@ -504,6 +504,10 @@ class Repository(models.Model):
             # Image View sorted by namespace (namespace, name, repository, tag): repositories
             # in that order, each one's images by its (repository, tag) index.
             models.Index(fields=["namespace", "name"], name="repository_ns_name_idx"),
+            # Image View sorted by "Last synced" (its images show the repository's): the same
+            # walk, the id with the time so that PostgreSQL reads repositories in the sort's
+            # order (repository_id follows it).
+            models.Index(fields=["last_synced_at", "id"], name="repository_synced_idx"),
         ]
 
     def __str__(self) -> str:
@@ -522,14 +526,15 @@ class Repository(models.Model):
 
         Call inside a transaction. A handful of queries whatever the size: one read, bulk
         inserts, bulk updates of the changed rows, one delete of vanished tags (chunked), one
-        UPDATE that touches last_synced_at of every unchanged row, one UPDATE of the
-        repository, and for the history only what changed (nothing for an unchanged tag).
+        UPDATE of the repository (its image count and last sync, which is its images' "Last
+        synced": an unchanged image is not written at all), and for the history only what
+        changed (nothing for an unchanged tag).
 
-        `deferred`: a list to which those last two UPDATEs are appended (`bulk.update_statement`)
+        `deferred`: a list to which that last UPDATE is appended (`bulk.update_statement`)
         instead of being run, for the caller to run later in the same transaction -- e.g. as
         part of the statement that records the repository's result (`SyncTask.record_repository`'s
-        `before`: one round trip for all three on PostgreSQL). Nothing after them reads what
-        they write."""
+        `before`: one round trip for both on PostgreSQL). Nothing after it reads what it
+        writes."""
         from imagesync.history import HistoryRecorder
 
         now = now or timezone.now()
@@ -557,7 +562,7 @@ class Repository(models.Model):
                 # The row's new values, from the listing as _new_image takes them,
                 # without a model instance (a re-push of every tag builds one per image).
                 usage = _usage_of(info) if info.pull_source else row[11:15]
-                to_update.append([row[0], *state, is_latest, now, *usage])
+                to_update.append([row[0], *state, is_latest, *usage])
                 history.restated(row[2], tag, state[0], state[6])
                 _flush_full(to_update, _update_images)
             elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
@@ -578,24 +583,14 @@ class Repository(models.Model):
         _update_usage(usage_update)
         self._reconcile_untagged(getattr(images, "untagged", ()), now, untagged)
         history.write()
-        last = []
-        if counts.unchanged:
-            last.append(
-                bulk.update_statement(
-                    Image,
-                    "repository_id = %s AND last_synced_at < %s",
-                    [self.pk, bulk.moment(now)],
-                    values={"last_synced_at": now},
-                )
-            )
-        last.append(
+        last = [
             bulk.update_statement(
                 Repository,
                 "id = %s",
                 [self.pk],
                 values={"image_count": len(listing), "last_synced_at": now, "removed_at": None},
             )
-        )
+        ]
         if deferred is None:
             bulk.run_together(last)
         else:
@@ -763,7 +758,6 @@ class Image(ImageState):
         Project, on_delete=models.CASCADE, related_name="images", db_index=False
     )
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="images")
-    last_synced_at = models.DateTimeField(default=timezone.now)
     # Usage (imagesync.usage): not part of the image's state, so never a history change.
     last_pulled = models.DateTimeField(
         null=True, blank=True, help_text=_("When the registry last saw a pull of it.")
@@ -815,9 +809,6 @@ class Image(ImageState):
                 fields=["project", "tagged", "registry_updated_at"], name="image_proj_updated_idx"
             ),
             models.Index(
-                fields=["project", "tagged", "last_synced_at"], name="image_proj_synced_idx"
-            ),
-            models.Index(
                 fields=["project", "tagged", "image_created_at"], name="image_proj_created_idx"
             ),
             models.Index(
@@ -837,6 +828,13 @@ class Image(ImageState):
     @property
     def short_digest(self) -> str:
         return self.digest.split(":", 1)[-1][:12]
+
+    @property
+    def last_synced_at(self) -> datetime | None:
+        """When a sync last listed the image: its repository's last complete listing. Every
+        reconcile stores a repository's images from one complete listing, so its images have
+        no sync time of their own to keep (and an unchanged image is never written)."""
+        return self.repository.last_synced_at
 
     @property
     def repository_pulls(self) -> bool:
@@ -882,7 +880,6 @@ _IMAGE_UPDATE_FIELDS = [
     "image_created_at",
     "registry_updated_at",
     "is_latest",
-    "last_synced_at",
     *_USAGE_FIELDS,
 ]
 
@@ -918,7 +915,6 @@ def _new_image(repository: Repository, info: ImageInfo, *, is_latest: bool, now:
         "image_created_at": aware(info.created),
         "registry_updated_at": aware(info.updated),
         "first_seen_at": now,
-        "last_synced_at": now,
         "last_pulled": aware(info.last_pulled),
         "pull_count": info.pull_count,
         "pull_source": info.pull_source,
@@ -1483,7 +1479,7 @@ class SyncTask(models.Model):
     ) -> RecordedState | None:
         """Write the result of one repository (finished with its image counts, or failed with
         a reason) and add it to the task's counters. `at`: the time the repository's images
-        were stored (its images' last_synced_at), which the inventory as of a moment reads.
+        were stored (its last_synced_at), which the inventory as of a moment reads.
 
         A finished repository returns the task's row as this statement left it: its
         repositories done and total (for the progress line), and whether the task still runs

@@ -233,10 +233,12 @@ IMAGES = Table(
             ("registry_updated_at",),
             _time("registry_updated_at"),
         ),
+        # An image's last sync is its repository's (see Image.last_synced_at): sorted as the
+        # repository columns are, repositories in that order, each one's images by tag.
         Column(
             "last_synced",
             _("Last synced"),
-            ("last_synced_at",),
+            ("repository__last_synced_at", "repository_id", "tag"),
             _time("last_synced_at"),
             aliases=("synced",),
         ),
@@ -468,7 +470,7 @@ _AS_OF_FIELDS = {
     "repository__name": "name",
     "repository_id": "repository_path",
     # "Last synced" as of the moment is computed per repository (see filters.AsOfSortFilter).
-    "last_synced_at": "synced_as_of",
+    "repository__last_synced_at": "synced_as_of",
 }
 _AS_OF_VALUES: dict[str, Callable[[Any], Any]] = {
     "registry": _attr("registry_name"),
@@ -501,7 +503,9 @@ def _as_of(column: Column) -> Column:
     if column.key in _AS_OF_USAGE:
         return Column(column.key, column.label, (), _AS_OF_USAGE[column.key], css=column.css)
     fields: list[str] = []
-    for name in column.order_by:
+    # As of a moment the rows of one "Last synced" sort by id after it, as they always have.
+    order_by = column.order_by[:1] if column.key == "last_synced" else column.order_by
+    for name in order_by:
         mapped = _AS_OF_FIELDS.get(name, name)
         if mapped not in fields:
             fields.append(mapped)

@@ -46,6 +46,9 @@ def inventory(project, other_project, registry):
     ]
     images = {}
     for tag, repository, size, multi, latest, updated, synced, char in rows:
+        # An image's last sync is its repository's (the same for both tags of a repository).
+        repository.last_synced_at = T0 + timedelta(days=synced)
+        repository.save(update_fields=["last_synced_at"])
         images[f"{repository.name}:{tag}"] = Image.objects.create(
             project=project,
             repository=repository,
@@ -56,7 +59,6 @@ def inventory(project, other_project, registry):
             is_latest=latest,
             platforms=["linux/amd64", "linux/arm64"] if multi else ["linux/amd64"],
             registry_updated_at=T0 + timedelta(days=updated),
-            last_synced_at=T0 + timedelta(days=synced),
             image_created_at=T0 - timedelta(days=updated),
         )
     theirs = Registry.objects.create(

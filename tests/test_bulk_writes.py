@@ -9,6 +9,8 @@ import threading
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from imagesync.bulk import (
@@ -22,7 +24,7 @@ from imagesync.bulk import (
 )
 from imagesync.history import Change, ImageInterval
 from imagesync.models import Image, Registry, SyncTask
-from imagesync.registries.base import ImageInfo
+from imagesync.registries.base import ImageInfo, Listing
 from tests.support.factories import make_image, make_repository
 
 pytestmark = pytest.mark.django_db
@@ -261,7 +263,8 @@ def test_a_full_repush_is_stored_exactly_with_its_history(repository):
         )
         for info in listing(1)
     }
-    assert set(Image.objects.values_list("last_synced_at", flat=True)) == {later}
+    repository.refresh_from_db()
+    assert repository.last_synced_at == later  # every image's "Last synced"
     changes = list(
         Change.objects.filter(time=later)
         .order_by("id")
@@ -291,3 +294,27 @@ def test_a_sha512_digest_is_stored_with_its_history(repository):
         ("added", "", sha512),
         ("repushed", sha512, again),
     ]
+
+
+def test_an_unchanged_resync_writes_no_image_yet_shows_every_image_synced_then(repository):
+    """An unchanged tag is not written at all (no row, no index entry: on PostgreSQL every
+    index of a touched row got a new entry); its "Last synced" is its repository's, which the
+    reconcile moves, and Image View and the API read."""
+    listing = Listing(ImageInfo(tag=f"v{n}", digest=f"sha256:{n:064x}") for n in range(5))
+    listing.untagged = [ImageInfo(tag="", digest=f"sha256:{99:064x}", tagged=False)]
+    first = timezone.now()
+    repository.reconcile(listing, first)
+    later = first + dt.timedelta(minutes=5)
+    with CaptureQueriesContext(connection) as queries:
+        counts = repository.reconcile(listing, later)
+    assert (counts.unchanged, counts.added, counts.updated, counts.removed) == (5, 0, 0, 0)
+    writes = [
+        query["sql"]
+        for query in queries.captured_queries
+        if '"imagesync_image"' in query["sql"]
+        and not query["sql"].lstrip().upper().startswith("SELECT")
+    ]
+    assert writes == []
+    images = Image.objects.filter(repository=repository).select_related("repository")
+    assert {image.last_synced_at for image in images} == {later}
+    assert len(images) == 6

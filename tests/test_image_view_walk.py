@@ -19,7 +19,6 @@ FILTERS = [
     "latest=on",
     "size_min_mib=20&size_max_mib=60",
     "updated_after=" + (NOW - dt.timedelta(days=20)).date().isoformat(),
-    "synced_after=" + (NOW - dt.timedelta(days=3)).date().isoformat(),
     "not_pulled_days=30",
     "pulled=never",
     "pulled=unknown",
@@ -52,7 +51,7 @@ def images(registry, project):
             is_latest=n % 7 == 0,
             registry_updated_at=NOW - dt.timedelta(days=n % 40),
             image_created_at=NOW - dt.timedelta(days=n % 11) if n % 6 else None,
-            last_synced_at=NOW - dt.timedelta(days=n % 6),
+            last_synced_at=NOW - dt.timedelta(days=(n % 4) * 2),  # its repository's
             last_pulled=pulled,
             pull_known=n % 3 != 0,
             pull_source="harbor" if n % 3 else "",
@@ -103,6 +102,9 @@ def test_past_its_budget_the_walk_gives_way(images, project, monkeypatch):
 def test_no_walk_for_repository_filters_sorts_or_deep_pages(images, project):
     assert _filterset(project, "sort=size").page_ids(0, 20) is None  # nothing to walk past
     assert _filterset(project, "namespace=team").page_ids(0, 20) is None
+    # "Last synced" is the repository's
+    synced = "synced_after=" + (NOW - dt.timedelta(days=3)).date().isoformat()
+    assert _filterset(project, synced).page_ids(0, 20) is None
     assert _filterset(project, "multi_arch=on&sort=namespace").page_ids(0, 20) is None
     assert _filterset(project, "multi_arch=on").page_ids(5000, 5020) is None
     assert _filterset(project, "multi_arch=maybe").page_ids(0, 20) is None  # invalid

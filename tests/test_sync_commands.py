@@ -160,9 +160,16 @@ def test_sync_images_from_the_shell_prints_no_traceback():
 def stored(db, project, registry):
     created = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     api = Repository.objects.create(
-        registry=registry, type="other", path="team/api", namespace="team", name="api"
+        registry=registry,
+        type="other",
+        path="team/api",
+        namespace="team",
+        name="api",
+        last_synced_at=created,
     )
-    nginx = Repository.objects.create(registry=registry, type="other", path="nginx", name="nginx")
+    nginx = Repository.objects.create(
+        registry=registry, type="other", path="nginx", name="nginx", last_synced_at=created
+    )
     for repo, tag, platforms in [
         (api, "1.0", ["linux/amd64", "linux/arm64/v8"]),
         (api, "0.9", ["linux/amd64"]),
@@ -179,7 +186,6 @@ def stored(db, project, registry):
             multi_arch=len(platforms) > 1,
             image_created_at=created if platforms else None,
             registry_updated_at=None,
-            last_synced_at=created,
         )
     return project
 

@@ -33,6 +33,14 @@ def make_repository(registry: Registry, path: str, type_: str = "other") -> Repo
 
 
 def make_image(repository: Repository, tag: str, **fields) -> Image:
+    """An image of `repository`; `last_synced_at` (default: NOW for a repository never synced)
+    is stored on the repository, whose last sync every image of it shows."""
+    synced = fields.pop("last_synced_at", None)
+    if synced is None and repository.last_synced_at is None:
+        synced = NOW
+    if synced is not None:
+        repository.last_synced_at = synced
+        Repository.objects.filter(pk=repository.pk).update(last_synced_at=synced)
     digest_seed = fields.pop("digest_seed", f"{repository.path}:{tag}")
     digest = "sha256:" + (format(abs(hash(digest_seed)), "x") * 8)[:64]
     defaults = {
@@ -41,7 +49,6 @@ def make_image(repository: Repository, tag: str, **fields) -> Image:
         "platforms": ["linux/amd64"],
         "registry_updated_at": NOW - dt.timedelta(days=1),
         "image_created_at": NOW - dt.timedelta(days=2),
-        "last_synced_at": NOW,
     }
     defaults.update(fields)
     return Image.objects.create(
