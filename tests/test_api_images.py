@@ -305,6 +305,9 @@ def test_an_image_shows_its_repository_registry_and_details(inventory, project, 
         "is_latest": False,
     }
     assert body["registry_updated_at"].startswith("2026-03-04T12:00:00")
+    # Its repository's last sync, written as every other time of the API
+    assert body["last_synced_at"].startswith("2026-03-08T12:00:00")
+    assert body["last_synced_at"][19:] == body["registry_updated_at"][19:]
 
 
 # --- repositories ---------------------------------------------------------------------------

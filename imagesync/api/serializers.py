@@ -56,6 +56,12 @@ class ImageSerializer(serializers.ModelSerializer):
     registry_name = serializers.CharField(source="repository.registry.name", read_only=True)
     short_digest = serializers.CharField(read_only=True)
     platforms = serializers.ListField(child=serializers.CharField(), read_only=True)
+    last_synced_at = serializers.DateTimeField(
+        source="repository.last_synced_at",
+        read_only=True,
+        allow_null=True,
+        help_text="The repository's last successful listing, which stored this image as it is.",
+    )
     pull_source = serializers.SerializerMethodField(
         help_text="harbor, jfrog, swr, swr_repository, events or none (see README, Usage)."
     )
