@@ -130,10 +130,31 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(run, registry_pid: int) -> tuple[Any, float, float, float]:
+def server_cpu(name: str = "postgres") -> float:
+    """CPU seconds used so far by a local database server's processes (`name`): its main
+    process with its ended children (which it waited for) and its running ones; 0 when none
+    runs here. Read as root or as the server's user."""
+    processes = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, rest = text.split(" (", 1)[1].rsplit(")", 1)
+        if command == name:
+            fields = rest.split()
+            processes[int(stat.parent.name)] = (int(fields[1]), [int(f) for f in fields[11:15]])
+    ticks = 0
+    for parent, (utime, stime, cutime, cstime) in processes.values():
+        ticks += utime + stime + (0 if parent in processes else cutime + cstime)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run, registry_pid: int) -> tuple[Any, float, float, float, float]:
     """`run()`'s result and wall seconds, and the CPU seconds spent meanwhile by this process
-    (the clients' threads) and by the registry."""
+    (the clients' threads), by the registry and by a local PostgreSQL server."""
     registry = process_cpu(registry_pid)
+    server = server_cpu()
     own = time.process_time()
     started = time.perf_counter()
     result = run()
@@ -142,6 +163,7 @@ def timed(run, registry_pid: int) -> tuple[Any, float, float, float]:
         time.perf_counter() - started,
         time.process_time() - own,
         process_cpu(registry_pid) - registry,
+        server_cpu() - server,
     )
 
 
@@ -320,7 +342,7 @@ def main() -> None:
                 ]
                 walls = {}
                 for name, step in steps:
-                    result, wall, own, registry = timed(step, pid)
+                    result, wall, own, registry, server = timed(step, pid)
                     if "sync" in name:
                         wall, task_id, _ = result  # the command's, from process start to exit
                         own = CPU["command"]  # its process's CPU, not this one's
@@ -328,7 +350,7 @@ def main() -> None:
                         check_task(task_id, *((tags, 0) if name == "first sync" else (0, tags)))
                     else:
                         assert result == seeded.images, f"{name}: not what was seeded"
-                    walls[name], cpu[name] = wall, (own, registry)
+                    walls[name], cpu[name] = wall, (own, registry, server)
                 same, first = walls["same-data"], walls["first sync"]
                 digests, again = walls["digests-only"], walls["re-sync"]
                 row = (same, first, same / first, digests, again, digests / again, load)
@@ -341,8 +363,10 @@ def main() -> None:
                     flush=True,
                 )
                 print(
-                    "  CPU s (client or command / registry): "
-                    + ", ".join(f"{name} {c:.1f} / {r:.1f}" for name, (c, r) in cpu.items()),
+                    "  CPU s (client or command / registry / PostgreSQL server): "
+                    + ", ".join(
+                        f"{name} {c:.1f} / {r:.1f} / {d:.1f}" for name, (c, r, d) in cpu.items()
+                    ),
                     flush=True,
                 )
                 if not db.endswith("sqlite3"):
