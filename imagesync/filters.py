@@ -869,9 +869,10 @@ class ImageFilter(ListFilterSet):
         rows the database found, each a lower bound of its type's, or none when not
         `lower_bounds` (Image View shows no count on its type chips then).
 
-        With no other filter the counts come from the repositories' image counts (kept by the
-        sync engine in the same transaction as the images), so a million images are not
-        scanned. Otherwise the filtered images per type (`_per_type`).
+        With no other filter than the repository's (`_repositories_matching`) the counts come
+        from the repositories' image counts (kept by the sync engine in the same transaction as
+        the images), so a million images are not scanned. Otherwise the filtered images per
+        type (`_per_type`).
 
         Without lower bounds, on SQLite, the matches are first counted up to the bound by the
         filter's own plan (often a covering index: 1-7 ms for 10,001 rows of 100,000, where
@@ -880,8 +881,8 @@ class ImageFilter(ListFilterSet):
         whatever the plan: there the sample is grouped as it is read (`_per_type`)."""
         if self.invalid or self.project is None:
             return {}, True
-        repositories = Repository.objects.of_project(self.project)
-        if not self.narrows(ignore=frozenset({"type"})):
+        repositories = self._repositories_matching()
+        if repositories is not None:
             rows = repositories.order_by().values_list("type").annotate(n=Sum("image_count"))
             return {type_: n or 0 for type_, n in rows}, True
         data = self.data.copy()
@@ -898,6 +899,44 @@ class ImageFilter(ListFilterSet):
                 return _per_type_of_ids(sample), True
         counts = _per_type(others.qs, limit, ("tagged", "tag") if text["tag"] else ())
         return counts, limit is None or sum(counts.values()) <= limit
+
+    # The filters that select whole repositories (an image's "Last synced" is its
+    # repository's), and what each tests on the repository.
+    REPOSITORY_LOOKUPS = {
+        "registry": "registry",
+        "repository": "pk",
+        "namespace": "namespace__icontains",
+        "name": "name__icontains",
+    }
+    REPOSITORY_MOMENTS = frozenset({"synced_after", "synced_before", "synced_to"})
+
+    def _repositories_matching(self, with_type: bool = False) -> QuerySet | None:
+        """The project's repositories whose tagged images are exactly the rows, when every
+        filter set (but the type, which the counts are per, unless `with_type`) selects whole
+        repositories and the rows are the tagged images (the default); else None. Their image
+        counts, which the sync keeps with the images, then count the rows without reading
+        them."""
+        repositories = Repository.objects.of_project(self.project)
+        for name, value in self.form.cleaned_data.items():
+            if name == "type" and with_type and value:
+                repositories = repositories.filter(type__in=value)
+                continue
+            if name in self.not_narrowing or name == "type":
+                continue
+            if name == "tagged" and value in ("", None, "tagged"):
+                continue
+            if isinstance(value, str):
+                value = value.strip()
+            if value is None or value in ("", [], ()):
+                continue
+            if name in self.REPOSITORY_MOMENTS:
+                lookup, moment = self.filters[name].comparison(value)
+                repositories = repositories.filter(**{f"last_synced_at__{lookup}": moment})
+            elif name in self.REPOSITORY_LOOKUPS:
+                repositories = repositories.filter(**{self.REPOSITORY_LOOKUPS[name]: value})
+            else:
+                return None
+        return repositories
 
     # SQLite, a page of rows under a filter on the image's own columns (a time or size range,
     # multi-arch, latest, a digest prefix, usage): SQLite reads every match through that
@@ -980,15 +1019,16 @@ class ImageFilter(ListFilterSet):
 
     def _walked_ids(self, start: int, stop: int) -> list[int] | None:
         """The ids of rows start..stop by a walk of the sort's index, or None (the usual plan
-        then): on SQLite only, when a filter on the image's own columns is set, the sort is
-        on the image's columns and the page is among the first rows."""
+        then): on SQLite only, when a filter on the image's own columns is set (or filters of
+        repositories that hold many of the rows), the sort is on the image's columns and the
+        page is among the first rows."""
         if connection.vendor != "sqlite" or stop > self.WALK_PAGE_LIMIT:
             return None
         rows = self.rows
         if any("__" in name.lstrip("-") for name in rows.query.order_by):
             return None  # a repository column: its join decides the plan
         query = rows.query.chain()
-        where, walked = _walk_sort_index(query.where)
+        where, walked = _walk_sort_index(query.where, self._walk_past_repositories(stop))
         if not walked:
             return None
         query.where = where
@@ -1014,29 +1054,47 @@ class ImageFilter(ListFilterSet):
         finally:
             connection.connection.set_progress_handler(None, 0)
 
+    def _walk_past_repositories(self, stop: int) -> bool:
+        """Whether the walk should test the rows' repositories too, when only filters that
+        select whole repositories are set (a type, a registry, a last sync range...): SQLite
+        reads every image of the chosen repositories through the repository index and sorts
+        them all, which costs about as many row reads as they hold images; the walk reads
+        about `stop` / (their share of the project's images). Both are known from the
+        repositories' image counts (one query)."""
+        repositories = self._repositories_matching(with_type=True)
+        if repositories is None or not self.narrows():
+            return False
+        counts = Repository.objects.of_project(self.project).aggregate(
+            total=Sum("image_count"),
+            matching=Sum("image_count", filter=Q(pk__in=repositories.values("pk"))),
+        )
+        total, matching = counts["total"] or 0, counts["matching"] or 0
+        return matching > 0 and stop * total < matching * matching
+
 
 # The columns every Image View query narrows by equality: the leading columns of each sort's
 # index, which the walk reads through.
 _WALK_KEEP = frozenset({"project_id", "tagged"})
 
 
-def _walk_sort_index(node: WhereNode) -> tuple[WhereNode, bool]:
+def _walk_sort_index(node: WhereNode, repositories: bool = False) -> tuple[WhereNode, bool]:
     """`node` with every condition on an image column (but project and tagged) compared
     through SQLite's unary "+", which keeps the planner from reading that column's index, and
-    whether there was such a condition. Conditions on other tables (a repository subquery)
-    stay as they are: the walk is for the image's own columns."""
+    whether there was such a condition. Conditions on the repository (a subquery of
+    repositories) stay as they are unless `repositories`: the walk is for the image's own
+    columns, and for repositories that hold many of the rows (`_walk_past_repositories`)."""
     changed = False
     children = []
     for child in node.children:
         if isinstance(child, WhereNode):
-            child, walked = _walk_sort_index(child)
+            child, walked = _walk_sort_index(child, repositories)
             changed |= walked
         elif (
             isinstance(child, Lookup)
             and isinstance(child.lhs, Col)
             and child.lhs.alias == Image._meta.db_table
             and child.lhs.target.column not in _WALK_KEEP
-            and child.lhs.target.column != "repository_id"
+            and (repositories or child.lhs.target.column != "repository_id")
         ):
             child = copy.copy(child)
             child.lhs = Func(

@@ -16,7 +16,7 @@ from django.http import QueryDict
 
 from imagesync import filters
 from imagesync.filters import ImageFilter
-from imagesync.models import Image, Registry
+from imagesync.models import Image, Registry, Repository
 from tests.support.api import api_as, api_url, assert_error, bound_counts, follow_pages
 from tests.support.factories import NOW, make_image, make_repository
 
@@ -117,6 +117,56 @@ def test_under_the_bound_counts_and_chips_are_exact(images, admin_user, login):
     assert chips["harbor"] + chips["other"] == 6 and chips["jfrog"] == 0
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "namespace=base",  # 12 images, past the bound
+        "name=o",  # base/os, base/tools: 12
+        "synced_after=3",  # the repositories synced in the last 3 days: team/api, team/web
+        "synced_before=3&namespace=team",  # none
+        "synced_to=9&registry=zeta&tagged=tagged",
+        "repository=web",
+        "type=harbor&synced_after=3",
+    ],
+)
+def test_filters_of_whole_repositories_count_every_match_from_the_repositories(
+    images, project, admin_user, login, query
+):
+    """A filter that selects whole repositories (registry, repository, namespace, name, last
+    synced) is counted from the repositories' image counts: every chip and the total are
+    exact past the bound, and they are the rows' own numbers."""
+    repositories = {
+        repo.name: repo for repo in Repository.objects.filter(registry__project=project)
+    }
+    for days, name in enumerate(["api", "web", "os", "tools"]):
+        repositories[name].last_synced_at = NOW - dt.timedelta(days=2 * days)
+        repositories[name].save(update_fields=["last_synced_at"])
+    params = QueryDict(query, mutable=True)
+    for bound in ("synced_after", "synced_before", "synced_to"):
+        if bound in params:
+            params[bound] = (NOW - dt.timedelta(days=float(params[bound]))).isoformat()
+    if "registry" in params:
+        params["registry"] = str(Registry.objects.get(project=project, name=params["registry"]).pk)
+    if "repository" in params:
+        params["repository"] = str(repositories[params["repository"]].pk)
+    others = params.copy()
+    others.pop("type", None)
+    matching = Image.objects.filter(pk__in=_expected(project, others.urlencode()))
+    per_type = {
+        type_: matching.filter(repository__type=type_).count() for type_ in ("harbor", "other")
+    }
+    response = _page(login(admin_user), params.urlencode() + "&per_page=50")
+    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    assert chips == {**dict.fromkeys(chips, 0), **per_type}
+    shown = [row.pk for row in response.context["page"].object_list]
+    assert shown == _expected(project, params.urlencode())
+    total = response.context["page"].paginator.count
+    assert total == len(shown)
+    if total > LIMIT:
+        assert f"{total} images" in _text(response)
+        assert "more than" not in _text(response).lower()
+
+
 def test_past_the_bound_the_type_chips_say_they_were_not_counted(images, admin_user, login):
     response = _page(login(admin_user), "tag=v1&per_page=20")  # v1, v10-v19: 11 images
     chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
@@ -131,7 +181,7 @@ def test_past_the_bound_the_type_chips_say_they_were_not_counted(images, admin_u
     "query",
     [
         "registry=alpha",  # 6 images: counted
-        "registry=zeta",  # 12: past the bound
+        "registry=zeta",  # 12: past the bound, counted by its repositories' image counts
         "updated_after=1.5",  # 8: exactly the bound
         "updated_after=2.5",  # 12
         "multi_arch=on",  # none
@@ -145,7 +195,9 @@ def test_chips_under_a_filter_on_other_columns_count_exactly_or_say_they_did_not
 ):
     """Under a filter that is not text (a registry, a time range, a flag), the page counts
     the matches up to the bound first: within it each chip is exact, past it no chip has a
-    count; either way the rows and the total the page shows are the filter's."""
+    count -- unless every filter selects whole repositories (a registry): their image counts
+    count the rows exactly whatever their number. Either way the rows and the total the page
+    shows are the filter's."""
     names = {"alpha": "", "zeta": ""}
     for registry in Registry.objects.filter(project=project, name__in=names):
         names[registry.name] = str(registry.pk)
@@ -163,7 +215,7 @@ def test_chips_under_a_filter_on_other_columns_count_exactly_or_say_they_did_not
     }
     response = _page(login(admin_user), params.urlencode() + "&per_page=50")
     chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
-    if sum(per_type.values()) <= LIMIT:
+    if sum(per_type.values()) <= LIMIT or set(others) == {"registry"}:
         assert chips == {**dict.fromkeys(chips, 0), **per_type}
     else:
         assert set(chips.values()) == {None}

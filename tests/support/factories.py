@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.db.models import F
 from django.utils import timezone
 
 from imagesync.models import (
@@ -34,7 +35,8 @@ def make_repository(registry: Registry, path: str, type_: str = "other") -> Repo
 
 def make_image(repository: Repository, tag: str, **fields) -> Image:
     """An image of `repository`; `last_synced_at` (default: NOW for a repository never synced)
-    is stored on the repository, whose last sync every image of it shows."""
+    is stored on the repository, whose last sync every image of it shows, and a tag counts in
+    the repository's image count, as a sync stores them."""
     synced = fields.pop("last_synced_at", None)
     if synced is None and repository.last_synced_at is None:
         synced = NOW
@@ -51,9 +53,13 @@ def make_image(repository: Repository, tag: str, **fields) -> Image:
         "image_created_at": NOW - dt.timedelta(days=2),
     }
     defaults.update(fields)
-    return Image.objects.create(
+    image = Image.objects.create(
         project=repository.registry.project, repository=repository, tag=tag, **defaults
     )
+    if image.tagged:  # the repository's image count, which the sync keeps with its tags
+        repository.image_count += 1
+        Repository.objects.filter(pk=repository.pk).update(image_count=F("image_count") + 1)
+    return image
 
 
 def make_result(
