@@ -305,7 +305,9 @@ def explain(client, url: str) -> None:
     page_queries = [
         q["sql"]
         for q in captured.captured_queries
-        if 'FROM "imagesync_image"' in q["sql"] and "LIMIT" in q["sql"]
+        if 'FROM "imagesync_image"' in q["sql"]
+        and "LIMIT" in q["sql"]
+        and not q["sql"].startswith("EXPLAIN")  # the filters' own plan probes
     ]
     if not page_queries:
         return

@@ -251,9 +251,10 @@ class ImageInterval(RepositoryIdentity, ImageState):
         return interval
 
 
-# The intervals whose digest is not `sha256:` and 64 lowercase hex digits, as each database
-# writes it in the partial index `interval_odd_digest_idx` (migration 0025): a query with the
-# same text reads that index, which is empty while every digest has that form.
+# The intervals (and images) whose digest is not `sha256:` and 64 lowercase hex digits, as each
+# database writes it in the partial indexes `interval_odd_digest_idx` and `image_odd_digest_idx`
+# (migrations 0025 and 0030): a query with the same text reads that index, which is empty while
+# every digest has that form.
 ODD_DIGEST = {
     "postgresql": "digest !~ '^sha256:[0-9a-f]{64}$'",
     "sqlite": (
@@ -264,14 +265,15 @@ ODD_DIGEST = {
 STANDARD_DIGEST_PREFIX = "sha256:"
 
 
-def has_odd_digests(project_id: int) -> bool:
+def has_odd_digests(project_id: int, model: type[models.Model] | None = None) -> bool:
     """Whether an interval of the project ever had a digest of another form than
-    `sha256:<64 lowercase hex digits>` (one probe of the partial index; True on a database
-    without it)."""
+    `sha256:<64 lowercase hex digits>` -- or, with `model=Image`, whether an image of the
+    live inventory has one (one probe of the partial index, migrations 0025 and 0030; True on
+    a database without it)."""
     condition = ODD_DIGEST.get(connection.vendor)
     if condition is None:
         return True
-    table = connection.ops.quote_name(ImageInterval._meta.db_table)
+    table = connection.ops.quote_name((model or ImageInterval)._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM {table} WHERE project_id = %s AND {condition} LIMIT 1", [project_id]

@@ -301,6 +301,35 @@ def test_search_finds_substrings_of_tags_digests_and_paths(
     assert shown == sorted(tags)
 
 
+@pytest.mark.parametrize("q", ["vendor-x", "VENDOR-X:1"])
+def test_a_text_no_standard_digest_can_hold_tests_digests_only_once_one_is_odd(
+    images, project, admin_user, login, q
+):
+    """A text with letters past "f" (or a colon elsewhere than after "sha256") is in no
+    `sha256:` + 64 lowercase hex digest: while every image has such a digest, the search
+    tests no digest (its SQL names none); an image with a digest of another form is found by
+    it as soon as it is stored."""
+
+    def searched() -> tuple[list[str], str]:
+        filterset = ImageFilter(
+            QueryDict(f"q={q}&tagged=all"), queryset=Image.objects.all(), project=project
+        )
+        return (
+            sorted(filterset.rows.values_list("tag", flat=True)),
+            str(filterset.rows.values("pk").query),
+        )
+
+    tags, sql = searched()
+    assert tags == []
+    assert '"digest"' not in sql
+    make_image(images[0].repository, "vendored", digest="vendor-x:1234")
+    tags, sql = searched()
+    assert tags == ["vendored"]
+    assert '"digest"' in sql
+    response = _page(login(admin_user), f"q={q}")
+    assert [row.tag for row in response.context["page"].object_list] == ["vendored"]
+
+
 def test_search_with_many_matching_repositories_reads_them_in_a_subquery(
     images, project, admin_user, login, monkeypatch
 ):
