@@ -334,6 +334,7 @@ def test_search_with_many_matching_repositories_reads_them_in_a_subquery(
     images, project, admin_user, login, monkeypatch
 ):
     monkeypatch.setattr(ImageFilter, "SEARCH_REPOSITORY_IDS", 1)
+    monkeypatch.setattr(ImageFilter, "SEARCH_REPOSITORY_IDS_SQLITE", 1)
     response = _page(login(admin_user), "q=team/&per_page=50")  # team/api and team/web
     assert sorted(row.repository.path for row in response.context["page"].object_list) == sorted(
         ["team/api"] * 7 + ["team/web"] * 6
