@@ -74,6 +74,7 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
+from imagesync.paging import first_matches
 from imagesync.tables import (
     CHANGES,
     IMAGES,
@@ -613,9 +614,10 @@ def _per_type(rows: QuerySet, limit: int | None, walk: tuple[str, ...] = ()) -> 
         # reads the sample through a (project, tagged) index and sorts it to group it (twice
         # as long when few rows match and all are read).
         rows = rows.order_by("repository_id")
-    if limit is not None:
-        rows = rows[: limit + 1]
-    return _grouped_by_type(*rows.query.sql_with_params())
+    if limit is None:
+        return _grouped_by_type(*rows.query.sql_with_params())
+    with first_matches():  # the same sample costs the same every time on PostgreSQL
+        return _grouped_by_type(*rows[: limit + 1].query.sql_with_params())
 
 
 def _per_type_of_ids(ids: QuerySet) -> dict[str, int]:

@@ -13,11 +13,12 @@ exact count then, which only a user going past the end pays.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 DEFAULT_COUNT_LIMIT = 10_000
@@ -39,8 +40,25 @@ class MatchCount:
 def count_up_to(queryset: QuerySet, limit: int) -> MatchCount:
     """The rows of `queryset`, counted exactly up to `limit`; past it, `limit` + 1 as a lower
     bound. A LIMIT in a subquery stops the database after that many matches."""
-    n = queryset.order_by()[: limit + 1].count()
+    with first_matches():
+        n = queryset.order_by()[: limit + 1].count()
     return MatchCount(n) if n <= limit else MatchCount(n, exact=False)
+
+
+@contextmanager
+def first_matches():
+    """Around a query that reads the first matches a scan finds (a LIMIT without an order):
+    on PostgreSQL, sequential scans of a large table start at its first block. PostgreSQL
+    otherwise starts one where the last scan of the table stopped (`synchronize_seqscans`),
+    which for the same count of 10,001 of a million images, started past the matches, took
+    300 ms instead of 7 on every other run."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronize_seqscans = off")
+        yield
+        cursor.execute("SET LOCAL synchronize_seqscans TO DEFAULT")
 
 
 class IdsThenRows:
