@@ -75,6 +75,20 @@ def _expected(project, query: str) -> list[int]:
     return list(filterset.rows.values_list("pk", flat=True))
 
 
+def _chips(project, client, params: QueryDict) -> tuple[QueryDict, dict, object, dict]:
+    """The filters but the type, the rows they match per type (what each chip should say),
+    the page of `params` (50 rows) and its chips' counts."""
+    others = params.copy()
+    others.pop("type", None)
+    matching = Image.objects.filter(pk__in=_expected(project, others.urlencode()))
+    per_type = {
+        type_: matching.filter(repository__type=type_).count() for type_ in ("harbor", "other")
+    }
+    response = _page(client, params.urlencode() + "&per_page=50")
+    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    return others, per_type, response, chips
+
+
 # --- the page -------------------------------------------------------------------------------
 
 
@@ -149,14 +163,7 @@ def test_filters_of_whole_repositories_count_every_match_from_the_repositories(
         params["registry"] = str(Registry.objects.get(project=project, name=params["registry"]).pk)
     if "repository" in params:
         params["repository"] = str(repositories[params["repository"]].pk)
-    others = params.copy()
-    others.pop("type", None)
-    matching = Image.objects.filter(pk__in=_expected(project, others.urlencode()))
-    per_type = {
-        type_: matching.filter(repository__type=type_).count() for type_ in ("harbor", "other")
-    }
-    response = _page(login(admin_user), params.urlencode() + "&per_page=50")
-    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    others, per_type, response, chips = _chips(project, login(admin_user), params)
     assert chips == {**dict.fromkeys(chips, 0), **per_type}
     shown = [row.pk for row in response.context["page"].object_list]
     assert shown == _expected(project, params.urlencode())
@@ -207,14 +214,7 @@ def test_chips_under_a_filter_on_other_columns_count_exactly_or_say_they_did_not
     if "updated_after" in params:
         hours = float(params["updated_after"])
         params["updated_after"] = (NOW - dt.timedelta(hours=hours)).isoformat()
-    others = params.copy()
-    others.pop("type", None)
-    matching = Image.objects.filter(pk__in=_expected(project, others.urlencode()))
-    per_type = {
-        type_: matching.filter(repository__type=type_).count() for type_ in ("harbor", "other")
-    }
-    response = _page(login(admin_user), params.urlencode() + "&per_page=50")
-    chips = {chip["value"]: chip["count"] for chip in response.context["type_counts"]}
+    others, per_type, response, chips = _chips(project, login(admin_user), params)
     if sum(per_type.values()) <= LIMIT or set(others) == {"registry"}:
         assert chips == {**dict.fromkeys(chips, 0), **per_type}
     else:
