@@ -1080,6 +1080,8 @@ class ImageFilter(ListFilterSet):
         them all, which costs about as many row reads as they hold images; the walk reads
         about `stop` / (their share of the project's images). Both are known from the
         repositories' image counts (one query)."""
+        if self.project is None:
+            return False
         repositories = self._repositories_matching(with_type=True)
         if repositories is None or not self.narrows():
             return False
