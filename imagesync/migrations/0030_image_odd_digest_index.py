@@ -1,24 +1,18 @@
 """A partial index of the images whose digest is not `sha256:` and 64 lowercase hex digits, by
-project, as migration 0025 made for the intervals: empty while every digest has that form (it
-costs a sync nothing then), it tells Image View at once whether a search can match a digest
-at all (`ImageFilter.search`: a text no such digest can contain then tests no digest, which
-was half of a search's cost on SQLite). The condition is written per database and must stay
-the same text as the query's (imagesync.history.ODD_DIGEST). Not in the models' Meta: Django
-cannot write either condition. So a later migration that makes Django rebuild imagesync_image
-on SQLite (an AlterField: SQLite copies the table and recreates only the indexes the models
-declare) must create this index again; while it is missing, `has_odd_digests` reads the table
-instead of the index (slower, still right)."""
+project, as migration 0025 made for the intervals (the same condition, taken from it): empty
+while every digest has that form (it costs a sync nothing then), it tells Image View at once
+whether a search can match a digest at all (`ImageFilter.search`: a text no such digest can
+contain then tests no digest, which was half of a search's cost on SQLite). Not in the
+models' Meta: Django cannot write either condition. So a later migration that makes Django
+rebuild imagesync_image on SQLite (an AlterField: SQLite copies the table and recreates only
+the indexes the models declare) must create this index again; while it is missing,
+`has_odd_digests` reads the table instead of the index (slower, still right)."""
+
+from importlib import import_module
 
 from django.db import migrations
 
-# A frozen copy of imagesync.history.ODD_DIGEST.
-ODD_DIGEST = {
-    "postgresql": "digest !~ '^sha256:[0-9a-f]{64}$'",
-    "sqlite": (
-        "NOT (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'"
-        " AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*')"
-    ),
-}
+ODD_DIGEST = import_module("imagesync.migrations.0025_interval_odd_digest_index").ODD_DIGEST
 
 
 def create(apps, schema_editor):
