@@ -123,10 +123,18 @@ def _array_literal(values: Sequence) -> str:
     return "{" + ",".join(items) + "}"
 
 
-def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence]) -> int:
+def update_rows(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Iterable[Sequence],
+    *,
+    later: list[tuple[str, list]] | None = None,
+) -> int:
     """Set the columns `names` of the rows of `model` whose primary keys are the first value of
     each row: `rows` are `(pk, value of names[0], value of names[1], ...)`. Returns the number
-    of rows given (every primary key is expected to exist: the caller read them)."""
+    of rows given (every primary key is expected to exist: the caller read them).
+
+    `later`: see `keep_or_run` (PostgreSQL's statements wait there; SQLite writes now)."""
     meta = model._meta
     fields = [meta.pk, *(meta.get_field(name) for name in names)]
     prepared = _prepared(rows, fields)
@@ -135,29 +143,37 @@ def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[
     quote = connection.ops.quote_name
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     columns = [quote(field.column) for field in fields[1:]]
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            assignments = ", ".join(f"{column} = %s" for column in columns)
+    if connection.vendor != "postgresql":
+        assignments = ", ".join(f"{column} = %s" for column in columns)
+        with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {table} SET {assignments} WHERE {pk} = %s",
                 [[*row[1:], row[0]] for row in prepared],
             )
-            return len(prepared)
-        for start in range(0, len(prepared), BATCH):
-            source, values, params = _arrays(fields, prepared[start : start + BATCH])
-            assignments = ", ".join(
-                f"{column} = {value}" for column, value in zip(columns, values[1:], strict=True)
-            )
-            cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM {source} WHERE t.{pk} = {values[0]}",
-                params,
-            )
+        return len(prepared)
+    statements = []
+    for start in range(0, len(prepared), BATCH):
+        source, values, params = _arrays(fields, prepared[start : start + BATCH])
+        assignments = ", ".join(
+            f"{column} = {value}" for column, value in zip(columns, values[1:], strict=True)
+        )
+        sql = f"UPDATE {table} AS t SET {assignments} FROM {source} WHERE t.{pk} = {values[0]}"
+        statements.append((sql, params))
+    keep_or_run(statements, later)
     return len(prepared)
 
 
-def insert_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence]) -> int:
+def insert_rows(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Iterable[Sequence],
+    *,
+    later: list[tuple[str, list]] | None = None,
+) -> int:
     """Insert `rows` (values of the fields `names`, in that order) into `model`'s table, in
-    the rows' order (their ids ascend in it). Returns their number."""
+    the rows' order (their ids ascend in it). Returns their number.
+
+    `later`: see `keep_or_run` (PostgreSQL's statements wait there; SQLite writes now)."""
     meta = model._meta
     fields = [meta.get_field(name) for name in names]
     prepared = _prepared(rows, fields)
@@ -165,15 +181,52 @@ def insert_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[
         return 0
     quote = connection.ops.quote_name
     sql = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            marks = ", ".join(["%s"] * len(fields))
+    if connection.vendor != "postgresql":
+        marks = ", ".join(["%s"] * len(fields))
+        with connection.cursor() as cursor:
             cursor.executemany(f"{sql} VALUES ({marks})", prepared)
-            return len(prepared)
-        for start in range(0, len(prepared), BATCH):
-            source, values, params = _arrays(fields, prepared[start : start + BATCH])
-            cursor.execute(f"{sql} SELECT {', '.join(values)} FROM {source} ORDER BY v.n", params)
+        return len(prepared)
+    statements = []
+    for start in range(0, len(prepared), BATCH):
+        source, values, params = _arrays(fields, prepared[start : start + BATCH])
+        statements.append((f"{sql} SELECT {', '.join(values)} FROM {source} ORDER BY v.n", params))
+    keep_or_run(statements, later)
     return len(prepared)
+
+
+def sends_together() -> bool:
+    """Whether `run_together` sends several statements in one round trip here (PostgreSQL with
+    psycopg's client-side binding, Django's default)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        return _sends_several(cursor)
+
+
+def keep_or_run(
+    statements: Sequence[tuple[str, list]], later: list[tuple[str, list]] | None
+) -> None:
+    """Run `statements` now (`run_together`), or, when `later` is a list and one round trip
+    carries several statements here (`sends_together`), append them to it: the caller runs
+    them, in order, with the transaction's last round trip. For writes nothing reads before
+    the transaction ends (a sync's new image rows and their history: on PostgreSQL, no round
+    trip of their own)."""
+    if later is not None and sends_together():
+        later.extend(statements)
+    else:
+        run_together(statements)
+
+
+def queryset_update_statement(queryset: models.QuerySet, **values: Any) -> tuple[str, list]:
+    """The SQL and parameters of `queryset.update(**values)`, to run later (`keep_or_run`):
+    Django's own compilation of it, for an update of the queryset's table alone."""
+    from django.db.models.sql import UpdateQuery
+
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    query.annotations = {}
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    return sql, list(params)
 
 
 @functools.cache
@@ -377,6 +430,32 @@ def select_rows(
     call, which cost an unchanged re-sync more CPU than reading and converting the rows (py-spy,
     1,000 repositories x 10 tags on SQLite: reading the stored images was a fifth of it)."""
     sql, fields = _select_statement(model, tuple(names), where, order, limit, connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, where_params)
+        return _converted(fields, cursor.fetchall())
+
+
+def select_statement(
+    model: type[models.Model],
+    names: Sequence[str],
+    where: str,
+    where_params: Sequence = (),
+    *,
+    order: str = "",
+) -> tuple[str, list]:
+    """`select_rows`' statement, to run with others (`run_together`); `converted_rows` then
+    gives its rows as `select_rows` would."""
+    sql, _ = _select_statement(model, tuple(names), where, order, None, connection.vendor)
+    return sql, list(where_params)
+
+
+def converted_rows(model: type[models.Model], names: Sequence[str], rows: list) -> list[tuple]:
+    """Rows of `select_statement(model, names, ...)` as `select_rows` gives them."""
+    fields = tuple(model._meta.get_field(name) for name in names)
+    return _converted(fields, rows)
+
+
+def _converted(fields: Sequence[models.Field], rows: list) -> list[tuple]:
     database = connections[DEFAULT_DB_ALIAS]
     converters = []
     for index, field in enumerate(fields):
@@ -384,9 +463,6 @@ def select_rows(
         found = database.ops.get_db_converters(column) + column.get_db_converters(database)
         if found:
             converters.append((index, found, column))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, where_params)
-        rows = cursor.fetchall()
     if not converters:
         return [tuple(row) for row in rows]
     converted = []

@@ -331,13 +331,18 @@ class RepositoryName(models.Model):
 def record_names(repository: Repository) -> None:
     """Note the names `repository` gives the intervals opened now (one statement; nothing
     when they are known)."""
-    RepositoryName.objects.bulk_create(
-        [
-            RepositoryName(
-                repository=repository, namespace=repository.namespace, name=repository.name
-            )
-        ],
-        ignore_conflicts=True,
+    with connection.cursor() as cursor:
+        cursor.execute(*names_statement(repository))
+
+
+def names_statement(repository: Repository) -> tuple[str, list]:
+    """`record_names`' statement, to run with others."""
+    quote = connection.ops.quote_name
+    table = quote(RepositoryName._meta.db_table)
+    columns = ", ".join(quote(column) for column in ("repository_id", "namespace", "name"))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        [repository.pk, repository.namespace, repository.name],
     )
 
 
@@ -467,23 +472,34 @@ class HistoryRecorder:
         self.changes.append((Change.Kind.REMOVED, tag, digest, "", None))
         self.closed_tags.append(tag)
 
-    def write(self) -> None:
+    def write(self, later: list[tuple[str, list]] | None = None) -> None:
+        """Write what was collected. `later`: see `bulk.keep_or_run` (on PostgreSQL these
+        statements then wait for the transaction's last round trip, after the image writes
+        that the copies read, which wait there too)."""
+        from imagesync.bulk import keep_or_run, queryset_update_statement
+
+        statements = []
         tags = self.closed_tags
         for start in range(0, len(tags), BATCH_SIZE):
-            ImageInterval.objects.filter(
+            closed = ImageInterval.objects.filter(
                 repository=self.repository, tag__in=tags[start : start + BATCH_SIZE]
-            ).current().update(
-                valid_to=self.now, closed_by=self.task, fork=fork_when_closed(self.now)
+            ).current()
+            statements.append(
+                queryset_update_statement(
+                    closed, valid_to=self.now, closed_by=self.task, fork=fork_when_closed(self.now)
+                )
             )
         if self.opened_tags:
-            record_names(self.repository)
-        self._copy_images(ImageInterval, _INTERVAL_COPY, self.opened_tags)
+            statements.append(names_statement(self.repository))
+        statements += self._copies(ImageInterval, _INTERVAL_COPY, self.opened_tags)
         if all(change[0] == Change.Kind.ADDED for change in self.changes):
-            self._copy_images(Change, _ADDED_COPY, [change[1] for change in self.changes])
+            tags = [change[1] for change in self.changes]
+            keep_or_run([*statements, *self._copies(Change, _ADDED_COPY, tags)], later)
             return
-        self._write_changes(self.changes)
+        keep_or_run(statements, later)
+        self._write_changes(self.changes, later)
 
-    def _write_changes(self, changes: list[tuple]) -> None:
+    def _write_changes(self, changes: list[tuple], later: list | None) -> None:
         """Insert these changes in their order, as plain rows (imagesync.bulk)."""
         from imagesync.bulk import insert_rows
 
@@ -503,13 +519,13 @@ class HistoryRecorder:
             (*identity, tag, self.now, str(kind), old, new, pushed, str(self.source), task_id)
             for kind, tag, old, new, pushed in changes
         )
-        insert_rows(Change, _CHANGE_FIELDS, rows)
+        insert_rows(Change, _CHANGE_FIELDS, rows, later=later)
 
-    def _copy_images(self, model, copy: dict[str, str], tags: list[str]) -> None:
-        """A row of `model` per stored image of these tags, copied from the image row by the
-        database, in the images' order."""
+    def _copies(self, model, copy: dict[str, str], tags: list[str]) -> list[tuple[str, list]]:
+        """The statements that write a row of `model` per stored image of these tags, copied
+        from the image row by the database, in the images' order."""
         if not tags:
-            return
+            return []
         quote = connection.ops.quote_name
         moment = model._meta.get_field("time" if model is Change else "valid_from")
         registry = self.repository.registry
@@ -538,14 +554,17 @@ class HistoryRecorder:
             f"INSERT INTO {quote(model._meta.db_table)} ({targets}) SELECT {', '.join(sources)}"
             f" FROM {quote(Image._meta.db_table)} WHERE {quote('repository_id')} = %s AND"
         )
-        with connection.cursor() as cursor:
-            for start in range(0, len(tags), BATCH_SIZE):
-                chunk = tags[start : start + BATCH_SIZE]
-                marks = ", ".join(["%s"] * len(chunk))
-                cursor.execute(
+        statements = []
+        for start in range(0, len(tags), BATCH_SIZE):
+            chunk = tags[start : start + BATCH_SIZE]
+            marks = ", ".join(["%s"] * len(chunk))
+            statements.append(
+                (
                     f"{sql} {quote('tag')} IN ({marks}) ORDER BY {quote('id')}",
                     [*params, self.repository.pk, *chunk],
                 )
+            )
+        return statements
 
 
 _CHANGE_FIELDS = (

@@ -35,6 +35,10 @@ class RepositoryType(models.TextChoices):
 SWR_TYPES = (RepositoryType.SWR_PRIVATE, RepositoryType.SWR_SHARED, RepositoryType.SWR_ENTERPRISE)
 
 BATCH_SIZE = 500  # rows per bulk statement
+# A sync's listing of at most this many images writes them, and their history, with the
+# transaction's last round trip on PostgreSQL (Repository.reconcile's `deferred`): their
+# statements wait in memory until then.
+DEFERRED_IMAGES = 2000
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
@@ -520,6 +524,7 @@ class Repository(models.Model):
         *,
         task=None,
         deferred: list[tuple[str, list]] | None = None,
+        stored: list | None = None,
     ) -> ReconcileCounts:
         """Make the stored images of this repository exactly the complete listing `images`, and
         record what changed in the history (see imagesync.history), seen by `task`.
@@ -534,14 +539,26 @@ class Repository(models.Model):
         instead of being run, for the caller to run later in the same transaction -- e.g. as
         part of the statement that records the repository's result (`SyncTask.record_repository`'s
         `before`: one round trip for both on PostgreSQL). Nothing after it reads what it
-        writes."""
+        writes. On PostgreSQL the new and changed images of a listing of up to
+        `DEFERRED_IMAGES` and their history go there too (`bulk.keep_or_run`): nothing in the
+        transaction reads them either, so a new repository's rows and history are written by
+        that same round trip.
+
+        `stored`: the rows of `stored_rows_statement()`, when the caller read them already in
+        this transaction (with the statements that lock the repository: one round trip)."""
         from imagesync.history import HistoryRecorder
 
         now = now or timezone.now()
         history = HistoryRecorder(self, now, task, _history_source(task))
         listing = {info.tag: info for info in images}
         newest = latest_tag(listing.values())
-        existing, untagged = self._stored_rows()
+        existing, untagged = self._stored_rows(stored)
+        later = None
+        if deferred is not None:
+            if len(listing) + len(getattr(images, "untagged", ())) <= DEFERRED_IMAGES:
+                later = []
+        create = functools.partial(_create_images, later=later)
+        update = functools.partial(_update_images, later=later)
         counts = ReconcileCounts()
         to_create: list[dict] = []  # _new_image
         to_update: list[list] = []  # [pk, *values of _IMAGE_UPDATE_FIELDS]
@@ -554,7 +571,7 @@ class Repository(models.Model):
                 to_create.append(image)
                 history.added(tag, image["digest"], image["registry_updated_at"])
                 counts.added += 1
-                _flush_full(to_create, _create_images)
+                _flush_full(to_create, create)
                 continue
             state = _listing_state(info)
             content_changed = _stored_state(row) != state
@@ -564,7 +581,7 @@ class Repository(models.Model):
                 usage = _usage_of(info) if info.pull_source else row[11:15]
                 to_update.append([row[0], *state, is_latest, *usage])
                 history.restated(row[2], tag, state[0], state[6])
-                _flush_full(to_update, _update_images)
+                _flush_full(to_update, update)
             elif info.pull_source and _usage_of(info) != tuple(row[11:15]):
                 usage_update.setdefault(_usage_of(info), []).append(row[0])
             if content_changed:
@@ -578,18 +595,19 @@ class Repository(models.Model):
         counts.removed = len(vanished)
         for start in range(0, len(vanished), BATCH_SIZE):
             Image.objects.filter(pk__in=vanished[start : start + BATCH_SIZE]).delete()
-        _update_images(to_update)
-        _create_images(to_create)
+        update(to_update)
+        create(to_create)
         _update_usage(usage_update)
-        self._reconcile_untagged(getattr(images, "untagged", ()), now, untagged)
-        history.write()
+        self._reconcile_untagged(getattr(images, "untagged", ()), now, untagged, later)
+        history.write(later)
         last = [
+            *(later or ()),
             bulk.update_statement(
                 Repository,
                 "id = %s",
                 [self.pk],
                 values={"image_count": len(listing), "last_synced_at": now, "removed_at": None},
-            )
+            ),
         ]
         if deferred is None:
             bulk.run_together(last)
@@ -599,13 +617,20 @@ class Repository(models.Model):
 
     reconcile.alters_data = True
 
-    def _stored_rows(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
-        """The stored images of this repository read with _IMAGE_STATE_FIELDS, in one query:
-        the tagged ones by tag (in tag order), the untagged ones by digest."""
-        tagged, untagged = {}, {}
-        rows = bulk.select_rows(
-            Image, (*_IMAGE_STATE_FIELDS, "tagged"), "repository_id = %s", [self.pk], order="tag"
+    def stored_rows_statement(self) -> tuple[str, list]:
+        """The query of the stored images that `reconcile` reads (its `stored`)."""
+        return bulk.select_statement(
+            Image, _STORED_ROW_FIELDS, "repository_id = %s", [self.pk], order="tag"
         )
+
+    def _stored_rows(self, stored: list | None = None) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """The stored images of this repository read with _IMAGE_STATE_FIELDS, in one query
+        (or the rows of it already read, `stored`): the tagged ones by tag (in tag order), the
+        untagged ones by digest."""
+        tagged, untagged = {}, {}
+        if stored is None:
+            stored = bulk.run_together([self.stored_rows_statement()])[0]
+        rows = bulk.converted_rows(Image, _STORED_ROW_FIELDS, stored)
         is_tagged = len(_IMAGE_STATE_FIELDS)  # the column after the state's
         for row in rows:
             if row[is_tagged]:
@@ -615,7 +640,11 @@ class Repository(models.Model):
         return tagged, untagged
 
     def _reconcile_untagged(
-        self, untagged: Iterable[ImageInfo], now: datetime, existing: dict[str, tuple]
+        self,
+        untagged: Iterable[ImageInfo],
+        now: datetime,
+        existing: dict[str, tuple],
+        later: list | None = None,
     ) -> None:
         """Make the stored untagged images (`existing`: rows of _stored_rows, keyed by digest)
         exactly `untagged`. They are not in the history, which records what tags point to, nor
@@ -636,7 +665,7 @@ class Repository(models.Model):
                 # A digest's content never changes: only its usage can.
                 usage_update.setdefault(_usage_of(info), []).append(row[0])
         _update_usage(usage_update)
-        _create_images(fresh)
+        _create_images(fresh, later=later)
 
     _reconcile_untagged.alters_data = True
 
@@ -870,6 +899,7 @@ _IMAGE_STATE_FIELDS = (
     "pull_source",
     "pull_known",
 )
+_STORED_ROW_FIELDS = (*_IMAGE_STATE_FIELDS, "tagged")
 _USAGE_FIELDS = ["last_pulled", "pull_count", "pull_source", "pull_known"]
 _IMAGE_UPDATE_FIELDS = [
     "digest",
@@ -923,12 +953,13 @@ def _new_image(repository: Repository, info: ImageInfo, *, is_latest: bool, now:
     }
 
 
-def _create_images(images: list[dict]) -> None:
+def _create_images(images: list[dict], later: list | None = None) -> None:
     """Insert these new images (`_new_image` dicts) in their order (their ids ascend in it,
     which the history's copies follow): plain rows (imagesync.bulk), not bulk_create's model
-    instances (a fifth of a first sync's CPU)."""
+    instances (a fifth of a first sync's CPU). `later`: see `bulk.keep_or_run`."""
     names = _image_columns()
-    bulk.insert_rows(Image, names, ([image[name] for name in names] for image in images))
+    rows = ([image[name] for name in names] for image in images)
+    bulk.insert_rows(Image, names, rows, later=later)
 
 
 @functools.cache
@@ -937,11 +968,12 @@ def _image_columns() -> list[str]:
     return [field.attname for field in Image._meta.concrete_fields if not field.primary_key]
 
 
-def _update_images(rows: list[list]) -> None:
+def _update_images(rows: list[list], later: list | None = None) -> None:
     """Write stored images' new values (`rows`: [pk, *values of _IMAGE_UPDATE_FIELDS]): plain
     SQL (imagesync.bulk), not bulk_update's CASE per row and column (a re-sync where every
-    digest changed, SQLite: ~150 -> ~2,000+ images/s, bench/bench_writes.py)."""
-    bulk.update_rows(Image, _IMAGE_UPDATE_FIELDS, rows)
+    digest changed, SQLite: ~150 -> ~2,000+ images/s, bench/bench_writes.py). `later`: see
+    `bulk.keep_or_run`."""
+    bulk.update_rows(Image, _IMAGE_UPDATE_FIELDS, rows, later=later)
 
 
 def _update_usage(groups: dict[tuple, list[int]]) -> None:

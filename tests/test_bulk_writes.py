@@ -318,3 +318,63 @@ def test_an_unchanged_resync_writes_no_image_yet_shows_every_image_synced_then(r
     images = Image.objects.filter(repository=repository).select_related("repository")
     assert {image.last_synced_at for image in images} == {later}
     assert len(images) == 6
+
+
+@pytest.mark.parametrize("limit", [2000, 3], ids=["deferred", "too-many-to-defer"])
+def test_a_sync_reconcile_leaves_its_writes_for_the_last_round_trip(repository, monkeypatch, limit):
+    """The sync's reconcile (`deferred` given) hands its image writes and their history to
+    the transaction's last round trip on PostgreSQL, where nothing reads them before; run
+    there, they store exactly what an immediate reconcile stores. A listing of more than
+    DEFERRED_IMAGES images writes as it goes (its statements are not held in memory)."""
+    from imagesync import models
+
+    monkeypatch.setattr(models, "DEFERRED_IMAGES", limit)
+    waits = connection.vendor == "postgresql" and limit > 10
+
+    def reconcile(listing, moment):
+        deferred = []
+        with CaptureQueriesContext(connection) as queries:
+            counts = repository.reconcile(listing, moment, deferred=deferred)
+        written = [
+            query["sql"]
+            for query in queries.captured_queries
+            if query["sql"].lstrip().upper().startswith(("INSERT", "UPDATE"))
+        ]
+        assert bool(written) is not waits
+        run_together(deferred)
+        return counts
+
+    def listing(generation: int) -> Listing:
+        images = Listing(
+            ImageInfo(tag=f"v{n}", digest=f"sha256:{generation}{n:063x}") for n in range(6)
+        )
+        images.untagged = [ImageInfo(tag="", digest=f"sha256:{90 + generation:064x}", tagged=False)]
+        return images
+
+    first = timezone.now()
+    assert reconcile(listing(0), first).added == 6
+    later = first + dt.timedelta(minutes=1)
+    second = listing(1)[:4]  # v0..v3 re-pushed, v4 and v5 removed
+    assert reconcile(second, later).updated == 4
+    stored = dict(
+        Image.objects.filter(repository=repository, tagged=True).values_list("tag", "digest")
+    )
+    assert stored == {info.tag: info.digest for info in second}
+    assert not Image.objects.filter(repository=repository, tagged=False).exists()
+    changes = list(
+        Change.objects.filter(repository=repository)
+        .order_by("time", "id")
+        .values_list("kind", "tag")
+    )
+    assert changes == [("added", f"v{n}") for n in range(6)] + [
+        *(("repushed", f"v{n}") for n in range(4)),
+        ("removed", "v4"),
+        ("removed", "v5"),
+    ]
+    opened = dict(
+        ImageInterval.objects.filter(repository=repository).current().values_list("tag", "digest")
+    )
+    assert opened == stored
+    assert ImageInterval.objects.filter(repository=repository, valid_to=later).count() == 6
+    repository.refresh_from_db()
+    assert (repository.image_count, repository.last_synced_at) == (4, later)

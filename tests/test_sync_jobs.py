@@ -131,7 +131,7 @@ def test_a_listing_is_stored_only_by_the_first_claim_and_only_when_it_is_the_new
     from django.db import connection, transaction
 
     from imagesync.sync.jobs import _claim
-    from tests.support.factories import make_repository, make_result
+    from tests.support.factories import make_image, make_repository, make_result
 
     task = SyncTask.objects.request(project)
     now = timezone.now()
@@ -150,7 +150,8 @@ def test_a_listing_is_stored_only_by_the_first_claim_and_only_when_it_is_the_new
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit TO on")
-            taken = _claim(job, started)
+            taken, stored = _claim(job, started)
+            claim.stored = stored
             with connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
                     cursor.execute("SHOW synchronous_commit")
@@ -158,10 +159,14 @@ def test_a_listing_is_stored_only_by_the_first_claim_and_only_when_it_is_the_new
             return taken, None
 
     fresh = job_for("fresh", SyncTaskRepository.Status.RUNNING, now - timedelta(hours=1))
+    make_image(fresh.repository, "v1")
     taken, commit = claim(fresh, now)
     assert taken is True
     assert listing_of(fresh) == now
     assert commit in (None, "off")
+    # The stored images were read in the same round trip, for the reconcile.
+    assert [row[1] for row in claim.stored] == ["v1"]
+    assert _claim(fresh, None) == (True, None)  # a listing's start not known: not read
 
     done = job_for("done", SyncTaskRepository.Status.FINISHED, now - timedelta(hours=1))
     taken, commit = claim(done, now)

@@ -150,7 +150,7 @@ class RegistryRun:
         counts as finished with no change."""
         try:
             with db_guard(), transaction.atomic():
-                taken = _claim(job, started)
+                taken, stored = _claim(job, started)
                 if taken is None:
                     return _recorded_elsewhere(job)
                 now = timezone.now()
@@ -161,7 +161,9 @@ class RegistryRun:
                 # The reconcile's last writes go with the result's, and the COMMIT with them:
                 # one round trip on PostgreSQL, the last of the transaction.
                 deferred = []
-                counts = job.repository.reconcile(images, now, task=job.task, deferred=deferred)
+                counts = job.repository.reconcile(
+                    images, now, task=job.task, deferred=deferred, stored=stored
+                )
                 _record_usage_note(job, images)
                 state = job.task.record_repository(
                     job.result_id,
@@ -210,23 +212,30 @@ def _record_usage_note(job: Job, images: list[ImageInfo]) -> None:
         )
 
 
-def _claim(job: Job, started) -> bool | None:
+def _claim(job: Job, started) -> tuple[bool | None, list | None]:
     """In the transaction that stores a listing of `job`'s repository that started at
     `started` (None: not known), lock the repository's result and take the listing
     (`_still_unfinished`, `Repository.take_listing`), letting the COMMIT return without
-    waiting for the disk: None when the result was recorded elsewhere, else whether the
-    listing may be stored. On PostgreSQL, one round trip for both statements
-    (`bulk.run_together`): the result's row is locked first, then the repository's."""
+    waiting for the disk, and read the repository's stored images (`Repository.reconcile`'s
+    `stored`; None when not read). First: None when the result was recorded elsewhere, else
+    whether the listing may be stored. On PostgreSQL, one round trip for the three statements
+    (`bulk.run_together`): the result's row is locked first, then the repository's, and the
+    images are read once the repository's row is locked (each statement of the text sees what
+    was committed before it started)."""
     if started is None:
-        return True if _still_unfinished(job.result_id, commit_without_waiting=True) else None
+        claimed = _still_unfinished(job.result_id, commit_without_waiting=True)
+        return (True if claimed else None), None
     claim = _claim_statement(job.result_id, commit_without_waiting=True)
     # Taken only when the result was claimed: its row is locked by now, so its status holds.
     table = connection.ops.quote_name(SyncTaskRepository._meta.db_table)
     take = job.repository.listing_statement(
         started, f"EXISTS (SELECT 1 FROM {table} WHERE id = %s AND status IN (%s, %s))", claim[1]
     )
-    claimed, changed = bulk.run_together([claim, take])
-    return job.repository.listing_taken(bool(changed)) if claimed else None
+    read = job.repository.stored_rows_statement()
+    claimed, changed, stored = bulk.run_together([claim, take, read])
+    if not claimed:
+        return None, None
+    return job.repository.listing_taken(bool(changed)), stored
 
 
 def _claim_statement(result_id: int, commit_without_waiting: bool) -> tuple[str, list]:
