@@ -12,8 +12,8 @@ task's changes against what the registry lists and what was there before.
 Reported: images/s of the whole re-sync (the engine, task bookkeeping included) and of the
 stores alone (`RegistryRun._store`, the transaction that stores one repository: lock, read,
 compare, write the images and their history -- on PostgreSQL in the last round trip, with the
-result's counters and the COMMIT),
-the median of the rounds, and the new way's ratio to the old one in the same run.
+result's counters and the COMMIT; summed over the worker threads, waits included), the median
+of the rounds, and the new way's ratio to the old one in the same run.
 Targets: >= 3,000 images/s on PostgreSQL, >= 2,000 on SQLite.
 
 Database: `var/bench/imagesync_bench_writes<suffix>.sqlite3`, or with DATABASE_URL pointing at
