@@ -721,6 +721,41 @@ def test_an_unexpected_client_or_storage_error_fails_only_that_repository(proj, 
     assert set(inventory(proj)) == {"a:1", "b:2", "c:3", "c:4"}
 
 
+def test_a_write_failing_in_the_last_round_trip_fails_only_that_repository(
+    proj, fakes, monkeypatch
+):
+    """On PostgreSQL a repository's image writes and their history wait for its transaction's
+    last round trip (elsewhere they run at once): a write that fails there fails that
+    repository like any storage error -- its previous images and history kept, nothing
+    half-written -- and the other repositories are stored."""
+    from imagesync import bulk, models
+
+    make_registry(proj)
+    fake = fakes["local"] = FakeClient({"a": [image("1")], "b": [image("2")]})
+    run(proj)
+    real = models._create_images
+    b = Repository.objects.get(path="b")
+
+    def broken_for_b(images, later=None):
+        real(images, later=later)
+        if images and images[0]["repository_id"] == b.pk:
+            bulk.keep_or_run([("INSERT INTO no_such_table VALUES (1)", [])], later)
+
+    monkeypatch.setattr(models, "_create_images", broken_for_b)
+    fake.repos["a"] = [image("1"), image("3")]
+    fake.repos["b"] = [image("2"), image("4")]
+    task = run(proj)
+
+    assert task.status == SyncTask.Status.PARTIALLY_SUCCEEDED
+    failed = dict(
+        task.results.filter(status="failed").values_list("repository_path", "reason_code")
+    )
+    assert failed == {"b": "internal_error"}
+    assert set(inventory(proj)) == {"a:1", "a:3", "b:2"}
+    added = Change.objects.filter(kind="added").values_list("repository_path", "tag")
+    assert sorted(added) == [("a", "1"), ("a", "3"), ("b", "2")]
+
+
 def test_a_requested_sync_runs_through_django_q_after_commit(proj, fakes, monkeypatch):
     from django_q.conf import Conf
 
