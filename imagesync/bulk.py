@@ -134,7 +134,7 @@ def update_rows(
     each row: `rows` are `(pk, value of names[0], value of names[1], ...)`. Returns the number
     of rows given (every primary key is expected to exist: the caller read them).
 
-    `later`: see `keep_or_run` (PostgreSQL's statements wait there; SQLite writes now)."""
+    `later`: see `keep_or_run` (PostgreSQL's statements may wait there; SQLite writes now)."""
     meta = model._meta
     fields = [meta.pk, *(meta.get_field(name) for name in names)]
     prepared = _prepared(rows, fields)
@@ -173,7 +173,7 @@ def insert_rows(
     """Insert `rows` (values of the fields `names`, in that order) into `model`'s table, in
     the rows' order (their ids ascend in it). Returns their number.
 
-    `later`: see `keep_or_run` (PostgreSQL's statements wait there; SQLite writes now)."""
+    `later`: see `keep_or_run` (PostgreSQL's statements may wait there; SQLite writes now)."""
     meta = model._meta
     fields = [meta.get_field(name) for name in names]
     prepared = _prepared(rows, fields)
@@ -206,12 +206,12 @@ def sends_together() -> bool:
 def keep_or_run(
     statements: Sequence[tuple[str, list]], later: list[tuple[str, list]] | None
 ) -> None:
-    """Run `statements` now (`run_together`), or, when `later` is a list and one round trip
-    carries several statements here (`sends_together`), append them to it: the caller runs
-    them, in order, with the transaction's last round trip. For writes nothing reads before
-    the transaction ends (a sync's new image rows and their history: on PostgreSQL, no round
-    trip of their own)."""
-    if later is not None and sends_together():
+    """Run `statements` now (`run_together`), or, when `later` is a list, append them to it:
+    the caller runs them, in order, with the transaction's last round trip. For writes nothing
+    reads before the transaction ends (a sync's new image rows and their history: on
+    PostgreSQL, no round trip of their own). Callers pass a list only where one round trip
+    carries several statements (`sends_together`); elsewhere deferring would save nothing."""
+    if later is not None:
         later.extend(statements)
     else:
         run_together(statements)

@@ -553,10 +553,10 @@ class Repository(models.Model):
         listing = {info.tag: info for info in images}
         newest = latest_tag(listing.values())
         existing, untagged = self._stored_rows(stored)
-        later = None
-        if deferred is not None:
-            if len(listing) + len(getattr(images, "untagged", ())) <= DEFERRED_IMAGES:
-                later = []
+        later = None  # statements for the caller's last round trip (bulk.keep_or_run)
+        size = len(listing) + len(getattr(images, "untagged", ()))
+        if deferred is not None and size <= DEFERRED_IMAGES and bulk.sends_together():
+            later = []
         create = functools.partial(_create_images, later=later)
         update = functools.partial(_update_images, later=later)
         counts = ReconcileCounts()
