@@ -108,6 +108,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# On PostgreSQL the sync's per-repository statements are prepared once per connection
+# (imagesync.bulk._Prepared). Turn off behind a connection pooler in transaction mode
+# (PgBouncer's pool_mode = transaction), which hands a session to other clients.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -9,12 +9,14 @@ import threading
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from imagesync.bulk import (
     BATCH,
+    _numbered,
+    expanded,
     insert_rows,
     run_together,
     select_rows,
@@ -39,6 +41,15 @@ def repository(project):
         project=project, kind="other", name="r", endpoint="https://r.example.com"
     )
     return make_repository(registry, "team/app")
+
+
+def statements_sent(queries: CaptureQueriesContext) -> list[str]:
+    """Each statement of the captured texts, as prepared where it was sent as `EXECUTE`."""
+    return [
+        statement.strip()
+        for query in queries.captured_queries
+        for statement in expanded(query["sql"]).split("; ")
+    ]
 
 
 def values(index: int) -> list:
@@ -309,10 +320,9 @@ def test_an_unchanged_resync_writes_no_image_yet_shows_every_image_synced_then(r
         counts = repository.reconcile(listing, later)
     assert (counts.unchanged, counts.added, counts.updated, counts.removed) == (5, 0, 0, 0)
     writes = [
-        query["sql"]
-        for query in queries.captured_queries
-        if '"imagesync_image"' in query["sql"]
-        and not query["sql"].lstrip().upper().startswith("SELECT")
+        sql
+        for sql in statements_sent(queries)
+        if '"imagesync_image"' in sql and not sql.upper().startswith("SELECT")
     ]
     assert writes == []
     images = Image.objects.filter(repository=repository).select_related("repository")
@@ -336,9 +346,7 @@ def test_a_sync_reconcile_leaves_its_writes_for_the_last_round_trip(repository, 
         with CaptureQueriesContext(connection) as queries:
             counts = repository.reconcile(listing, moment, deferred=deferred)
         written = [
-            query["sql"]
-            for query in queries.captured_queries
-            if query["sql"].lstrip().upper().startswith(("INSERT", "UPDATE"))
+            sql for sql in statements_sent(queries) if sql.upper().startswith(("INSERT", "UPDATE"))
         ]
         assert bool(written) is not waits
         run_together(deferred)
@@ -378,3 +386,115 @@ def test_a_sync_reconcile_leaves_its_writes_for_the_last_round_trip(repository, 
     assert ImageInterval.objects.filter(repository=repository, valid_to=later).count() == 6
     repository.refresh_from_db()
     assert (repository.image_count, repository.last_synced_at) == (4, later)
+
+
+def prepared_on_server() -> dict[str, str]:
+    """The statements this connection prepared (name -> text), as the server lists them."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'imagesync%%'"
+        )
+        return dict(cursor.fetchall())
+
+
+def test_statements_are_prepared_once_per_connection_and_run_as_before(project):
+    """On PostgreSQL each statement of `run_together` is prepared on the connection once and
+    then sent as `EXECUTE` (no parsing and planning per repository); it gives what the text
+    gave, and nothing changes on SQLite."""
+    task = SyncTask.objects.create(project=project, repositories_total=3)
+    add = update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 1})
+    read = select_rows  # through run_together too
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert run_together([add]) == [1]
+        rows = read(SyncTask, ["repositories_done", "repositories_total"], "id = %s", [task.pk])
+    assert rows == [(3, 3)]
+    sent = [query["sql"] for query in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        [name] = [name for name, text in prepared_on_server().items() if _numbered(add[0]) in text]
+        assert [sql for sql in sent if name in sql and "PREPARE" not in sql] == [
+            f"EXECUTE {name}(1, {task.pk})"
+        ] * 3
+        assert sum(f"PREPARE {name} " in sql for sql in sent) <= 1  # once per connection
+        assert expanded(f"EXECUTE {name}(1, 2)").startswith('UPDATE "imagesync_synctask" SET')
+    else:
+        assert all(sql.startswith('UPDATE "imagesync_synctask"') for sql in sent[:3])
+        assert prepared_on_server() == {}
+
+
+def test_a_statement_that_cannot_be_prepared_is_sent_as_it_is(project):
+    """A statement whose parameter has no type the server could tell cannot be prepared: it
+    runs as text, and the transaction around it goes on with what it wrote before."""
+    task = SyncTask.objects.create(project=project)
+    add = update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 1})
+    untyped = ("SELECT %s IS NULL", [None])
+    with transaction.atomic():
+        assert run_together([add]) == [1]
+        with CaptureQueriesContext(connection) as queries:
+            assert run_together([untyped, add]) == [[(True,)], 1]
+            assert run_together([untyped]) == [[(True,)]]
+        assert queries.captured_queries[-1]["sql"] == "SELECT NULL IS NULL"
+    assert SyncTask.objects.get(pk=task.pk).repositories_done == 2
+
+
+def test_a_statement_is_prepared_again_after_its_table_changed(project):
+    """A migration can change a table under a prepared statement: the next run fails (on
+    PostgreSQL), and the one after prepares it again and reads the table as it is now."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bulk_probe (a integer)")
+        cursor.execute("INSERT INTO bulk_probe (a) VALUES (1)")
+    read = ("SELECT * FROM bulk_probe WHERE a = %s", [1])
+    assert run_together([read]) == [[(1,)]]
+    assert run_together([read]) == [[(1,)]]
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE bulk_probe ADD COLUMN b integer DEFAULT 2")
+    if connection.vendor == "postgresql":
+        with pytest.raises(DatabaseError), transaction.atomic():
+            run_together([read])
+    assert run_together([read]) == [[(1, 2)]]
+
+
+def test_the_least_recently_used_statements_are_deallocated(project, monkeypatch):
+    """A connection keeps at most PREPARED_PER_CONNECTION statements prepared: the one used
+    least recently is deallocated, and prepared again when it is used again."""
+    from imagesync import bulk
+
+    monkeypatch.setattr(bulk, "PREPARED_PER_CONNECTION", 3)
+    task = SyncTask.objects.create(project=project, repositories_total=9)
+    fields = ["repositories_done", "repositories_total", "repositories_failed", "images_added"]
+    statements = [
+        update_statement(SyncTask, "id = %s", [task.pk], add={field: 1}) for field in fields
+    ]
+    for statement in [*statements, statements[0]]:
+        assert run_together([statement]) == [1]
+    prepared = prepared_on_server()
+    if connection.vendor == "postgresql":
+        assert len(prepared) == 3
+        assert not any(_numbered(statements[1][0]) in text for text in prepared.values())
+        assert any(_numbered(statements[0][0]) in text for text in prepared.values())
+    task.refresh_from_db()
+    assert (task.repositories_done, task.repositories_total) == (2, 10)
+    assert (task.repositories_failed, task.images_added) == (1, 1)
+
+
+def test_prepared_statements_can_be_turned_off(project, settings):
+    """DATABASE_PREPARED_STATEMENTS off (behind a pooler in transaction mode): every
+    statement is sent as its text."""
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    task = SyncTask.objects.create(project=project)
+    add = update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 1})
+    with CaptureQueriesContext(connection) as queries:
+        assert run_together([add]) == [1]
+        assert run_together([add]) == [1]
+    sent = [query["sql"] for query in queries.captured_queries]
+    assert (
+        sent
+        == [
+            f'UPDATE "imagesync_synctask" SET "repositories_done" = "repositories_done" + 1 WHERE id = {task.pk}'
+        ]
+        * 2
+    )
+    assert SyncTask.objects.get(pk=task.pk).repositories_done == 2
