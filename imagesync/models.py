@@ -1237,7 +1237,10 @@ class SyncTask(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "-created_at"], name="synctask_proj_created_idx"),
-            models.Index(fields=["status", "heartbeat_at"], name="synctask_status_hb_idx"),
+            # Not on heartbeat_at: every repository's result moves it (record_repository), and
+            # an indexed column makes each of those updates of the one task row a new index
+            # entry in every index (no HOT update). The running tasks are few.
+            models.Index(fields=["status"], name="synctask_status_idx"),
         ]
 
     def __str__(self) -> str:
