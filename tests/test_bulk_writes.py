@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from imagesync.bulk import (
     BATCH,
-    _numbered,
     expanded,
     insert_rows,
     run_together,
@@ -388,15 +387,22 @@ def test_a_sync_reconcile_leaves_its_writes_for_the_last_round_trip(repository, 
     assert (repository.image_count, repository.last_synced_at) == (4, later)
 
 
-def prepared_on_server() -> dict[str, str]:
-    """The statements this connection prepared (name -> text), as the server lists them."""
+def prepared_on_server() -> set[str]:
+    """The names of the statements this connection prepared, as the server lists them."""
     if connection.vendor != "postgresql":
-        return {}
+        return set()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'imagesync%%'"
-        )
-        return dict(cursor.fetchall())
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'imagesync%%'")
+        return {name for (name,) in cursor.fetchall()}
+
+
+def prepared_here() -> dict[str, str]:
+    """SQL -> name of the statements run_together says it prepared on this connection; the
+    server holds exactly these."""
+    state = getattr(connection, "_imagesync_prepared", None)
+    names = {sql: name for sql, name in state.names.items() if name} if state else {}
+    assert set(names.values()) == prepared_on_server()
+    return names
 
 
 def test_statements_are_prepared_once_per_connection_and_run_as_before(project):
@@ -414,7 +420,7 @@ def test_statements_are_prepared_once_per_connection_and_run_as_before(project):
     assert rows == [(3, 3)]
     sent = [query["sql"] for query in queries.captured_queries]
     if connection.vendor == "postgresql":
-        [name] = [name for name, text in prepared_on_server().items() if _numbered(add[0]) in text]
+        name = prepared_here()[add[0]]
         assert [sql for sql in sent if name in sql and "PREPARE" not in sql] == [
             f"EXECUTE {name}(1, {task.pk})"
         ] * 3
@@ -422,22 +428,29 @@ def test_statements_are_prepared_once_per_connection_and_run_as_before(project):
         assert expanded(f"EXECUTE {name}(1, 2)").startswith('UPDATE "imagesync_synctask" SET')
     else:
         assert all(sql.startswith('UPDATE "imagesync_synctask"') for sql in sent[:3])
-        assert prepared_on_server() == {}
+        assert prepared_here() == {}
 
 
 def test_a_statement_that_cannot_be_prepared_is_sent_as_it_is(project):
     """A statement whose parameter has no type the server could tell cannot be prepared: it
-    runs as text, and the transaction around it goes on with what it wrote before."""
+    runs as text, the statements prepared with it are kept (and no other), and the
+    transaction around it goes on with what it wrote before."""
     task = SyncTask.objects.create(project=project)
     add = update_statement(SyncTask, "id = %s", [task.pk], add={"repositories_done": 1})
+    fresh = update_statement(
+        SyncTask, "id = %s AND repositories_total >= 0", [task.pk], add={"repositories_done": 1}
+    )
     untyped = ("SELECT %s IS NULL", [None])
     with transaction.atomic():
         assert run_together([add]) == [1]
         with CaptureQueriesContext(connection) as queries:
-            assert run_together([untyped, add]) == [[(True,)], 1]
+            assert run_together([fresh, untyped, add]) == [1, [(True,)], 1]
             assert run_together([untyped]) == [[(True,)]]
         assert queries.captured_queries[-1]["sql"] == "SELECT NULL IS NULL"
-    assert SyncTask.objects.get(pk=task.pk).repositories_done == 2
+        prepared = prepared_here()
+        if connection.vendor == "postgresql":
+            assert fresh[0] in prepared and untyped[0] not in prepared
+    assert SyncTask.objects.get(pk=task.pk).repositories_done == 3
 
 
 def test_a_statement_is_prepared_again_after_its_table_changed(project):
@@ -470,11 +483,11 @@ def test_the_least_recently_used_statements_are_deallocated(project, monkeypatch
     ]
     for statement in [*statements, statements[0]]:
         assert run_together([statement]) == [1]
-    prepared = prepared_on_server()
+    prepared = prepared_here()
     if connection.vendor == "postgresql":
         assert len(prepared) == 3
-        assert not any(_numbered(statements[1][0]) in text for text in prepared.values())
-        assert any(_numbered(statements[0][0]) in text for text in prepared.values())
+        assert statements[1][0] not in prepared
+        assert statements[0][0] in prepared
     task.refresh_from_db()
     assert (task.repositories_done, task.repositories_total) == (2, 10)
     assert (task.repositories_failed, task.images_added) == (1, 1)
