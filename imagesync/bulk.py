@@ -355,6 +355,8 @@ def run_together(
     the server's time alone, not until the client's next round trip, which waits for the GIL
     behind the other threads. Anywhere else (SQLite, a nested block, a test's transaction)
     the block commits as it would have."""
+    if not statements and not commit:
+        return []
     with connection.cursor() as cursor:
         prepared = _Prepared.of(cursor)
         if prepared is None and (
