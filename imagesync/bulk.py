@@ -39,6 +39,8 @@ from django.db import (
 
 BATCH = 500  # rows per statement on PostgreSQL
 PREPARED_PER_CONNECTION = 100  # statements `run_together` keeps prepared on one connection
+PREPARED_PARAMETERS = 64  # a statement with more is sent as text (an IN list of that size)
+SEEN_PER_CONNECTION = 1000  # texts remembered as sent once, to be prepared when sent again
 
 
 _AS_IS = {
@@ -404,8 +406,11 @@ class _Prepared:
     `EXECUTE name(%s, ...)` in the same simple-query text as before: still one round trip, and
     the parameters are bound as they were. The server keeps a generic plan after five runs.
 
-    A text is prepared in a round trip of its own the first time this connection sees it,
-    inside a savepoint when a transaction is open: a text that cannot be prepared (a
+    A text is prepared the second time this connection sends it, in a round trip of its own
+    inside a savepoint when a transaction is open (the first time it goes as text: a
+    statement with a list of values, `IN (%s, %s, ...)`, is a different text per length, and
+    one sent once would cost a round trip for nothing; one of more than
+    `PREPARED_PARAMETERS` values is never prepared): a text that cannot be prepared (a
     parameter whose type the server cannot tell) is remembered and sent as it is, and the
     transaction goes on. At most `PREPARED_PER_CONNECTION` are kept, the least recently used
     deallocated. After any error in a text of `EXECUTE`s every statement is deallocated and
@@ -416,6 +421,7 @@ class _Prepared:
     def __init__(self, raw) -> None:
         self.raw = raw  # the psycopg connection these were prepared on
         self.names: OrderedDict[str, str | None] = OrderedDict()  # SQL -> name (None: not)
+        self.seen: OrderedDict[str, None] = OrderedDict()  # texts sent once, as text
         self.count = 0
         self.stale = False
 
@@ -431,7 +437,17 @@ class _Prepared:
 
     def executed(self, cursor, statements: Sequence[tuple[str, list]]) -> list[tuple[str, list]]:
         """`statements` as `EXECUTE`s of prepared statements, where they could be prepared."""
-        new = list(dict.fromkeys(sql for sql, _ in statements if sql not in self.names))
+        new = []
+        for sql, params in statements:
+            if sql in self.names or len(params) > PREPARED_PARAMETERS:
+                continue
+            if sql in self.seen:
+                new.append(sql)
+            else:  # the first time: as text (a list of N values is one text per N)
+                self.seen[sql] = None
+                if len(self.seen) > SEEN_PER_CONNECTION:
+                    self.seen.popitem(last=False)
+        new = list(dict.fromkeys(new))
         if new or self.stale:
             self._prepare(cursor, new)
         sent = []

@@ -414,16 +414,15 @@ def test_statements_are_prepared_once_per_connection_and_run_as_before(project):
     read = select_rows  # through run_together too
 
     with CaptureQueriesContext(connection) as queries:
-        for _ in range(3):
+        for _ in range(4):
             assert run_together([add]) == [1]
         rows = read(SyncTask, ["repositories_done", "repositories_total"], "id = %s", [task.pk])
-    assert rows == [(3, 3)]
+    assert rows == [(4, 3)]
     sent = [query["sql"] for query in queries.captured_queries]
     if connection.vendor == "postgresql":
         name = prepared_here()[add[0]]
-        assert [sql for sql in sent if name in sql and "PREPARE" not in sql] == [
-            f"EXECUTE {name}(1, {task.pk})"
-        ] * 3
+        executed = [sql for sql in sent if name in sql and "PREPARE" not in sql]
+        assert executed[-3:] == [f"EXECUTE {name}(1, {task.pk})"] * 3  # from the second on
         assert sum(f"PREPARE {name} " in sql for sql in sent) <= 1  # once per connection
         assert expanded(f"EXECUTE {name}(1, 2)").startswith('UPDATE "imagesync_synctask" SET')
     else:
@@ -444,13 +443,14 @@ def test_a_statement_that_cannot_be_prepared_is_sent_as_it_is(project):
     with transaction.atomic():
         assert run_together([add]) == [1]
         with CaptureQueriesContext(connection) as queries:
-            assert run_together([fresh, untyped, add]) == [1, [(True,)], 1]
+            for _ in range(2):  # prepared the second time
+                assert run_together([fresh, untyped, add]) == [1, [(True,)], 1]
             assert run_together([untyped]) == [[(True,)]]
         assert queries.captured_queries[-1]["sql"] == "SELECT NULL IS NULL"
         prepared = prepared_here()
         if connection.vendor == "postgresql":
             assert fresh[0] in prepared and untyped[0] not in prepared
-    assert SyncTask.objects.get(pk=task.pk).repositories_done == 3
+    assert SyncTask.objects.get(pk=task.pk).repositories_done == 5
 
 
 def test_a_statement_is_prepared_again_after_its_table_changed(project):
@@ -482,15 +482,15 @@ def test_the_least_recently_used_statements_are_deallocated(project, monkeypatch
         update_statement(SyncTask, "id = %s", [task.pk], add={field: 1}) for field in fields
     ]
     for statement in [*statements, statements[0]]:
-        assert run_together([statement]) == [1]
+        assert run_together([statement, statement]) == [1, 1]  # prepared the second time
     prepared = prepared_here()
     if connection.vendor == "postgresql":
         assert len(prepared) == 3
         assert statements[1][0] not in prepared
         assert statements[0][0] in prepared
     task.refresh_from_db()
-    assert (task.repositories_done, task.repositories_total) == (2, 10)
-    assert (task.repositories_failed, task.images_added) == (1, 1)
+    assert (task.repositories_done, task.repositories_total) == (4, 11)
+    assert (task.repositories_failed, task.images_added) == (2, 2)
 
 
 def test_prepared_statements_can_be_turned_off(project, settings):
@@ -511,3 +511,24 @@ def test_prepared_statements_can_be_turned_off(project, settings):
         * 2
     )
     assert SyncTask.objects.get(pk=task.pk).repositories_done == 2
+
+
+def test_a_text_sent_once_or_with_a_long_list_of_values_is_not_prepared(project):
+    """A text is prepared the second time it is sent, never with more than
+    PREPARED_PARAMETERS values (each length of an `IN` list is its own text): no round trip
+    is spent preparing what is not sent again."""
+    from imagesync.bulk import PREPARED_PARAMETERS
+
+    task = SyncTask.objects.create(project=project)
+    table = connection.ops.quote_name(SyncTask._meta.db_table)
+    many = [task.pk] + [-n for n in range(1, PREPARED_PARAMETERS + 1)]
+    listed = (f"SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(many))})", many)
+    once = (f"SELECT id, 'once' FROM {table} WHERE id = %s", [task.pk])
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert run_together([listed]) == [[(task.pk,)]]
+        assert run_together([once]) == [[(task.pk, "once")]]
+    assert not any("PREPARE" in query["sql"] for query in queries.captured_queries)
+    assert len(queries.captured_queries) == 4  # one round trip each
+    prepared = prepared_here()
+    assert listed[0] not in prepared and once[0] not in prepared
