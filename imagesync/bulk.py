@@ -399,12 +399,12 @@ class _Prepared:
     and no prepared statements, for connection poolers' sake). The sync's per-repository
     statements are a few fixed texts run thousands of times: planning them alone took 2.2 s
     of the server's time in a first sync and a re-sync of 1,000 repositories, more than any
-    statement's execution but the image inserts (pg_stat_statements), and parsing more. A
-    simple UPDATE by primary key cost the server about 130 us more than its prepared form
-    (pgbench). So each text is prepared once
-    per connection (`PREPARE`, with its placeholders as `$1`, `$2`, ...) and then run as
-    `EXECUTE name(%s, ...)` in the same simple-query text as before: still one round trip, and
-    the parameters are bound as they were. The server keeps a generic plan after five runs.
+    statement's execution but the inserts of images and intervals (pg_stat_statements), and
+    parsing is not counted there; as text, three of them took about 130 us more each than
+    prepared (pgbench). So each text is prepared once per connection (`PREPARE`, with its
+    placeholders as `$1`, `$2`, ...) and then run as `EXECUTE name(%s, ...)` in the same
+    simple-query text as before: still one round trip, and the parameters are bound as they
+    were. The server keeps a generic plan after five runs.
 
     A text is prepared the second time this connection sends it, in a round trip of its own
     inside a savepoint when a transaction is open (the first time it goes as text: a
