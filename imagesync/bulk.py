@@ -360,10 +360,9 @@ def run_together(
     if not statements and not commit:
         return []
     with connection.cursor() as cursor:
-        prepared = _Prepared.of(cursor)
-        if prepared is None and (
-            (len(statements) < 2 and not commit) or not _sends_several(cursor)
-        ):
+        several = _sends_several(cursor)
+        prepared = _Prepared.of(several)
+        if not several or (prepared is None and len(statements) < 2 and not commit):
             results = []
             for sql, params in statements:
                 cursor.execute(sql, params)
@@ -426,8 +425,10 @@ class _Prepared:
         self.stale = False
 
     @classmethod
-    def of(cls, cursor) -> _Prepared | None:
-        if not (settings.DATABASE_PREPARED_STATEMENTS and _sends_several(cursor)):
+    def of(cls, several: bool) -> _Prepared | None:
+        """This connection's record, where its cursor sends several statements at once
+        (`several`: `_sends_several`) and the setting allows; else None."""
+        if not (settings.DATABASE_PREPARED_STATEMENTS and several):
             return None
         state = getattr(connection, "_imagesync_prepared", None)
         if state is None or state.raw is not connection.connection:
