@@ -42,12 +42,17 @@ def repository(project):
     return make_repository(registry, "team/app")
 
 
+PREPARING = ("SAVEPOINT ", "PREPARE ", "RELEASE SAVEPOINT ", "ROLLBACK TO ", "DEALLOCATE ")
+
+
 def statements_sent(queries: CaptureQueriesContext) -> list[str]:
-    """Each statement of the captured texts, as prepared where it was sent as `EXECUTE`."""
+    """Each statement of the captured texts that ran, as prepared where it was sent as
+    `EXECUTE` (preparing one runs nothing: its round trip is left out)."""
     return [
         statement.strip()
         for query in queries.captured_queries
         for statement in expanded(query["sql"]).split("; ")
+        if not statement.strip().startswith(PREPARING)
     ]
 
 
