@@ -20,6 +20,19 @@ from django.conf import settings
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from django.db.models.expressions import Col
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    In,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+    Lookup,
+    Range,
+)
+from django.db.models.sql.where import AND, OR, WhereNode
 
 DEFAULT_COUNT_LIMIT = 10_000
 
@@ -61,6 +74,67 @@ def first_matches():
         cursor.execute("SET LOCAL synchronize_seqscans TO DEFAULT")
 
 
+# Lookups that are never true of a NULL (SQL's `NULL < x` is NULL): each is disjoint from the
+# same column's `IS NULL`.
+_NOT_OF_NULL = (Exact, GreaterThan, GreaterThanOrEqual, In, LessThan, LessThanOrEqual, Range)
+
+
+def _null_or_compared(node) -> bool:
+    """Whether `node` is `col IS NULL OR col <op> value` on one column: two disjoint sets."""
+    if not isinstance(node, WhereNode) or node.connector != OR or node.negated:
+        return False
+    if len(node.children) != 2 or not all(isinstance(c, Lookup) for c in node.children):
+        return False
+    isnull = [c for c in node.children if isinstance(c, IsNull)]
+    other = [c for c in node.children if isinstance(c, _NOT_OF_NULL)]
+    if len(isnull) != 1 or len(other) != 1 or isnull[0].rhs is not True:
+        return False
+    a, b = isnull[0].lhs, other[0].lhs
+    return isinstance(a, Col) and isinstance(b, Col) and (a.alias, a.target) == (b.alias, b.target)
+
+
+def _split(node: WhereNode) -> tuple[WhereNode, WhereNode] | None:
+    """Two copies of the condition `node`, each with the first `col IS NULL OR col < x` found
+    through its AND nodes replaced by one of its two terms: the rows `node` matches are the
+    rows of the two copies, and no row matches both. None when there is no such term."""
+    if node.connector != AND or node.negated:
+        return None
+    for i, child in enumerate(node.children):
+        if _null_or_compared(child):
+            halves = child.children
+        elif isinstance(child, WhereNode) and (parts := _split(child)) is not None:
+            halves = parts
+        else:
+            continue
+        return tuple(
+            WhereNode(
+                [*node.children[:i], half, *node.children[i + 1 :]], connector=AND, negated=False
+            )
+            for half in halves
+        )
+    return None
+
+
+def count_rows(queryset: QuerySet) -> int:
+    """The rows of `queryset`, counted exactly. A condition `col IS NULL OR col < x` (Image
+    View's "not pulled in N days": never pulled, or last before the cutoff) is counted as its
+    two disjoint halves, each one range of the column's index: SQLite otherwise counts the OR
+    by collecting every matching row id to drop duplicates (`MULTI-INDEX OR`), 12 ms for 67,600
+    of 100,000 images against 3 ms for the two ranges."""
+    queryset = queryset.order_by()
+    parts = _split(queryset.query.where)
+    if parts is None:
+        return queryset.count()
+    total = 0
+    for where in parts:
+        query = queryset.query.chain()
+        query.where = where
+        half = queryset.model.objects.all()
+        half.query = query
+        total += half.count()
+    return total
+
+
 class IdsThenRows:
     """A queryset that a Paginator slices in two steps: first the page's ids (an index walk,
     no joins), then those rows with their repository and registry. A plain OFFSET would build
@@ -91,7 +165,7 @@ class IdsThenRows:
 
     def count(self) -> int:
         if self._count is None:
-            self._count = self.queryset.order_by().count()
+            self._count = count_rows(self.queryset)
         return self._count
 
     def count_up_to(self, limit: int) -> MatchCount:
