@@ -121,6 +121,10 @@ def count_rows(queryset: QuerySet) -> int:
     two disjoint halves, each one range of the column's index: SQLite otherwise counts the OR
     by collecting every matching row id to drop duplicates (`MULTI-INDEX OR`), 12 ms for 67,600
     of 100,000 images against 3 ms for the two ranges."""
+    query = queryset.query
+    # A slice, DISTINCT, a union or a GROUP BY counts something the halves do not add up to.
+    if query.is_sliced or query.distinct or query.combinator or query.group_by:
+        return queryset.count()
     queryset = queryset.order_by()
     parts = _split(queryset.query.where)
     if parts is None:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
@@ -198,6 +198,17 @@ def test_an_exact_count_reads_never_or_before_as_two_ranges(images, condition, h
     assert len(counts) == halves
     if halves == 2:
         assert not any(" OR " in sql for sql in counts)
+
+
+def test_a_sliced_distinct_or_grouped_count_is_not_split(images):
+    rows = images.filter(usage.not_pulled_since(CUTOFF))
+    total = len(list(rows.values_list("pk", flat=True)))
+    assert total > 5
+    assert count_rows(rows[:5]) == 5
+    # Every row is pull_known: one value, which both halves hold.
+    assert count_rows(rows.values("pull_known").distinct()) == 1
+    assert count_rows(rows.values("pull_known").annotate(n=Count("pk"))) == 1
+    assert count_rows(rows) == total
 
 
 def test_a_usage_page_past_the_end_shows_the_exact_total(images, admin_user, login, settings):
