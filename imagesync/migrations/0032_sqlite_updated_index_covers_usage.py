@@ -10,7 +10,8 @@ View's targets at a million images with it, and each column more is written by e
 sync adds. The model's Meta keeps the three columns both databases share, so a later
 migration that makes Django rebuild imagesync_image on SQLite (an AlterField: SQLite copies
 the table and recreates the indexes the models declare) must create this one again; until
-then the page is as before (slower, still right)."""
+then the page is as before (slower, still right). `tests/test_image_view_walk.py` checks the
+index as the migrations leave it, so such a migration fails that test."""
 
 from django.db import migrations
 
