@@ -175,7 +175,7 @@ CUTOFF = NOW - dt.timedelta(days=30)
 
 
 @pytest.mark.parametrize(
-    ("condition", "halves"),
+    ("condition", "queries"),
     [
         (usage.not_pulled_since(CUTOFF), 2),  # never pulled, or last before the cutoff
         (Q(last_pulled__isnull=True) | Q(last_pulled__gte=CUTOFF), 2),
@@ -187,7 +187,7 @@ CUTOFF = NOW - dt.timedelta(days=30)
         (Q(last_pulled__isnull=True) | Q(last_pulled__lt=CUTOFF) | Q(size=0), 1),
     ],
 )
-def test_an_exact_count_reads_never_or_before_as_two_ranges(images, condition, halves):
+def test_an_exact_count_reads_never_or_before_as_two_ranges(images, condition, queries):
     rows = images.filter(condition)
     expected = len(list(rows.values_list("pk", flat=True)))
     assert expected  # each condition matches some rows, and fewer than all of them
@@ -195,8 +195,8 @@ def test_an_exact_count_reads_never_or_before_as_two_ranges(images, condition, h
     with CaptureQueriesContext(connection) as captured:
         assert count_rows(rows) == expected
     counts = [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"]]
-    assert len(counts) == halves
-    if halves == 2:
+    assert len(counts) == queries
+    if queries == 2:
         assert not any(" OR " in sql for sql in counts)
 
 
@@ -231,7 +231,7 @@ def test_a_usage_page_past_the_end_shows_the_exact_total(images, admin_user, log
 def test_on_sqlite_the_default_sorts_index_answers_a_usage_deep_page_alone(images, project):
     """Migration 0032: on SQLite the default sort's index holds the id and the usage columns,
     so a deep page under a usage filter reads no image row until the page's own; PostgreSQL
-    keeps the index the model declares."""
+    keeps its own, without the usage columns."""
     filterset = _filterset(project, "not_pulled_days=90")
     sql, params = filterset.rows.values_list("pk", flat=True)[40:50].query.sql_with_params()
     with connection.cursor() as cursor:
