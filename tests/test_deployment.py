@@ -16,7 +16,6 @@ import subprocess
 import textwrap
 import time
 import uuid
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -156,6 +155,15 @@ def postgres():
     psql(f"DROP ROLE IF EXISTS {name}")
 
 
+def backup_made(tmp: Path) -> Path:
+    """The one dated folder the guide's backup made (`$(date +%F)` when it ran: a test that
+    runs across midnight must not look for today's)."""
+    made = sorted((tmp / "var" / "backups" / "imagesync").iterdir())
+    assert len(made) == 1 and made[0].is_dir(), made
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", made[0].name), made[0].name
+    return made[0]
+
+
 def test_the_guide_installs_backs_up_and_restores_on_postgresql(tmp_path, postgres):
     machine = Machine(tmp_path)
     machine.run("database", replace={"imagesync": postgres})
@@ -194,7 +202,7 @@ def test_the_guide_installs_backs_up_and_restores_on_postgresql(tmp_path, postgr
     psql(f"CREATE DATABASE {postgres} OWNER {postgres}")
     shutil.rmtree(tmp_path / "etc" / "imagesync")
 
-    machine.run("restore", replace={"2026-01-31": date.today().isoformat()})
+    machine.run("restore", replace={"2026-01-31": backup_made(tmp_path).name})
     secret = machine.manage(
         "shell",
         "-c",
@@ -261,7 +269,7 @@ def test_the_embedded_default_backup_copies_the_database_and_both_keys(tmp_path)
     (app / "var" / "secret_key").write_text("secret")
     (app / "var" / "encryption_key").write_text(Fernet.generate_key().decode())
     Machine(tmp_path).run("sqlite-backup", APP=str(app))
-    backup = tmp_path / "var" / "backups" / "imagesync" / date.today().isoformat()
+    backup = backup_made(tmp_path)
     with sqlite3.connect(backup / "db.sqlite3") as db:
         assert db.execute("SELECT value FROM kept").fetchall() == [("inventory",)]
     assert (backup / "encryption_key").read_text() == (app / "var" / "encryption_key").read_text()
