@@ -74,7 +74,7 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
-from imagesync.paging import first_matches
+from imagesync.paging import first_matches, under_condition
 from imagesync.tables import (
     CHANGES,
     IMAGES,
@@ -1046,13 +1046,10 @@ class ImageFilter(ListFilterSet):
         rows = self.rows
         if any("__" in name.lstrip("-") for name in rows.query.order_by):
             return None  # a repository column: its join decides the plan
-        query = rows.query.chain()
-        where, walked = _walk_sort_index(query.where, self._walk_past_repositories(stop))
+        where, walked = _walk_sort_index(rows.query.where, self._walk_past_repositories(stop))
         if not walked:
             return None
-        query.where = where
-        walk = rows.model.objects.all()
-        walk.query = query
+        walk = under_condition(rows, where)
         connection.ensure_connection()
         calls = 0
 

@@ -115,6 +115,15 @@ def _split(node: WhereNode) -> tuple[WhereNode, WhereNode] | None:
     return None
 
 
+def under_condition(queryset: QuerySet, where: WhereNode) -> QuerySet:
+    """`queryset` (its order, joins and the rest) with `where` as its whole condition."""
+    query = queryset.query.chain()
+    query.where = where
+    result = queryset.model.objects.all()
+    result.query = query
+    return result
+
+
 def count_rows(queryset: QuerySet) -> int:
     """The rows of `queryset`, counted exactly. A condition `col IS NULL OR col < x` (Image
     View's "not pulled in N days": never pulled, or last before the cutoff) is counted as its
@@ -129,14 +138,7 @@ def count_rows(queryset: QuerySet) -> int:
     parts = _split(queryset.query.where)
     if parts is None:
         return queryset.count()
-    total = 0
-    for where in parts:
-        query = queryset.query.chain()
-        query.where = where
-        half = queryset.model.objects.all()
-        half.query = query
-        total += half.count()
-    return total
+    return sum(under_condition(queryset, where).count() for where in parts)
 
 
 class IdsThenRows:
