@@ -206,11 +206,13 @@ def check_task(task_id: int, added: int, unchanged: int) -> None:
     assert got == (added, 0, 0, unchanged), got
 
 
-def make_project(url: str, concurrency: int | None) -> str:
+def make_project(url: str, concurrency: int | None, direct_http: bool = True) -> str:
     from imagesync.models import Project, Registry
 
     project = Project.objects.create(name=f"pace-{uuid.uuid4().hex[:8]}")
     options = {} if concurrency is None else {"max_concurrency": concurrency}
+    if not direct_http:
+        options["direct_http"] = False
     Registry.objects.create(
         project=project,
         kind="other",
@@ -288,6 +290,12 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, help="the registry's max_concurrency (default: the product's)"
     )
+    parser.add_argument(
+        "--no-direct-http",
+        dest="direct_http",
+        action="store_false",
+        help="the registry's direct_http option off: every request through requests",
+    )
     parser.add_argument("--keep", help="registry directory to keep and reuse (seeded once)")
     parser.add_argument("--workdir", help="database and var directory (default: a temporary one)")
     parser.add_argument(
@@ -333,7 +341,7 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 pid = reg.process.pid
                 cpu = {}
-                project = make_project(url, args.concurrency)
+                project = make_project(url, args.concurrency, args.direct_http)
                 steps = [
                     ("same-data", partial(plain_client, url, args.threads, True)),
                     ("first sync", partial(run_command, project, env, f"first-{number}")),

@@ -152,6 +152,7 @@ TRANSPORT_OPTIONS = {
     "backoff_base": _positive,
     "backoff_max": _positive,
     "max_body_bytes": _whole(1024, 1024**3),
+    "direct_http": _boolean,
 }
 ADVANCED_OPTIONS: dict[str, dict[str, Callable[[str, object], str | None]]] = {
     Registry.Kind.SWR: {

@@ -54,6 +54,11 @@ BAD_INPUT = [
         "“-bad” is not a Harbor project name; enter one a line, e.g. library.",
     ),
     (
+        "a direct_http option that is not true or false",
+        {"kind": "other", "endpoint": "https://r.example.com", "advanced": {"direct_http": "no"}},
+        "direct_http must be true or false.",
+    ),
+    (
         "an option of another kind",
         {
             "kind": "harbor",
@@ -61,7 +66,7 @@ BAD_INPUT = [
             "advanced": {"catalog_page_size": 5},
         },
         "“catalog_page_size” is not an option of a Harbor registry; it takes backoff_base, "
-        "backoff_max, connect_timeout, include_non_images, max_body_bytes, max_concurrency, "
+        "backoff_max, connect_timeout, direct_http, include_non_images, max_body_bytes, max_concurrency, "
         "max_retries, read_timeout, requests_per_second, retry_budget.",
     ),
     (

@@ -83,17 +83,19 @@ def _what_a_user_sees(response: requests.Response) -> tuple:
 
 PATHS = [
     "/v2/lib/app/manifests/v1.0",
-    "/v2/lib/app/manifests/cookie",
     "/v2/lib/app/manifests/missing",
     "/v2/team_1/a.b-c/manifests/1.2.3-rc_1",
     "/moved/v2/lib/app",
+    "/v2/lib/app/manifests/cookie",  # last: with a cookie kept, every request goes by requests
 ]
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct lane", "requests' adapter"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_responses_over_a_socket_are_those_requests_gives(server, method):
+def test_responses_over_a_socket_are_those_requests_gives(server, method, direct):
     httpd, url = server
     t = _transport(url)
+    t.session.direct = direct
     plain = requests.Session()
     seen = httpd.seen
     for path in PATHS:
@@ -106,11 +108,13 @@ def test_responses_over_a_socket_are_those_requests_gives(server, method):
         assert sent[before:middle] == sent[middle:], path  # what went on the wire
     assert len(seen) == 2 * (len(PATHS) + 1)  # the redirect's second request too
     assert t.session.cookies.get("sid") == "s1"  # the cookie is kept as requests keeps it
+    assert bool(t.session.get_adapter(url).poolmanager.pools) != direct  # which path sent them
 
 
 def test_one_connection_serves_a_series_of_requests_and_a_closed_pool_is_replaced(server):
     httpd, url = server
     t = _transport(url)
+    t.session.direct = False  # requests' adapter and its pools (the lane's: test_transport_lane)
     for _ in range(5):
         assert t.request("HEAD", "/v2/lib/app/manifests/v1.0").status_code == 200
     assert len(httpd.connections) == 1  # the cached pool keeps the connection alive

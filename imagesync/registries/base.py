@@ -19,11 +19,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from imagesync.reasons import (
     AUTH_FAILED,
@@ -37,6 +38,7 @@ from imagesync.reasons import (
     UNSUPPORTED,
 )
 from imagesync.reasons import CLIENT_CODES as ERROR_CODES
+from imagesync.registries.lane import BodyTooLarge, Lane
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +293,12 @@ _PLAIN_URL = re.compile(r"(https?://[^/?#\\\s@]+)(/[A-Za-z0-9._~/-]*)")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 
 
+_UNSET = object()
+
+# requests' own HTTPAdapter.send: while it is in place, the direct lane may answer for it.
+_REQUESTS_SEND = HTTPAdapter.send
+
+
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """No auth (no ~/.netrc entry for the host): the request as it is."""
     return request
@@ -311,6 +319,13 @@ class _Session(requests.Session):
         self._environment: dict[tuple, dict[str, Any]] = {}
         self._netrc: dict[tuple, Any] = {}
         self._origins: dict[str, bool] = {}
+        self._direct: dict[tuple, Any] = {}
+        self.lane = Lane(pool_size=10)
+        self.direct = True  # False: every request through requests' adapter
+
+    def close(self) -> None:  # noqa: D102
+        super().close()
+        self.lane.close()
 
     def prepare_request(self, request):  # noqa: D102
         # requests looks for a ~/.netrc entry on every request that carries no auth of its
@@ -319,13 +334,17 @@ class _Session(requests.Session):
             request.auth = self._auth_of(request.url)
         return super().prepare_request(request)
 
-    def send_plainly(self, method: str, url: str, kwargs: dict) -> requests.Response:
+    def send_plainly(
+        self, method: str, url: str, kwargs: dict, max_body: int | None = None
+    ) -> requests.Response:
         """`request(method, url, stream=True, **kwargs)`, the same request on the wire, without
         the per-request merging of session state that is not there: with no cookies, session
         auth, session params or hooks, and only headers, params, timeout, verify and
-        allow_redirects asked for, a GET or HEAD is prepared from its parts and given to the
-        adapter directly (a quarter less CPU per request than requests' own path: a re-sync
-        is mostly HEADs). Anything else goes through `request`."""
+        allow_redirects asked for, a GET or HEAD is prepared from its parts and sent on the
+        direct lane (imagesync/registries/lane.py: its body read, refused above `max_body`)
+        where that applies, else given to the adapter directly (a quarter less CPU per
+        request than requests' own path: a re-sync is mostly HEADs). Anything else goes
+        through `request`; its body is left to read."""
         if (
             method not in ("GET", "HEAD")
             or not kwargs.keys() <= _PLAIN_KWARGS
@@ -335,16 +354,29 @@ class _Session(requests.Session):
             or any(self.hooks.values())
         ):
             return self.request(method, url, stream=True, **kwargs)
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method)
         params = kwargs.get("params")
         if params is None and self._is_prepared_url(url):
-            prepared.url = url
+            prepared_url = url
         else:
-            prepared.prepare_url(url, params)
-        headers = dict(self.headers)
-        headers.update(kwargs.get("headers") or {})
-        prepared.prepare_headers({k: v for k, v in headers.items() if v is not None})
+            probe = requests.PreparedRequest()
+            probe.prepare_url(url, params)
+            prepared_url = probe.url
+        headers = CaseInsensitiveDict(self.headers)
+        asked = kwargs.get("headers")
+        if asked:
+            headers.update(asked)
+            for item in list(headers.items()):
+                if item[1] is None:
+                    del headers[item[0]]
+                elif item[0] in asked:
+                    requests.utils.check_header_validity(item)
+        verify = self._direct_verify(prepared_url, kwargs.get("verify"), headers)
+        if verify is not None:
+            return self._send_direct(method, prepared_url, headers, kwargs, verify, max_body)
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.url = prepared_url
+        prepared.prepare_headers(headers)
         prepared.prepare_body(None, None)
         prepared.prepare_auth(self._auth_of(prepared.url), prepared.url)
         prepared.prepare_hooks({})
@@ -361,6 +393,104 @@ class _Session(requests.Session):
             response = history.pop()
             response.history = history
         return response
+
+    def _direct_verify(self, url: str, verify: Any, headers: CaseInsensitiveDict) -> Any:
+        """requests' TLS verification for a request the direct lane can send exactly as
+        requests would (None when it cannot): an http or https URL without credentials in
+        it, no ~/.netrc entry for its host, no proxy for it, no client certificate, only
+        content codings the lane decodes, and requests' own adapter for it."""
+        if HTTPAdapter.send is not _REQUESTS_SEND or not self.direct:
+            return None  # a test double (responses) answers in place of the adapter
+        origin = url[: url.find("/", url.find("://") + 3)]
+        key = (origin, verify if isinstance(verify, bool | str | None) else _UNSET)
+        found = self._direct.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._direct[key] = self._lane_settings(origin, verify)
+        if found is None or not Lane.decodes(headers.get("Accept-Encoding")):
+            return None
+        return found
+
+    def _lane_settings(self, origin: str, verify: Any) -> Any:
+        scheme, _, netloc = origin.partition("://")
+        url = origin + "/"
+        if scheme not in ("http", "https") or "@" in netloc or not isinstance(verify, bool | str):
+            return None
+        if self._auth_of(url) not in (None, _no_auth):
+            return None
+        if not isinstance(self.get_adapter(url), _Adapter):
+            return None
+        settings = self.merge_environment_settings(url, {}, True, verify, None)
+        if settings["cert"] is not None or requests.utils.select_proxy(url, settings["proxies"]):
+            return None
+        return settings["verify"]
+
+    def _send_direct(
+        self,
+        method: str,
+        url: str,
+        headers: CaseInsensitiveDict,
+        kwargs: dict,
+        verify: Any,
+        max_body: int | None,
+    ) -> requests.Response:
+        """Send on the direct lane and follow redirects as requests' `resolve_redirects`
+        would for a GET or HEAD (the method kept, the Authorization header dropped when the
+        host changes, at most `max_redirects`), the lane serving each hop its target
+        qualifies for and requests the rest."""
+        timeout = kwargs.get("timeout")
+        history: list[requests.Response] = []
+        while True:
+            response = self.lane.send(method, url, headers, timeout, verify, max_body)
+            if "set-cookie" in response.headers:  # as Session.send: the jar keeps them
+                self._keep_cookies(method, url, headers, response)
+            if not (kwargs.get("allow_redirects", True) and response.is_redirect):
+                break
+            history.append(response)
+            if len(history) > self.max_redirects:
+                raise requests.exceptions.TooManyRedirects(
+                    f"Exceeded {self.max_redirects} redirects.", response=response
+                )
+            target = self._redirect_url(url, response)
+            if "Authorization" in headers and self.should_strip_auth(url, target):
+                headers = CaseInsensitiveDict(headers)
+                del headers["Authorization"]
+            url = target
+            verify = (
+                None if self.cookies else self._direct_verify(url, kwargs.get("verify"), headers)
+            )
+            if verify is None:  # requests from here on, as it would go on
+                rest = {**kwargs, "headers": dict(headers), "params": None}
+                response = self.send_plainly(method, url, rest)
+                history.extend(response.history)
+                break
+        response.history = history
+        return response
+
+    def _redirect_url(self, url: str, response: requests.Response) -> str:
+        """Where a redirect leads, worked out as requests' `resolve_redirects` does."""
+        location = self.get_redirect_target(response)
+        previous = urlsplit(url)
+        if location.startswith("//"):
+            location = f"{previous.scheme}:{location}"
+        parts = urlsplit(location)
+        if parts.fragment == "" and previous.fragment:
+            parts = parts._replace(fragment=previous.fragment)
+        location = parts.geturl()
+        if not parts.netloc:
+            location = urljoin(url, requests.utils.requote_uri(location))
+        else:
+            location = requests.utils.requote_uri(location)
+        probe = requests.PreparedRequest()
+        probe.prepare_url(location, None)
+        return probe.url
+
+    def _keep_cookies(
+        self, method: str, url: str, headers: CaseInsensitiveDict, response: requests.Response
+    ) -> None:
+        request = requests.PreparedRequest()
+        request.method, request.url, request.headers = method, url, headers
+        requests.cookies.extract_cookies_to_jar(response.cookies, request, response.raw)
+        requests.cookies.extract_cookies_to_jar(self.cookies, request, response.raw)
 
     def _is_prepared_url(self, url: str) -> bool:
         """Whether requests' `prepare_url` would give `url` back as it is, known without its
@@ -407,9 +537,6 @@ class _Session(requests.Session):
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             self._environment[key] = settings
         return {**settings, "proxies": dict(settings["proxies"])}
-
-
-_UNSET = object()
 
 
 class _Adapter(HTTPAdapter):
@@ -520,6 +647,8 @@ class Transport:
         rps = opts.get("requests_per_second")
         self._limiter = RateLimiter(float(rps) if rps else None)
         self.session = _Session()
+        self.session.direct = bool(opts.get("direct_http", True))
+        self.session.lane.pool_size = self.max_concurrency + 2
         adapter = _Adapter(pool_connections=4, pool_maxsize=self.max_concurrency + 2, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -616,9 +745,11 @@ class Transport:
             with self._slots:
                 with self._count_lock:
                     self.request_count += 1
-                response = self.session.send_plainly(method, url, kwargs)
+                response = self.session.send_plainly(method, url, kwargs, self.max_body_bytes)
                 try:
-                    if method.upper() == "HEAD":
+                    if response._content_consumed:
+                        pass  # the direct lane read it, within the cap
+                    elif method.upper() == "HEAD":
                         # A HEAD's Content-Length describes a body that is not sent. Reading
                         # its empty body closes http.client's response before the connection
                         # goes back to the pool: otherwise another thread's request on that
@@ -632,6 +763,9 @@ class Transport:
                         self._read_capped(response, label)
                 finally:
                     response.close()
+        except BodyTooLarge:
+            message = f"{self.host} sent a response too large ({label})."
+            raise RegistryError(BAD_RESPONSE, message) from None
         except requests.exceptions.SSLError:
             raise RegistryError(
                 TLS_ERROR, f"TLS verification failed talking to {self.host}.", retryable=False
@@ -644,6 +778,9 @@ class Transport:
             return RegistryError(UNREACHABLE, message, retryable=True)
         except requests.exceptions.InvalidURL:
             raise RegistryError(UNSUPPORTED, "The registry URL is not valid.") from None
+        except requests.exceptions.TooManyRedirects:
+            message = f"{self.host} redirected the request too many times ({label})."
+            raise RegistryError(BAD_RESPONSE, message) from None
         except requests.exceptions.RequestException:
             raise RegistryError(
                 UNREACHABLE, f"Request to {self.host} failed ({label}).", retryable=True

@@ -1,0 +1,324 @@
+"""The direct lane: a registry connection's plain GET and HEAD requests, sent on pooled
+`http.client` connections without requests' and urllib3's layers in between.
+
+Why: a re-sync is mostly `HEAD`s and a first sync `GET`s of small manifests. Per request,
+against a local registry, requests' path (already trimmed by `_Session` and `_Adapter`) cost
+346-370 µs of CPU and `http.client` alone 158-161 µs: the layers cost more than the request.
+At 2 cores shared with the registry and the database, that CPU is the sync's pace.
+
+What goes on the wire is what requests sends: the same request line, the same headers (the
+session's merged with the request's, in requests' order; `Host` written by `http.client`, as
+under urllib3) and no body. What comes back is a `requests.Response` with its body read (and
+decoded, for gzip and deflate), the headers as requests gives them, the URL, the reason, the
+cookies and the redirect history. Failures raise the requests exception requests would raise
+for them, so one mapping (`Transport._attempt`) serves both paths.
+
+The lane serves only what it can serve exactly: `_Session.send_plainly` sends a request here
+only when no proxy applies, no ~/.netrc entry or URL credentials give auth, the session holds
+no cookies, auth, params or hooks, and requests' own adapter is in place (a test double such
+as `responses`, which replaces `HTTPAdapter.send`, still answers every request). A redirect
+is followed here while its target qualifies too, and by requests from there when it does not.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import ssl
+import threading
+import zlib
+from typing import Any
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
+from urllib3.util.ssl_ import create_urllib3_context
+
+# The content codings the lane decodes, as urllib3 does (its other ones need packages that
+# requests asks for only when they are installed; `Lane.decodes` tells which are asked for).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+READ_CHUNK = 65536
+
+
+class BodyTooLarge(Exception):
+    """A response body above the cap the lane was given; its connection is closed."""
+
+
+class Lane:
+    """Kept-alive `http.client` connections per (scheme, host, port, TLS verification), at
+    most `pool_size` idle ones each; thread-safe."""
+
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._contexts: dict[Any, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def close(self) -> None:
+        """Close every idle connection; one in use is closed when it comes back."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+            self._generation += 1
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+    @staticmethod
+    def decodes(accept_encoding: str | None) -> bool:
+        """Whether every content coding a request asks for is one the lane decodes."""
+        if accept_encoding is None:
+            return True
+        codings = (part.split(";")[0].strip().lower() for part in accept_encoding.split(","))
+        return all(coding in _WBITS or coding in ("identity", "") for coding in codings)
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: CaseInsensitiveDict,
+        timeout: Any,
+        verify: bool | str,
+        max_body: int | None,
+    ) -> requests.Response:
+        """One request and its answer, the body read (raises BodyTooLarge above
+        `max_body`). `url` is a prepared URL (as requests' prepare_url writes it) of an http or
+        https origin; `verify` is requests' (True, False or a CA bundle's path)."""
+        scheme, _, rest = url.partition("://")
+        netloc, slash, path = rest.partition("/")
+        path, _, _fragment = (slash + path).partition("#")
+        host, port = _host_port(netloc, scheme)
+        key = (scheme, host, port, verify)
+        connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout,) * 2
+        connection = self._take(key)
+        generation = self._generation
+        if connection is None:
+            connection = self._connect(scheme, host, port, verify, connect_timeout, read_timeout)
+        try:
+            raw, body = self._exchange(connection, method, path or "/", headers, max_body)
+        except BaseException:
+            connection.close()
+            raise
+        if raw.will_close or generation != self._generation:
+            connection.close()
+        else:
+            self._give_back(key, connection)
+        return _response(raw, body, url)
+
+    def _take(self, key: tuple) -> http.client.HTTPConnection | None:
+        """An idle connection the server has not closed, as urllib3 checks before reusing one:
+        a kept-alive connection with something to read (its end, or bytes nobody asked for)
+        is closed instead."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                connection = idle.pop() if idle else None
+            if connection is None or not _readable(connection.sock):
+                return connection
+            connection.close()
+
+    def _give_back(self, key: tuple, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.pool_size:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _connect(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        verify: bool | str,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> http.client.HTTPConnection:
+        if scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=connect_timeout, context=self._context(verify)
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        try:
+            connection.connect()
+        except ssl.SSLError as exc:
+            connection.close()
+            raise requests.exceptions.SSLError(str(exc)) from None
+        except TimeoutError:
+            connection.close()
+            raise requests.exceptions.ConnectTimeout(f"Connecting to {host} timed out.") from None
+        except (OSError, UnicodeError) as exc:  # refused, unreachable, unknown name
+            connection.close()
+            raise requests.exceptions.ConnectionError(str(exc)) from None
+        connection.sock.settimeout(read_timeout)
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as urllib3
+        return connection
+
+    def _context(self, verify: bool | str) -> ssl.SSLContext:
+        """urllib3's TLS context for requests' `verify`: its defaults, the CA bundle (a file or
+        a directory, as requests tells them apart) and the host name checked."""
+        context = self._contexts.get(verify)
+        if context is None:
+            if verify is False:
+                context = create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+                context.check_hostname = False
+            else:
+                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+                context.check_hostname = True
+                where = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
+                if os.path.isdir(where):
+                    context.load_verify_locations(capath=where)
+                else:
+                    context.load_verify_locations(cafile=where)
+            context.set_alpn_protocols(["http/1.1"])
+            self._contexts[verify] = context
+        return context
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        headers: CaseInsensitiveDict,
+        max_body: int | None,
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """Send the request and read the whole answer; a failure raises the requests exception
+        requests would raise for it."""
+        try:
+            connection.putrequest(method, path, skip_accept_encoding="accept-encoding" in headers)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            raw = connection.getresponse()
+        except ValueError as exc:  # a header or path http.client refuses to send
+            raise requests.exceptions.InvalidHeader(str(exc)) from None
+        except ssl.SSLError as exc:
+            raise requests.exceptions.SSLError(str(exc)) from None
+        except TimeoutError:
+            raise requests.exceptions.ReadTimeout("The registry did not answer in time.") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise requests.exceptions.ConnectionError(str(exc)) from None
+        try:
+            return raw, _read(raw, max_body)
+        except BodyTooLarge:
+            raise
+        except TimeoutError:
+            raise requests.exceptions.ReadTimeout("The registry did not answer in time.") from None
+        except (OSError, http.client.HTTPException) as exc:  # cut short: IncompleteRead
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, int]:
+    host, port = netloc, ""
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        host, port = netloc[1:end], netloc[end + 2 :]
+    elif ":" in netloc:
+        host, _, port = netloc.rpartition(":")
+    return host, int(port) if port else (443 if scheme == "https" else 80)
+
+
+def _read(raw: http.client.HTTPResponse, max_body: int | None) -> bytes:
+    """The whole body, refusing one longer than `max_body` (announced or sent), decoded."""
+    length = raw.length
+    if max_body is not None and length is not None and length > max_body:
+        raise BodyTooLarge
+    if length is not None or raw._method == "HEAD":
+        body = raw.read()  # a short body raises IncompleteRead
+    else:  # chunked, or until the server closes: in pieces, never past the cap
+        pieces, total = [], 0
+        while piece := raw.read(READ_CHUNK):
+            total += len(piece)
+            if max_body is not None and total > max_body:
+                raise BodyTooLarge
+            pieces.append(piece)
+        body = b"".join(pieces)
+    coding = raw.getheader("Content-Encoding")
+    if body and coding:
+        body = _decoded(body, coding, max_body)
+    return body
+
+
+def _decoded(body: bytes, coding: str, max_body: int | None) -> bytes:
+    """`body` with its content codings undone, last applied first, as urllib3 does; a coding
+    the lane does not know leaves the body as it came (urllib3 leaves it too)."""
+    codings = [part.strip().lower() for part in coding.split(",")]
+    codings = [part for part in codings if part not in ("identity", "")]
+    if not all(part in _WBITS for part in codings):
+        return body
+    for part in reversed(codings):
+        try:
+            body = _inflate(body, part, max_body)
+        except zlib.error as exc:
+            raise requests.exceptions.ContentDecodingError(
+                f"Received response with content-encoding: {part}, but failed to decode it."
+            ) from exc
+    return body
+
+
+def _inflate(body: bytes, coding: str, max_body: int | None) -> bytes:
+    limit = 0 if max_body is None else max_body + 1
+    if coding != "deflate":  # gzip: one member after another
+        return _inflated(body, _WBITS[coding], limit, members=True)
+    try:  # zlib-wrapped, as the standard says; raw deflate, as some servers send
+        return _inflated(body, zlib.MAX_WBITS, limit, members=False)
+    except zlib.error:
+        return _inflated(body, -zlib.MAX_WBITS, limit, members=False)
+
+
+def _inflated(body: bytes, wbits: int, limit: int, members: bool) -> bytes:
+    """Inflate `body`, at most `limit` bytes of it (0: no limit) before BodyTooLarge."""
+    pieces, total = [], 0
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        piece = decoder.decompress(body, limit - total if limit else 0)
+        total += len(piece)
+        if limit and total >= limit:
+            raise BodyTooLarge
+        pieces.append(piece)
+        body = decoder.unused_data
+        if not (members and body and decoder.eof):
+            return b"".join(pieces)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether an idle socket has something to read (or is gone): then it cannot be reused."""
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _response(raw: http.client.HTTPResponse, body: bytes, url: str) -> requests.Response:
+    """The requests.Response requests would build for this answer, its body already read."""
+    headers: CaseInsensitiveDict = CaseInsensitiveDict()
+    for name, value in raw.msg.items():
+        seen = headers.get(name)
+        headers[name] = value if seen is None else f"{seen}, {value}"
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = headers
+    response.encoding = get_encoding_from_headers(headers)
+    response.reason = raw.reason
+    response.url = url
+    response._content = body
+    response._content_consumed = True
+    response.raw = _Raw(raw.msg)
+    return response
+
+
+class _Raw:
+    """What a lane response keeps of its answer (requests keeps urllib3's response there):
+    the headers' message, which requests' cookie extraction reads, and nothing to release."""
+
+    def __init__(self, msg: http.client.HTTPMessage) -> None:
+        self._original_response = self
+        self.msg = msg
+
+    def close(self) -> None:
+        pass
