@@ -67,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, [("Content-Encoding", "deflate")])
         elif path.startswith("/bomb"):
             self._send(200, gzip.compress(b"\0" * 200_000), [("Content-Encoding", "gzip")])
+        elif path.startswith("/big"):
+            self._send(200, b"x" * int(path.rsplit("/", 1)[1]))
         elif path.startswith("/chunked"):
             size = int(path.rsplit("/", 1)[1])
             self._send(200, b"", [("Transfer-Encoding", "chunked")])
@@ -218,7 +220,7 @@ def test_endless_redirects_stop_with_a_clear_error(server):
     assert len(httpd.seen) == 2 * sent_by_requests == 62  # requests' limit: 30 redirects
 
 
-@pytest.mark.parametrize("path", ["/chunked/5000", "/bomb"])
+@pytest.mark.parametrize("path", ["/big/5000", "/chunked/5000", "/bomb"])
 def test_a_body_over_the_cap_is_refused_sent_or_inflated(server, path):
     httpd, url = server
     t = _transport(url, options={"max_body_bytes": 4096})
@@ -227,7 +229,11 @@ def test_a_body_over_the_cap_is_refused_sent_or_inflated(server, path):
     assert caught.value.code == "bad_response"
     assert "too large (manifest lib/app:v1.0)" in caught.value.message
     assert len(httpd.seen) == 1  # not retried
-    assert _transport(url, options={"max_body_bytes": 4096}).request("GET", "/chunked/4096")
+    for fits in ("/big/4096", "/chunked/4096"):
+        assert (
+            len(_transport(url, options={"max_body_bytes": 4096}).request("GET", fits).content)
+            == 4096
+        )
 
 
 def test_a_body_cut_short_is_retried_and_then_reported_unreachable(server):
