@@ -396,3 +396,13 @@ def test_tls_verification_off_talks_to_a_self_signed_registry(tls_server):
     t = _transport(url, verify_tls=False)
     assert t.request("HEAD", "/v2/lib/app/manifests/v1.0").status_code == 200
     assert _on_the_lane(t)
+
+
+def test_a_request_asking_for_a_coding_the_lane_cannot_undo_goes_through_requests(server):
+    httpd, url = server
+    t = _transport(url)
+    t.request("GET", "/v2/lib/app/manifests/v1.0", headers={"Accept-Encoding": "br"})
+    assert httpd.seen[-1][2]["Accept-Encoding"] == "br"
+    assert not _on_the_lane(t)
+    t.request("GET", "/v2/lib/app/manifests/v1.0", headers={"Accept-Encoding": "gzip;q=1.0"})
+    assert t.session.lane._idle  # that one went on the lane

@@ -401,12 +401,13 @@ class _Session(requests.Session):
         content codings the lane decodes, and requests' own adapter for it."""
         if HTTPAdapter.send is not _REQUESTS_SEND or not self.direct:
             return None  # a test double (responses) answers in place of the adapter
-        origin = url[: url.find("/", url.find("://") + 3)]
+        end = url.find("/", url.find("://") + 3)
+        origin = url if end < 0 else url[:end]
         key = (origin, verify if isinstance(verify, bool | str | None) else _UNSET)
         found = self._direct.get(key, _UNSET)
         if found is _UNSET:
             found = self._direct[key] = self._lane_settings(origin, verify)
-        if found is None or not Lane.decodes(headers.get("Accept-Encoding")):
+        if found is None or not self.lane.decodes(headers.get("Accept-Encoding")):
             return None
         return found
 

@@ -53,6 +53,7 @@ class Lane:
 
     def __init__(self, pool_size: int) -> None:
         self.pool_size = pool_size
+        self._decodable: dict[str | None, bool] = {}
         self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
         self._contexts: dict[Any, ssl.SSLContext] = {}
         self._lock = threading.Lock()
@@ -67,13 +68,18 @@ class Lane:
             for connection in connections:
                 connection.close()
 
-    @staticmethod
-    def decodes(accept_encoding: str | None) -> bool:
+    def decodes(self, accept_encoding: str | None) -> bool:
         """Whether every content coding a request asks for is one the lane decodes."""
-        if accept_encoding is None:
-            return True
-        codings = (part.split(";")[0].strip().lower() for part in accept_encoding.split(","))
-        return all(coding in _WBITS or coding in ("identity", "") for coding in codings)
+        found = self._decodable.get(accept_encoding)
+        if found is None:
+            codings = [""]
+            if accept_encoding is not None:
+                codings = [
+                    part.split(";")[0].strip().lower() for part in accept_encoding.split(",")
+                ]
+            found = all(coding in _WBITS or coding in ("identity", "") for coding in codings)
+            self._decodable[accept_encoding] = found
+        return found
 
     def send(
         self,
@@ -93,8 +99,8 @@ class Lane:
         host, port = _host_port(netloc, scheme)
         key = (scheme, host, port, verify)
         connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout,) * 2
-        connection = self._take(key)
         generation = self._generation
+        connection = self._take(key)
         if connection is None:
             connection = self._connect(scheme, host, port, verify, connect_timeout, read_timeout)
         try:
