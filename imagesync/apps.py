@@ -6,3 +6,8 @@ class ImagesyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "imagesync"
     verbose_name = _("Container images")
+
+    def ready(self):
+        from imagesync import db
+
+        db.connect_signals()
