@@ -17,6 +17,7 @@ otherwise it is Django's loader, unchanged.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC
 
 from django.db.backends.signals import connection_created
@@ -34,6 +35,7 @@ def _compiled_loader():
     return None if found is None or issubclass(found, TimestamptzLoader) else found
 
 
+@functools.cache
 def _utc_loader():
     """The loader class, built on first use (psycopg may not be installed on SQLite-only
     machines)."""
@@ -59,20 +61,14 @@ def _utc_loader():
     return UtcTimestamptzLoader
 
 
-_LOADER = None
-
-
 def use_fast_timestamps(sender, connection, **kwargs) -> None:
     """On a PostgreSQL connection in UTC (Django's `timezone` is UTC), read `timestamptz`
     through `UtcTimestamptzLoader`."""
-    global _LOADER
     if connection.vendor != "postgresql" or connection.timezone is not UTC:
         return
     if not hasattr(connection.connection, "adapters"):  # psycopg2: its own C loaders already
         return
-    if _LOADER is None:
-        _LOADER = _utc_loader()
-    connection.connection.adapters.register_loader("timestamptz", _LOADER)
+    connection.connection.adapters.register_loader("timestamptz", _utc_loader())
 
 
 def connect_signals() -> None:
