@@ -91,6 +91,8 @@ def test_the_whole_flow_in_chinese_shows_no_english_ui_word(
     # Connect a registry and test it.
     ui.goto("/registries/")
     page.get_by_role("link", name="连接镜像仓").first.click()
+    page.wait_for_url("**/registries/new/")
+    expect(page.get_by_label(re.compile(r"^名称"))).to_be_visible()
     assert_all_chinese(ui, data, "the registry form")
     page.get_by_label(re.compile(r"^名称")).fill("local-distribution")
     page.get_by_label(re.compile(r"^类型")).select_option("other")
