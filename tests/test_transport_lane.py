@@ -406,3 +406,143 @@ def test_a_request_asking_for_a_coding_the_lane_cannot_undo_goes_through_request
     assert not _on_the_lane(t)
     t.request("GET", "/v2/lib/app/manifests/v1.0", headers={"Accept-Encoding": "gzip;q=1.0"})
     assert t.session.lane._idle  # that one went on the lane
+
+
+# --- the lane's header parse against the standard library's ---------------------------------
+
+HEADER_BLOCKS = [
+    b"Content-Length: 424\r\nContent-Type: application/json\r\n\r\n",
+    b"Docker-Content-Digest: sha256:" + b"ab" * 32 + b'\r\nEtag: "x"\r\n\r\n',
+    b"X-Spaces:   padded  \r\nX-Tab:\tvalue\t\r\nX-Empty:\r\nX-Blank:   \r\n\r\n",
+    b"Link: </a>; rel=a\r\nLink: </b>; rel=b\r\nlink: </c>\r\n\r\n",
+    b"Bare-Newlines: yes\nOther: too\n\n",
+    b"X-Latin: caf\xe9\r\nX-Utf8: \xe4\xb8\xad\r\n\r\n",
+    b"X-Colon: a: b: c\r\n\r\n",
+    b"\r\n",
+    # Each of these goes through the email parser (the lane's parse falls back):
+    b"X-Folded: one\r\n two\r\n\tthree\r\nNext: 1\r\n\r\n",
+    b" Leading: continuation\r\nX: 1\r\n\r\n",
+    b"No colon here\r\nX: 1\r\n\r\n",
+    b": no name\r\nX: 1\r\n\r\n",
+    b"From someone\r\nX: 1\r\n\r\n",
+    b"X: 1\r\nFrom someone\r\nY: 2\r\n\r\n",
+    b"Name With Space: 1\r\n\r\n",
+    b"X-Stray: a\rb\r\nY: 2\r\n\r\n",
+    b"X: 1\r\nTruncated: ",
+    b"X: 1\r\n",
+    b"",
+]
+
+
+def _state(message) -> dict:
+    """Everything a message holds (its defects by kind and text: they have no equality)."""
+    state = dict(vars(message))
+    state["defects"] = [(type(d), str(d)) for d in message.defects]
+    return state
+
+
+def _stdlib_message(block: bytes):
+    import http.client
+    import io
+
+    return http.client.parse_headers(io.BytesIO(block))
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+def test_the_lane_parses_every_header_block_into_the_message_the_standard_library_builds(block):
+    import io
+
+    from imagesync.registries.lane import parse_headers
+
+    fast, stdlib = parse_headers(io.BytesIO(block)), _stdlib_message(block)
+    assert _state(fast) == _state(stdlib)
+    assert fast.items() == stdlib.items() and fast.get_payload() == stdlib.get_payload()
+
+
+def test_random_header_blocks_parse_as_the_standard_library_parses_them():
+    import io
+    import random
+
+    from imagesync.registries.lane import parse_headers
+
+    pieces = [b"X", b"Y-Z", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"From ", b"a", b"\xe9"]
+    rng = random.Random(15)
+    for _ in range(3000):
+        block = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        block += rng.choice([b"\r\n\r\n", b"\n\n", b"\r\n", b""])  # or cut short
+        fast, stdlib = parse_headers(io.BytesIO(block)), _stdlib_message(block)
+        assert _state(fast) == _state(stdlib), block
+
+
+RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\nContent-Length: 99\r\n\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nbody",
+    b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\nbody",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\nX-Skipped: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 404   Not Found  \r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+]
+
+
+class _FakeSocket:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str):
+        import io
+
+        return io.BytesIO(self.data)
+
+
+def _read_response(response_class, data: bytes, method: str):
+    response = response_class(_FakeSocket(data), method=method)
+    try:
+        response.begin()
+    except Exception as exc:  # noqa: BLE001 - the same error from both is what counts
+        return type(exc), str(exc)
+    state = {
+        name: getattr(response, name)
+        for name in ("status", "reason", "version", "chunked", "chunk_left", "length")
+    }
+    state["will_close"], state["message"] = response.will_close, _state(response.msg)
+    state["body"] = response.read()
+    return state
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("data", RESPONSES)
+def test_the_lane_reads_every_response_as_http_client_reads_it(data, method):
+    import http.client
+
+    from imagesync.registries.lane import _Response
+
+    assert _read_response(_Response, data, method) == _read_response(
+        http.client.HTTPResponse, data, method
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: 1\r\n" * 101 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+    ],
+)
+def test_a_malformed_response_fails_on_the_lane_as_in_http_client(data):
+    import http.client
+
+    from imagesync.registries.lane import _Response
+
+    failure = _read_response(_Response, data, "GET")
+    assert failure == _read_response(http.client.HTTPResponse, data, "GET")
+    assert isinstance(failure, tuple) and issubclass(failure[0], http.client.HTTPException)
