@@ -374,8 +374,13 @@ def run_together(
         text = "; ".join(sql for sql, _ in statements)
         if commit and _commits_on_exit():
             text += "; COMMIT"
+        values = [value for _, params in statements for value in params]
+        bound = _bound(cursor.cursor, text, values)
         try:
-            cursor.execute(text, [value for _, params in statements for value in params])
+            if bound is None:
+                cursor.execute(text, values)
+            else:
+                cursor.execute(bound)
         except Exception:
             if prepared is not None:
                 prepared.forget()  # a statement changed under it, or was dropped: start again
@@ -389,6 +394,46 @@ def run_together(
 
 
 _PLACEHOLDER = re.compile(r"%%|%s")
+_PERCENT = re.compile(r"(%%|%s|%)")
+
+
+def _bound(cursor, text: str, values: list) -> bytes | None:
+    """`text` with `values` in its `%s` placeholders, as psycopg's cursor would bind them on
+    the client (each value as `cursor`'s adapters write it as a literal, `%%` as `%`), or
+    None to leave the binding to psycopg (a placeholder it would refuse, or a count that does
+    not match: its own error then). psycopg parses again every text of more than 50
+    parameters or 4,096 bytes: ~1.8 µs per parameter where the values alone take ~0.5 µs
+    (a first sync's image rows are some 300 in a text)."""
+    pieces = _pieces(text, cursor.connection.info.encoding)
+    if pieces is None or len(pieces) != len(values) + 1:
+        return None
+    from psycopg.adapt import Transformer
+
+    literal = Transformer.from_context(cursor).as_literal
+    parts = [pieces[0]]
+    for value, piece in zip(values, pieces[1:], strict=True):
+        parts.append(b"NULL" if value is None else literal(value))
+        parts.append(piece)
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _pieces(text: str, encoding: str) -> tuple[bytes, ...] | None:
+    """`text` split at its `%s` placeholders, encoded, `%%` made `%`; None when it holds any
+    other `%` (psycopg's own placeholders, which `run_together`'s statements do not use)."""
+    pieces, current = [], []
+    for part in _PERCENT.split(text):
+        if part == "%s":
+            pieces.append("".join(current).encode(encoding))
+            current = []
+        elif part == "%%":
+            current.append("%")
+        elif part == "%":
+            return None
+        else:
+            current.append(part)
+    pieces.append("".join(current).encode(encoding))
+    return tuple(pieces)
 
 
 class _Prepared:

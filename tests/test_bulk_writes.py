@@ -143,6 +143,52 @@ def test_statements_run_together_in_order_each_seeing_the_one_before(project):
     assert SyncTask.objects.filter(pk=task.pk).exists()
 
 
+def test_values_are_bound_in_the_text_as_psycopg_binds_them(project):
+    """On PostgreSQL `run_together` writes the values into its one text itself (psycopg parses
+    again every text of more than 50 values): byte for byte what psycopg's own binding
+    gives, for every kind of value the sync sends, and `%%` stays a percent sign."""
+    import decimal
+    import uuid
+
+    values = [*AWKWARD, 0, -1, 2**62, True, False, None, "%%", "%b", "$1"]
+    text = "SELECT " + ", ".join(["%s"] * len(values)) + ", '100%%'"
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        from imagesync.bulk import _bound
+
+        extra = [
+            1.5,
+            float("inf"),
+            decimal.Decimal("1.10"),
+            dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC),
+            dt.datetime(2026, 12, 4, 9, 2, 3, tzinfo=ZoneInfo("Asia/Shanghai")),
+            dt.date(2026, 12, 4),
+            b"\x00\xff'",
+            ["a", "b'c"],
+            Jsonb({"platforms": ["linux/amd64"], "n": 1}),
+            uuid.UUID(int=15),
+        ]
+        wide = "SELECT " + ", ".join(["%s"] * (len(values) + len(extra))) + ", '%%'"
+        with connection.cursor() as cursor:
+            for sql, params in ((text, values), (wide, values + extra), ("SELECT 1", [])):
+                bound = _bound(cursor.cursor, sql, params)
+                assert bound == cursor.cursor.mogrify(sql, params).encode()
+            # Anything but %s and %% is psycopg's to bind (or to refuse), as before.
+            assert _bound(cursor.cursor, "SELECT %b", [1]) is None
+            assert _bound(cursor.cursor, "SELECT %(x)s", {"x": 1}) is None
+            assert _bound(cursor.cursor, "SELECT %s", [1, 2]) is None
+            assert _bound(cursor.cursor, "SELECT %s % 2", [1]) is None
+    [row], _ = run_together([(text, values), ("SELECT 1", [])])
+    assert row == (*values, "100%")
+
+
+def test_a_text_with_more_values_than_placeholders_fails_as_before(project):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        run_together([("SELECT %s", [1, 2]), ("SELECT 1", [])])
+    assert run_together([("SELECT %s + 1", [1]), ("SELECT 1", [])]) == [[(2,)], [(1,)]]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_last_statements_of_a_transaction_may_commit_it_in_the_same_round_trip(project):
     """The task's row, which every worker thread adds to, is free again as soon as a
