@@ -466,6 +466,7 @@ def test_random_header_blocks_parse_as_the_standard_library_parses_them():
     from imagesync.registries.lane import parse_headers
 
     pieces = [b"X", b"Y-Z", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"From ", b"a", b"\xe9"]
+    pieces += [b"\x00", b"\x0b", b"\x0c", b"\x1c", b"\x85"]  # not line breaks to the parser
     rng = random.Random(15)
     for _ in range(3000):
         block = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
