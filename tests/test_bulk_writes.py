@@ -5,7 +5,9 @@ reconcile that uses it stores a re-pushed repository exactly, with its history."
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import threading
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from imagesync.bulk import (
     BATCH,
+    _bound,
     expanded,
     insert_rows,
     run_together,
@@ -147,15 +150,10 @@ def test_values_are_bound_in_the_text_as_psycopg_binds_them(project):
     """On PostgreSQL `run_together` writes the values into its one text itself (psycopg parses
     again every text of more than 50 values): byte for byte what psycopg's own binding
     gives, for every kind of value the sync sends, and `%%` stays a percent sign."""
-    import decimal
-    import uuid
-
     values = [*AWKWARD, 0, -1, 2**62, True, False, None, "%%", "%b", "$1"]
     text = "SELECT " + ", ".join(["%s"] * len(values)) + ", '100%%'"
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
-
-        from imagesync.bulk import _bound
 
         extra = [
             1.5,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import http.client
+import io
 import ipaddress
+import random
 import socket
 import ssl
 import threading
@@ -25,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from imagesync.registries.base import ClientConfig, RegistryError, Transport
+from imagesync.registries.lane import _Response, parse_headers
 
 MANIFEST = b'{"schemaVersion": 2, "config": {"digest": "sha256:' + b"cd" * 32 + b'"}}'
 
@@ -442,29 +446,17 @@ def _state(message) -> dict:
 
 
 def _stdlib_message(block: bytes):
-    import http.client
-    import io
-
     return http.client.parse_headers(io.BytesIO(block))
 
 
 @pytest.mark.parametrize("block", HEADER_BLOCKS)
 def test_the_lane_parses_every_header_block_into_the_message_the_standard_library_builds(block):
-    import io
-
-    from imagesync.registries.lane import parse_headers
-
     fast, stdlib = parse_headers(io.BytesIO(block)), _stdlib_message(block)
     assert _state(fast) == _state(stdlib)
     assert fast.items() == stdlib.items() and fast.get_payload() == stdlib.get_payload()
 
 
 def test_random_header_blocks_parse_as_the_standard_library_parses_them():
-    import io
-    import random
-
-    from imagesync.registries.lane import parse_headers
-
     pieces = [b"X", b"Y-Z", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"From ", b"a", b"\xe9"]
     pieces += [b"\x00", b"\x0b", b"\x0c", b"\x1c", b"\x85"]  # not line breaks to the parser
     rng = random.Random(15)
@@ -498,8 +490,6 @@ class _FakeSocket:
         self.data = data
 
     def makefile(self, mode: str):
-        import io
-
         return io.BytesIO(self.data)
 
 
@@ -521,10 +511,6 @@ def _read_response(response_class, data: bytes, method: str):
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("data", RESPONSES)
 def test_the_lane_reads_every_response_as_http_client_reads_it(data, method):
-    import http.client
-
-    from imagesync.registries.lane import _Response
-
     assert _read_response(_Response, data, method) == _read_response(
         http.client.HTTPResponse, data, method
     )
@@ -540,10 +526,6 @@ def test_the_lane_reads_every_response_as_http_client_reads_it(data, method):
     ],
 )
 def test_a_malformed_response_fails_on_the_lane_as_in_http_client(data):
-    import http.client
-
-    from imagesync.registries.lane import _Response
-
     failure = _read_response(_Response, data, "GET")
     assert failure == _read_response(http.client.HTTPResponse, data, "GET")
     assert isinstance(failure, tuple) and issubclass(failure[0], http.client.HTTPException)
