@@ -13,8 +13,11 @@ and nothing else.
 
 The registry is a local Distribution (Debian docker-registry) seeded through its storage;
 `--latency-ms N` puts tests/support/counting_proxy.py in front of it, in its own process,
-delaying every request and every response by N ms (N ms each way). The database is a fresh
-SQLite file in the work directory unless DATABASE_URL is set.
+delaying every request and every response by N ms (N ms each way), and each round then also
+prints, for each step, the requests the proxy held on average from the step's first request to
+its last response, and how long that was: how well a contender keeps the registry busy, and
+how much of its time is spent before the first request and after the last. The database is a
+fresh SQLite file in the work directory unless DATABASE_URL is set.
 
     .venv/bin/python bench/bench_pace.py [--repos 1000] [--tags 10] [--rounds 3]
         [--latency-ms 0] [--threads 8] [--keep DIR] [--workdir DIR]
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -263,20 +267,53 @@ def seeded_registry(args, workdir: Path):
     return reg, seeded
 
 
-def start_proxy(port: int, latency_ms: float) -> tuple[subprocess.Popen, str]:
-    """tests/support/counting_proxy.py in its own process (not sharing the clients' GIL)."""
-    code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from tests.support.counting_proxy import CountingProxy;"
-        "p = CountingProxy('127.0.0.1', int(sys.argv[2]), float(sys.argv[3]) / 1000).start();"
-        "print(p.port, flush=True); time.sleep(10**9)"
-    )
+PROXY_CODE = """
+import json, os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from tests.support.counting_proxy import CountingProxy
+
+proxy = CountingProxy("127.0.0.1", int(sys.argv[2]), float(sys.argv[3]) / 1000).start()
+report = sys.argv[4]
+
+
+def write_report(*_):  # SIGUSR1: what the proxy saw since the last report
+    span = (proxy.last_at - proxy.first_at) if proxy.requests else 0.0
+    seen = {"requests": proxy.requests, "mean": proxy.mean_in_flight, "span": span}
+    proxy.reset_counts()
+    with open(report + ".tmp", "w") as out:
+        json.dump(seen, out)
+    os.replace(report + ".tmp", report)
+
+
+signal.signal(signal.SIGUSR1, write_report)
+print(proxy.port, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def start_proxy(port: int, latency_ms: float, report: Path) -> tuple[subprocess.Popen, str]:
+    """tests/support/counting_proxy.py in its own process (not sharing the clients' GIL); it
+    writes what it saw to `report` on SIGUSR1 (`proxy_report`)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(ROOT), str(port), str(latency_ms)],
+        [sys.executable, "-c", PROXY_CODE, str(ROOT), str(port), str(latency_ms), str(report)],
         stdout=subprocess.PIPE,
         text=True,
     )
     return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def proxy_report(proc: subprocess.Popen, report: Path) -> dict:
+    """What the proxy saw since its last report: requests, the mean held in flight from the
+    first request to the last response, and that span in seconds."""
+    report.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not report.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("the proxy did not report")
+        time.sleep(0.01)
+    return json.loads(report.read_text())
 
 
 def main() -> None:
@@ -329,7 +366,10 @@ def main() -> None:
         url = reg.url
         try:
             if args.latency_ms:
-                proxy, url = start_proxy(int(reg.host.rsplit(":", 1)[1]), args.latency_ms)
+                report = workdir / "proxy-report.json"
+                port = int(reg.host.rsplit(":", 1)[1])
+                proxy, url = start_proxy(port, args.latency_ms, report)
+                proxy_report(proxy, report)  # nothing yet: check that it answers
             db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
             print(
                 f"{args.repos} x {args.tags} = {tags} tags; database {db}; latency "
@@ -348,9 +388,11 @@ def main() -> None:
                     ("digests-only", partial(plain_client, url, args.threads, False)),
                     ("re-sync", partial(run_command, project, env, f"again-{number}")),
                 ]
-                walls = {}
+                walls, seen = {}, {}
                 for name, step in steps:
                     result, wall, own, registry, server = timed(step, pid)
+                    if proxy is not None:
+                        seen[name] = proxy_report(proxy, report)
                     if "sync" in name:
                         wall, task_id, _ = result  # the command's, from process start to exit
                         own = CPU["command"]  # its process's CPU, not this one's
@@ -377,6 +419,16 @@ def main() -> None:
                     ),
                     flush=True,
                 )
+                if seen:
+                    print(
+                        "  requests in flight at the registry, mean from the first request to "
+                        "the last response (that span of the wall time): "
+                        + ", ".join(
+                            f"{name} {s['mean']:.2f} ({s['span']:.2f} of {walls[name]:.2f} s)"
+                            for name, s in seen.items()
+                        ),
+                        flush=True,
+                    )
                 if not db.endswith("sqlite3"):
                     from imagesync.models import Project
 

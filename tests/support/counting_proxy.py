@@ -5,6 +5,7 @@ away) and counts the requests in flight through it, for the scale-out test and b
     proxy.url             # http://127.0.0.1:PORT, give it to the client
     proxy.max_in_flight   # the most requests it ever held at once
     proxy.requests        # requests relayed
+    proxy.mean_in_flight  # requests held on average, from the first request to the last
     proxy.stop()
 
 A request is in flight from the moment its head arrives until its response has been sent
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 
 class CountingProxy:
@@ -26,6 +28,9 @@ class CountingProxy:
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
+        self.busy = 0.0  # seconds of requests in flight, summed over the requests
+        self.first_at: float | None = None  # when the first request since the reset came in
+        self.last_at: float | None = None  # when the last request's response went out
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -41,9 +46,17 @@ class CountingProxy:
         future.result(timeout=10)
         return self
 
+    @property
+    def mean_in_flight(self) -> float:
+        if self.first_at is None or self.last_at is None or self.last_at <= self.first_at:
+            return 0.0
+        return self.busy / (self.last_at - self.first_at)
+
     def reset_counts(self) -> None:
         self.max_in_flight = self.in_flight
         self.requests = 0
+        self.busy = 0.0
+        self.first_at = self.last_at = None
 
     def stop(self) -> None:
         async def close():
@@ -70,6 +83,9 @@ class CountingProxy:
                 self.in_flight += 1
                 self.requests += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                started = time.monotonic()
+                if self.first_at is None:
+                    self.first_at = started
                 try:
                     await asyncio.sleep(self.latency)
                     upstream_w.write(head + body)
@@ -80,6 +96,8 @@ class CountingProxy:
                     await client_w.drain()
                 finally:
                     self.in_flight -= 1
+                    self.last_at = time.monotonic()
+                    self.busy += self.last_at - started
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             return
         finally:
