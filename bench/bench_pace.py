@@ -277,9 +277,7 @@ report = sys.argv[4]
 
 
 def write_report(*_):  # SIGUSR1: what the proxy saw since the last report
-    ended = proxy.first_at is not None and proxy.last_at is not None
-    span = proxy.last_at - proxy.first_at if ended else 0.0
-    seen = {"requests": proxy.requests, "mean": proxy.mean_in_flight, "span": span}
+    seen = {"requests": proxy.requests, "mean": proxy.mean_in_flight, "span": proxy.span}
     proxy.reset_counts()
     with open(report + ".tmp", "w") as out:
         json.dump(seen, out)

@@ -5,7 +5,8 @@ away) and counts the requests in flight through it, for the scale-out test and b
     proxy.url             # http://127.0.0.1:PORT, give it to the client
     proxy.max_in_flight   # the most requests it ever held at once
     proxy.requests        # requests relayed
-    proxy.mean_in_flight  # requests held on average, from the first request to the last
+    proxy.span            # seconds from the first request to the last response
+    proxy.mean_in_flight  # requests held on average over that span
     proxy.stop()
 
 A request is in flight from the moment its head arrives until its response has been sent
@@ -47,10 +48,15 @@ class CountingProxy:
         return self
 
     @property
-    def mean_in_flight(self) -> float:
-        if self.first_at is None or self.last_at is None or self.last_at <= self.first_at:
+    def span(self) -> float:
+        """Seconds from the first request since the reset to the last response."""
+        if self.first_at is None or self.last_at is None:
             return 0.0
-        return self.busy / (self.last_at - self.first_at)
+        return max(0.0, self.last_at - self.first_at)
+
+    @property
+    def mean_in_flight(self) -> float:
+        return self.busy / self.span if self.span else 0.0
 
     def reset_counts(self) -> None:
         self.max_in_flight = self.in_flight
