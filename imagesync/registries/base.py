@@ -282,6 +282,9 @@ class RateLimiter:
 
 
 RETRY_STATUSES = {429, 502, 503, 504}
+# Requests a connection may have sent and not yet had answered (`pipeline_depth`; 1: none
+# pipelined). The registry still serves a connection's requests one at a time.
+PIPELINE_DEPTH = 8
 
 
 # What Transport.request may pass for a request that `_Session.send_plainly` sends directly.
@@ -289,7 +292,7 @@ _PLAIN_KWARGS = frozenset({"headers", "params", "timeout", "verify", "allow_redi
 
 
 # A URL whose path has nothing requests' prepare_url would change (see _is_prepared_url).
-_PLAIN_URL = re.compile(r"(https?://[^/?#\\\s@]+)(/[A-Za-z0-9._~/-]*)")
+_PLAIN_URL = re.compile(r"(https?://[^/?#\\\s@]+)(/[A-Za-z0-9._~/:-]*)")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 
 
@@ -394,6 +397,57 @@ class _Session(requests.Session):
             response.history = history
         return response
 
+    def send_many_plainly(
+        self,
+        requests_: list[tuple[str, str]],
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+        verify: Any,
+        max_body: int | None,
+        depth: int,
+        before_each: Any = None,
+    ) -> list[requests.Response | None] | None:
+        """GETs and HEADs of one origin, each as `send_plainly` would send it with these
+        headers, pipelined on the direct lane (`Lane.send_many`): the answers in order, None
+        for each left unanswered. A redirect is not followed (the caller sends it again the
+        usual way). None when the lane cannot send them exactly as requests would."""
+        if (
+            not requests_
+            or self.cookies
+            or self.auth
+            or self.params
+            or any(self.hooks.values())
+            or any(method not in ("GET", "HEAD") for method, _url in requests_)
+        ):
+            return None
+        origin = _PLAIN_URL.fullmatch(requests_[0][1])
+        if origin is None or not all(
+            self._is_prepared_url(url) and url.startswith(origin[1] + "/")
+            for _method, url in requests_
+        ):
+            return None
+        merged = CaseInsensitiveDict(self.headers)
+        if headers:
+            merged.update(headers)
+            for item in list(merged.items()):
+                if item[1] is None:
+                    del merged[item[0]]
+                elif item[0] in headers:
+                    requests.utils.check_header_validity(item)
+        verify = self._direct_verify(requests_[0][1], verify, merged)
+        if verify is None:
+            return None
+        found = self.lane.send_many(
+            requests_, merged, timeout, verify, max_body, depth, before_each
+        )
+        for index, response in enumerate(found):
+            if response is not None and "set-cookie" in response.headers:
+                # Later requests went without this cookie: they go again, the usual way.
+                self._keep_cookies(requests_[index][0], requests_[index][1], merged, response)
+                found[index + 1 :] = [None] * (len(found) - index - 1)
+                break
+        return found
+
     def _direct_verify(self, url: str, verify: Any, headers: CaseInsensitiveDict) -> Any:
         """requests' TLS verification for a request the direct lane can send exactly as
         requests would (None when it cannot): an http or https URL without credentials in
@@ -496,7 +550,7 @@ class _Session(requests.Session):
     def _is_prepared_url(self, url: str) -> bool:
         """Whether requests' `prepare_url` would give `url` back as it is, known without its
         parsing (a tenth of a HEAD's CPU here): the scheme and host as prepare_url writes
-        them (checked once per origin), and a path of unreserved characters and slashes
+        them (checked once per origin), and a path of unreserved characters, colons and slashes
         without a dot segment, as every registry path this code builds from a repository
         and a tag name is. Anything else (a query, a percent sign, any other character) is
         left to prepare_url."""
@@ -644,6 +698,7 @@ class Transport:
         self.backoff_max = float(opts.get("backoff_max", 20))
         self.max_body_bytes = int(opts.get("max_body_bytes", 64 * 1024 * 1024))
         self.max_concurrency = max(1, int(opts.get("max_concurrency", 8)))
+        self.pipeline_depth = max(1, int(opts.get("pipeline_depth", PIPELINE_DEPTH)))
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         rps = opts.get("requests_per_second")
         self._limiter = RateLimiter(float(rps) if rps else None)
@@ -734,6 +789,39 @@ class Transport:
                 raise error from None
             waited += delay
             self._sleep(delay)
+
+    def request_many(
+        self, requests_: list[tuple[str, str]], headers: Mapping[str, str] | None = None
+    ) -> list[requests.Response | None]:
+        """(method, path) GETs and HEADs of this registry pipelined on one connection, which
+        holds one request slot throughout (the registry answers a connection's requests one
+        at a time): the answers in order, bodies read, redirects not followed, no retries.
+        None for each request left unanswered, and for all of them when pipelining does not
+        apply (`pipeline_depth` 1, one request, a proxy, a test double): the caller sends
+        those, and anything but the answer it wants, again through `request`."""
+        if self.pipeline_depth < 2 or len(requests_) < 2:
+            return [None] * len(requests_)
+        sent = [(method, self.url(path)) for method, path in requests_]
+
+        def before_each() -> None:
+            self._limiter.wait()
+            with self._count_lock:
+                self.request_count += 1
+
+        try:
+            with self._slots:
+                found = self.session.send_many_plainly(
+                    sent,
+                    headers,
+                    (self.connect_timeout, self.read_timeout),
+                    self.verify,
+                    self.max_body_bytes,
+                    self.pipeline_depth,
+                    before_each,
+                )
+        except requests.exceptions.RequestException:  # a header requests refuses
+            found = None
+        return found if found is not None else [None] * len(requests_)
 
     def _attempt(
         self, method: str, url: str, label: str, kwargs: dict

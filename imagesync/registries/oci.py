@@ -214,20 +214,28 @@ class OciClient(RegistryClient):
         by_get = previous is not None and self._new_tags_by_get
         old_tags = previous or {}
         executor = self._pool()
-        # One task per tag resolves it and, when its digest is new, fetches the details right
-        # away: no barrier between the HEADs and the GETs, so the workers stay busy. At most
-        # TAGS_IN_FLIGHT are queued at a time (a Future each), collected in the tags' order.
+        # Each block of tags is asked for pipelined first (`_pipelined`: most answers come
+        # back there). Then one task per tag resolves what is left and, when its digest is
+        # new, fetches the details right away: no barrier between the HEADs and the GETs, so
+        # the workers stay busy. At most TAGS_IN_FLIGHT are queued at a time (a Future each),
+        # collected in the tags' order. A tag answered ahead whose details need no request is
+        # done here, without a task.
         queued: deque[Future] = deque()
         results = []
         try:
-            for tag in tags:
-                queued.append(
-                    executor.submit(
-                        self._image_of, path, tag, known, by_get and tag not in old_tags
-                    )
-                )
-                if len(queued) >= TAGS_IN_FLIGHT:
-                    results.append(queued.popleft().result())
+            for start in range(0, len(tags), TAGS_IN_FLIGHT):
+                block = tags[start : start + TAGS_IN_FLIGHT]
+                by_gets = [by_get and tag not in old_tags for tag in block]
+                ahead = self._pipelined(path, block, by_gets, known)
+                for tag, get, answer in zip(block, by_gets, ahead, strict=True):
+                    if answer is not None and (answer[2] is not None or answer[0] in known):
+                        done: Future = Future()
+                        done.set_result(self._image_of(path, tag, known, get, answer))
+                        queued.append(done)
+                    else:
+                        queued.append(executor.submit(self._image_of, path, tag, known, get))
+                    if len(queued) >= TAGS_IN_FLIGHT:
+                        results.append(queued.popleft().result())
             while queued:
                 results.append(queued.popleft().result())
         except BaseException:
@@ -296,16 +304,127 @@ class OciClient(RegistryClient):
     # --- tags and digests ---------------------------------------------------------------
 
     def _image_of(
-        self, path: str, tag: str, known: Mapping[str, base.DigestDetails], by_get: bool = False
+        self,
+        path: str,
+        tag: str,
+        known: Mapping[str, base.DigestDetails],
+        by_get: bool = False,
+        answer: tuple[str, str, bytes | None, Any] | None = None,
     ) -> tuple[str, str, base.DigestDetails] | None:
-        resolved = self._get_tag(path, tag) if by_get else self._resolve_tag(path, tag)
-        if resolved is None:
-            return None
-        digest, media_type, body = resolved
+        """A tag's digest, media type and details; `answer` is what `_pipelined` found for it
+        (digest, media type, manifest body or None, the body's JSON or None)."""
+        document = None
+        if answer is not None:
+            digest, media_type, body, document = answer
+        else:
+            resolved = self._get_tag(path, tag) if by_get else self._resolve_tag(path, tag)
+            if resolved is None:
+                return None
+            digest, media_type, body = resolved
         info = known.get(digest)
         if info is None:
-            info = self._details(path, digest, body)
+            info = self._details(path, digest, body, document)
         return digest, media_type, info
+
+    # --- pipelined requests -------------------------------------------------------------
+
+    def _pipelined(
+        self,
+        path: str,
+        tags: list[str],
+        by_gets: list[bool],
+        known: Mapping[str, base.DigestDetails],
+    ) -> list[tuple[str, str, bytes | None, Any] | None]:
+        """Ask for the tags' manifests pipelined (`Transport.request_many`): a GET where
+        `by_gets` says so, a HEAD otherwise, with what `_get_tag` and `_resolve_tag` send.
+        Each tag's (digest, media type, body or None, JSON or None) when its answer is a plain
+        200 that tells the digest, else None: `_image_of` then asks again one by one, which
+        handles every other answer. The config blobs of new images are fetched pipelined too,
+        into the client's cache of them."""
+        if self.transport.pipeline_depth < 2 or len(tags) < 2:
+            return [None] * len(tags)
+        headers = {"Accept": MANIFEST_ACCEPT}
+        authorization = self._authorization(self._pull_scope(path))
+        if authorization:
+            headers["Authorization"] = authorization
+        prefix = f"v2/{quote(path, safe='/')}/manifests/"
+        asked = [
+            ("GET" if get else "HEAD", prefix + quote(tag, safe=""))
+            for tag, get in zip(tags, by_gets, strict=True)
+        ]
+        found: list[tuple[str, str, bytes | None, Any] | None] = []
+        for (method, _url), response in zip(asked, self._spread(asked, headers), strict=True):
+            if response is None or response.status_code != 200:
+                found.append(None)
+            elif method == "GET":
+                found.append((*self._digest_of(response), None))
+            else:
+                digest = response.headers.get("Docker-Content-Digest", "").strip()
+                media_type = manifests.media_type(response.headers.get("Content-Type"))
+                found.append((digest, media_type, None, None) if DIGEST_RE.match(digest) else None)
+        self._configs_ahead(path, found, known, authorization)
+        return found
+
+    def _configs_ahead(
+        self,
+        path: str,
+        found: list[tuple[str, str, bytes | None, Any] | None],
+        known: Mapping[str, base.DigestDetails],
+        authorization: str | None,
+    ) -> None:
+        """Parse the new manifests in `found` (kept there for their details) and fetch their
+        config blobs not yet known, pipelined, into the cache `_config_facts` fills. A blob
+        that does not come back as a plain 200 with a config is left to `_config_facts`."""
+        wanted: dict[str, None] = {}
+        for index, answer in enumerate(found):
+            if answer is None or answer[2] is None or answer[0] in known:
+                continue
+            try:
+                document = base.decode_json(answer[2], f"manifest {path}@{answer[0]}")
+            except RegistryError:
+                continue  # `_details` reports it
+            found[index] = (*answer[:3], document)
+            config = document.get("config") if isinstance(document, dict) else None
+            if isinstance(config, dict) and "manifests" not in document:
+                digest = manifests.config_to_read(config)
+                if digest:
+                    wanted[digest] = None
+        with self._digest_lock:
+            wanted = {d: None for d in wanted if d not in self._configs.values}
+        if len(wanted) < 2:
+            return
+        prefix = f"v2/{quote(path, safe='/')}/blobs/"
+        asked = [("GET", prefix + digest) for digest in wanted]
+        headers = {"Authorization": authorization} if authorization else {}
+        for digest, blob in zip(wanted, self._spread(asked, headers), strict=True):
+            if blob is None or blob.status_code != 200:
+                continue
+            try:
+                facts = manifests.config_facts(
+                    base.json_body(blob, f"image config {path}@{digest}")
+                )
+            except RegistryError:
+                continue
+            with self._digest_lock:
+                self._configs.keep(digest, facts)
+
+    def _spread(
+        self, asked: list[tuple[str, str]], headers: Mapping[str, str]
+    ) -> list[requests.Response | None]:
+        """`Transport.request_many` for `asked`, spread over up to max_concurrency
+        connections when there are enough requests to fill more than one (at least two
+        pipelines' depth each): the answers in the order asked."""
+        transport = self.transport
+        parts = max(1, min(transport.max_concurrency, len(asked) // (2 * transport.pipeline_depth)))
+        if parts == 1:
+            return transport.request_many(asked, headers)
+        size = -(-len(asked) // parts)
+        chunks = [asked[start : start + size] for start in range(0, len(asked), size)]
+        others = [self._pool().submit(transport.request_many, c, headers) for c in chunks[1:]]
+        answers = transport.request_many(chunks[0], headers)
+        for future in others:
+            answers += future.result()
+        return answers
 
     def _get_tag(self, path: str, tag: str) -> tuple[str, str, bytes] | None:
         """A new tag in one request: GET its manifest, digest from Docker-Content-Digest (or
@@ -357,9 +476,13 @@ class OciClient(RegistryClient):
         # Older registries omit the digest on HEAD: GET the manifest and hash it ourselves.
         return self._digest_of(self._call("GET", url, scope=scope, what=what, headers=headers))
 
-    def _details(self, path: str, digest: str, body: bytes | None = None) -> base.DigestDetails:
+    def _details(
+        self, path: str, digest: str, body: bytes | None = None, document: Any = None
+    ) -> base.DigestDetails:
         """Details of a digest, fetched at most once per client."""
-        return self._once(self._digests, digest, lambda: self._fetch_details(path, digest, body))
+        return self._once(
+            self._digests, digest, lambda: self._fetch_details(path, digest, body, document)
+        )
 
     def _once(self, cache: _Once, key: str, fetch: Any) -> Any:
         """`fetch()` once per key while the cache keeps its value: concurrent askers for the
@@ -392,7 +515,9 @@ class OciClient(RegistryClient):
         future.set_result(value)
         return value
 
-    def _fetch_details(self, path: str, digest: str, body: bytes | None) -> base.DigestDetails:
+    def _fetch_details(
+        self, path: str, digest: str, body: bytes | None, document: Any = None
+    ) -> base.DigestDetails:
         what = f"manifest {path}@{digest}"
         sent_type = ""
         if body is None:
@@ -413,7 +538,9 @@ class OciClient(RegistryClient):
         def read_config(config: str) -> ConfigFacts:
             return self._once(self._configs, config, lambda: self._config_facts(path, config))
 
-        return manifests.details(base.decode_json(body, what), sent_type, what, read_config)
+        if document is None:
+            document = base.decode_json(body, what)
+        return manifests.details(document, sent_type, what, read_config)
 
     def _config_facts(self, path: str, config_digest: str) -> ConfigFacts:
         """Platform and created time from a small image config blob."""

@@ -2,24 +2,35 @@
 away) and counts the requests in flight through it, for the scale-out test and benchmark.
 
     proxy = CountingProxy("127.0.0.1", registry_port, latency=0.1).start()
-    proxy.url             # http://127.0.0.1:PORT, give it to the client
-    proxy.max_in_flight   # the most requests it ever held at once
-    proxy.requests        # requests relayed
-    proxy.span            # seconds from the first request to the last response
-    proxy.mean_in_flight  # requests held on average over that span
+    proxy.url                   # http://127.0.0.1:PORT, give it to the client
+    proxy.max_in_flight         # the most requests it ever held at once
+    proxy.max_busy_connections  # the most connections with a request in flight at once
+    proxy.requests              # requests relayed
+    proxy.span                  # seconds from the first request to the last response
+    proxy.mean_in_flight        # requests held on average over that span
     proxy.stop()
 
+Each direction of a connection is a delay line, as a network is: a request goes upstream
+`latency` after its head and body arrived, and a response goes back `latency` after it came
+from upstream, whatever else is on the way. So requests a client pipelines (sends before the
+earlier ones are answered) travel together, and the registry answers them one after another
+on its connection, as across a real network.
+
 A request is in flight from the moment its head arrives until its response has been sent
-back: a window inside the one in which the client holds its request slot, so the most seen
-here bounds what the registry itself sees. asyncio relays bytes without a thread per
-connection, so hundreds of delayed requests cost the machine little CPU.
+back: a window inside the one in which the client holds its request slot. A connection is
+busy while any of its requests is in flight; the registry works on at most one request of a
+connection at a time, so the most busy connections bound what the registry itself works on at
+once. asyncio relays bytes without a thread per connection, so hundreds of delayed requests
+cost the machine little CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections import deque
 
 
 class CountingProxy:
@@ -28,6 +39,8 @@ class CountingProxy:
         self.latency = latency
         self.in_flight = 0
         self.max_in_flight = 0
+        self.busy_connections = 0
+        self.max_busy_connections = 0
         self.requests = 0
         self.busy = 0.0  # seconds of requests in flight, summed over the requests
         self.first_at: float | None = None  # when the first request since the reset came in
@@ -60,6 +73,7 @@ class CountingProxy:
 
     def reset_counts(self) -> None:
         self.max_in_flight = self.in_flight
+        self.max_busy_connections = self.busy_connections
         self.requests = 0
         self.busy = 0.0
         self.first_at = self.last_at = None
@@ -77,39 +91,85 @@ class CountingProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, client_r, client_w) -> None:
-        upstream_r = upstream_w = None
+        upstream_w = None
+        outstanding: deque[float] = deque()  # when each request in flight here arrived
+        tasks: list[asyncio.Task] = []
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.upstream)
-            while True:
-                head = await _read_head(client_r)
-                if head is None:
-                    return
-                method = head.split(b" ", 1)[0].upper()
-                body = await client_r.readexactly(_content_length(head))
-                self.in_flight += 1
-                self.requests += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                started = time.monotonic()
-                if self.first_at is None:
-                    self.first_at = started
-                try:
-                    await asyncio.sleep(self.latency)
-                    upstream_w.write(head + body)
-                    await upstream_w.drain()
-                    response = await _read_response(upstream_r, method)
-                    await asyncio.sleep(self.latency)
-                    client_w.write(response)
-                    await client_w.drain()
-                finally:
-                    self.in_flight -= 1
-                    self.last_at = time.monotonic()
-                    self.busy += self.last_at - started
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            methods: asyncio.Queue = asyncio.Queue()  # each request's method, in order
+            upward: asyncio.Queue = asyncio.Queue()  # (due, bytes, None) to the registry
+            back: asyncio.Queue = asyncio.Queue()  # (due, bytes, callback) to the client
+            tasks = [
+                asyncio.ensure_future(self._requests(client_r, upward, methods, outstanding)),
+                asyncio.ensure_future(self._deliver(upward, upstream_w)),
+                asyncio.ensure_future(self._responses(upstream_r, methods, back, outstanding)),
+                asyncio.ensure_future(self._deliver(back, client_w)),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except (ConnectionError, OSError):
             return
         finally:
+            for task in tasks:
+                task.cancel()
             for writer in (client_w, upstream_w):
                 if writer is not None:
                     writer.close()
+            if outstanding:  # cut off with requests unanswered: they are in flight no more
+                self.in_flight -= len(outstanding)
+                self.busy_connections -= 1
+                outstanding.clear()
+
+    async def _requests(self, reader, upward, methods, outstanding) -> None:
+        """Each request from the client: counted, and sent on `latency` after it arrived."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
+            while (head := await _read_head(reader)) is not None:
+                body = await reader.readexactly(_content_length(head))
+                started = time.monotonic()
+                if self.first_at is None:
+                    self.first_at = started
+                if not outstanding:
+                    self.busy_connections += 1
+                    self.max_busy_connections = max(
+                        self.max_busy_connections, self.busy_connections
+                    )
+                outstanding.append(started)
+                self.in_flight += 1
+                self.requests += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                methods.put_nowait(head.split(b" ", 1)[0].upper())
+                upward.put_nowait((loop.time() + self.latency, head + body, None))
+
+    async def _responses(self, reader, methods, back, outstanding) -> None:
+        """Each response from the registry, sent back `latency` after it came."""
+        loop = asyncio.get_running_loop()
+
+        def answered() -> None:
+            started = outstanding.popleft()
+            self.in_flight -= 1
+            self.last_at = time.monotonic()
+            self.busy += self.last_at - started
+            if not outstanding:
+                self.busy_connections -= 1
+
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
+            while True:
+                response = await _read_response(reader, await methods.get())
+                back.put_nowait((loop.time() + self.latency, response, answered))
+
+    @staticmethod
+    async def _deliver(queue, writer) -> None:
+        """Write each item when it is due, in order; then call its callback."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError, OSError):
+            while True:
+                due, data, done = await queue.get()
+                if (delay := due - loop.time()) > 0:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+                if done is not None:
+                    done()
 
 
 async def _read_head(reader) -> bytes | None:
