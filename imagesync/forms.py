@@ -144,6 +144,7 @@ def _jfrog_auth(key: str, value: object) -> str | None:
 # which every kind takes, then each client's own.
 TRANSPORT_OPTIONS = {
     "max_concurrency": _whole(1, 64),
+    "pipeline_depth": _whole(1, 64),
     "requests_per_second": _positive,
     "connect_timeout": _positive,
     "read_timeout": _positive,

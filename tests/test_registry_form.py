@@ -67,7 +67,7 @@ BAD_INPUT = [
         },
         "“catalog_page_size” is not an option of a Harbor registry; it takes backoff_base, "
         "backoff_max, connect_timeout, direct_http, include_non_images, max_body_bytes, max_concurrency, "
-        "max_retries, read_timeout, requests_per_second, retry_budget.",
+        "max_retries, pipeline_depth, read_timeout, requests_per_second, retry_budget.",
     ),
     (
         "a security token in the clear options",
@@ -86,6 +86,11 @@ BAD_INPUT = [
         "a bad advanced value",
         {"kind": "jfrog", "endpoint": "https://a.example.com", "advanced": {"max_concurrency": 0}},
         "max_concurrency must be a whole number from 1 to 64.",
+    ),
+    (
+        "a pipeline deeper than allowed",
+        {"kind": "other", "endpoint": "https://r.example.com", "advanced": {"pipeline_depth": 65}},
+        "pipeline_depth must be a whole number from 1 to 64.",
     ),
 ]
 SETTINGS = ("region", "project_id", "projects", "repo_keys", "repositories")

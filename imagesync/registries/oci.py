@@ -233,7 +233,9 @@ class OciClient(RegistryClient):
                         done.set_result(self._image_of(path, tag, known, get, answer))
                         queued.append(done)
                     else:
-                        queued.append(executor.submit(self._image_of, path, tag, known, get))
+                        queued.append(
+                            executor.submit(self._image_of, path, tag, known, get, answer)
+                        )
                     if len(queued) >= TAGS_IN_FLIGHT:
                         results.append(queued.popleft().result())
             while queued:

@@ -1,5 +1,8 @@
 """Per-registry limits that hold across every worker process: at most `max_concurrency`
-requests at once and at most `requests_per_second`, however many processes sync.
+requests at once and at most `requests_per_second`, however many processes sync. A slot is
+held around one request, or around one connection's pipelined requests
+(`Transport.request_many`), which the registry answers one at a time: either way the registry
+works on at most `max_concurrency` requests at once.
 
 With REDIS_URL set (several processes, possibly on several machines, share one Redis) the
 limits live in Redis; without it (the embedded default: every process on one machine) they are

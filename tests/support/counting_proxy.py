@@ -81,6 +81,10 @@ class CountingProxy:
     def stop(self) -> None:
         async def close():
             self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -111,6 +115,7 @@ class CountingProxy:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             for writer in (client_w, upstream_w):
                 if writer is not None:
                     writer.close()
