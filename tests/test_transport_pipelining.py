@@ -26,8 +26,9 @@ from imagesync.registries.base import ClientConfig, Transport
 from imagesync.registries.lane import Lane, _Reader, _Response
 from imagesync.registries.oci import OciClient
 from tests.support.counting_proxy import CountingProxy
+from tests.support.fault_proxy import FaultProxy, Rule
 from tests.support.registry_seed import seed
-from tests.test_transport_lane import RESPONSES, _state
+from tests.test_transport_lane import RESPONSES, _certificate, _serve, _state
 
 HEADERS = CaseInsensitiveDict({"User-Agent": "t", "Accept": "*/*", "Accept-Encoding": "gzip"})
 TIMEOUT = (2.0, 2.0)
@@ -361,3 +362,78 @@ def test_pipelined_requests_never_keep_more_connections_busy_than_max_concurrenc
     assert found == seeded.images
     assert proxy.max_busy_connections <= 2
     assert proxy.max_in_flight > 2  # requests went before the earlier ones' answers
+
+
+# --- over TLS and through every kind of body --------------------------------------------------
+
+MIXED = [
+    ("GET", "v2/lib/app/manifests/v1.0"),
+    ("HEAD", "v2/lib/app/manifests/v1.0"),
+    ("GET", "gzip/m"),
+    ("GET", "deflate/raw"),
+    ("GET", "chunked/5000"),
+    ("HEAD", "chunked/5000"),
+    ("GET", "big/100000"),
+    ("GET", "twice/links"),
+]
+
+
+def _seen(response) -> tuple:
+    names = ("Content-Type", "Content-Length", "Docker-Content-Digest", "Link", "Content-Encoding")
+    return response.status_code, response.content, [response.headers.get(n) for n in names]
+
+
+@pytest.fixture
+def lane_server(tmp_path):
+    """tests/test_transport_lane.py's server (every kind of body), over http or https."""
+    made = []
+
+    def start(scheme: str):
+        pem, context = _certificate(tmp_path, "127.0.0.1") if scheme == "https" else ("", None)
+        httpd, url = _serve(context)
+        made.append(httpd)
+        return httpd, url, pem
+
+    yield start
+    for httpd in made:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_every_kind_of_answer_pipelined_is_the_answer_one_at_a_time(scheme, lane_server):
+    httpd, url, pem = lane_server(scheme)
+    transport = Transport(ClientConfig(url=url, allow_insecure_http=True, ca_bundle=pem))
+    together = transport.request_many(MIXED)
+    assert len(httpd.connections) == 1  # one connection, the answers read in turn
+    alone = [transport.request(method, path) for method, path in MIXED]
+    assert [_seen(r) for r in together] == [_seen(r) for r in alone]
+    assert together[2].content.startswith(b'{"schemaVersion"')  # gzip undone
+    assert len(together[6].content) == 100000
+    transport.close()
+
+
+@pytest.mark.registry
+def test_config_blobs_served_elsewhere_are_no_longer_asked_for_ahead(fresh_registry):
+    seeded = seed(fresh_registry, repos=3, tags=12, prefix="cdn", via="storage")
+    proxy = FaultProxy(fresh_registry.url).start()
+    proxy.add(Rule("redirect", path=r"^/v2/.*/blobs/"))
+    try:
+        config = fresh_registry.client_config(max_concurrency=2)
+        config.url = proxy.url
+        with OciClient(config) as client:
+            found = {
+                repo.path: {
+                    i.tag: (i.digest, i.platforms) for i in client.list_images(repo, {}, {})
+                }
+                for repo in client.list_repositories()
+            }
+    finally:
+        proxy.stop()
+    assert {p: {t: d for t, (d, _) in tags.items()} for p, tags in found.items()} == seeded.images
+    assert all(platforms for tags in found.values() for _, platforms in tags.values())
+    # The first repository's twelve configs were asked for ahead, redirected, and asked again
+    # one by one (following the redirect); the other repositories' only one by one.
+    redirected = [s for s in proxy.seen if s.outcome == "redirect"]
+    assert len(redirected) == 36 + 12

@@ -174,6 +174,7 @@ class OciClient(RegistryClient):
         self._configs = _Once(CACHE_SIZE)
         self._executor: ThreadPoolExecutor | None = None
         self._new_tags_by_get = config.flag("resolve_new_tags_with_get", True)
+        self._blobs_redirected = False  # config blobs are not asked for ahead (_configs_ahead)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -230,7 +231,10 @@ class OciClient(RegistryClient):
                 for tag, get, answer in zip(block, by_gets, ahead, strict=True):
                     if answer is not None and (answer[2] is not None or answer[0] in known):
                         done: Future = Future()
-                        done.set_result(self._image_of(path, tag, known, get, answer))
+                        try:
+                            done.set_result(self._image_of(path, tag, known, get, answer))
+                        except Exception as exc:  # noqa: BLE001 - raised in the tags' order
+                            done.set_exception(exc)
                         queued.append(done)
                     else:
                         queued.append(
@@ -393,12 +397,16 @@ class OciClient(RegistryClient):
                     wanted[digest] = None
         with self._digest_lock:
             wanted = {d: None for d in wanted if d not in self._configs.values}
-        if len(wanted) < 2:
+        if len(wanted) < 2 or self._blobs_redirected:
             return
         prefix = f"v2/{quote(path, safe='/')}/blobs/"
         asked = [("GET", prefix + digest) for digest in wanted]
         headers = {"Authorization": authorization} if authorization else {}
         for digest, blob in zip(wanted, self._spread(asked, headers), strict=True):
+            if blob is not None and blob.is_redirect:
+                # Blobs are served elsewhere (object storage, a CDN): each one asked ahead
+                # would be asked twice. `_config_facts` follows the redirects from now on.
+                self._blobs_redirected = True
             if blob is None or blob.status_code != 200:
                 continue
             try:

@@ -23,6 +23,8 @@ Faults (`Rule.fault`):
 * ``malformed`` forward, replace the body with bytes that are not JSON (same length header);
 * ``vanish``    stop listening: this and every later connection is refused or reset until
   `restore()`.
+* ``redirect``  answer `307` to the same request under `/redirected` on this proxy, which
+  forwards it there with no rule applied (blobs served from object storage or a CDN).
 
 Token auth: with `token_auth=True` the proxy answers unauthenticated /v2/ requests with
 `401 WWW-Authenticate: Bearer realm=<proxy>/token`, serves that token endpoint itself
@@ -66,7 +68,8 @@ HOP_HEADERS = {
     "authorization",
     "accept-encoding",
 }
-FAULTS = ("status", "reset", "timeout", "truncate", "cut", "malformed", "vanish")
+FAULTS = ("status", "reset", "timeout", "truncate", "cut", "malformed", "vanish", "redirect")
+REDIRECTED = "/redirected"  # where a `redirect` fault sends a request (see the docstring)
 
 
 @dataclass
@@ -385,9 +388,15 @@ def _make_handler(proxy: FaultProxy):
                 self._send(200, json.dumps(proxy._issue_token()).encode())
                 return
 
-            rule = proxy._pick(method, target)
+            moved = target.startswith(REDIRECTED + "/")
+            if moved:
+                target = target[len(REDIRECTED) :]
+            rule = None if moved else proxy._pick(method, target)
             if rule is not None:
                 proxy._record(method, target, rule.fault)
+                if rule.fault == "redirect":
+                    self._send(307, b"", {"Location": REDIRECTED + target})
+                    return
                 if rule.fault == "vanish":
                     proxy.vanish()
                     self._reset()
