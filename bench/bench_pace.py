@@ -13,14 +13,16 @@ and nothing else.
 
 The registry is a local Distribution (Debian docker-registry) seeded through its storage;
 `--latency-ms N` puts tests/support/counting_proxy.py in front of it, in its own process,
-delaying every request and every response by N ms (N ms each way), and each round then also
+delaying every request and every response by N ms (N ms each way; a delay line in each
+direction, so requests the command pipelines travel together, as on a network; the scripts
+wait for each answer before their next request), and each round then also
 prints, for each step, the requests the proxy held on average from the step's first request to
 its last response, and how long that was: how well a contender keeps the registry busy, and
 how much of its time is spent before the first request and after the last. The database is a
 fresh SQLite file in the work directory unless DATABASE_URL is set.
 
     .venv/bin/python bench/bench_pace.py [--repos 1000] [--tags 10] [--rounds 3]
-        [--latency-ms 0] [--threads 8] [--keep DIR] [--workdir DIR]
+        [--latency-ms 0] [--threads 8] [--pipeline-depth N] [--keep DIR] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -210,13 +212,17 @@ def check_task(task_id: int, added: int, unchanged: int) -> None:
     assert got == (added, 0, 0, unchanged), got
 
 
-def make_project(url: str, concurrency: int | None, direct_http: bool = True) -> str:
+def make_project(
+    url: str, concurrency: int | None, direct_http: bool = True, pipeline_depth: int | None = None
+) -> str:
     from imagesync.models import Project, Registry
 
     project = Project.objects.create(name=f"pace-{uuid.uuid4().hex[:8]}")
     options = {} if concurrency is None else {"max_concurrency": concurrency}
     if not direct_http:
         options["direct_http"] = False
+    if pipeline_depth is not None:
+        options["pipeline_depth"] = pipeline_depth
     Registry.objects.create(
         project=project,
         kind="other",
@@ -277,7 +283,12 @@ report = sys.argv[4]
 
 
 def write_report(*_):  # SIGUSR1: what the proxy saw since the last report
-    seen = {"requests": proxy.requests, "mean": proxy.mean_in_flight, "span": proxy.span}
+    seen = {
+        "requests": proxy.requests,
+        "mean": proxy.mean_in_flight,
+        "connections": proxy.mean_busy_connections,
+        "span": proxy.span,
+    }
     proxy.reset_counts()
     with open(report + ".tmp", "w") as out:
         json.dump(seen, out)
@@ -304,7 +315,8 @@ def start_proxy(port: int, latency_ms: float, report: Path) -> tuple[subprocess.
 
 def proxy_report(proc: subprocess.Popen, report: Path) -> dict:
     """What the proxy saw since its last report: requests, the mean held in flight from the
-    first request to the last response, and that span in seconds."""
+    first request to the last response, the mean connections busy over it, and that span in
+    seconds."""
     report.unlink(missing_ok=True)
     proc.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -331,6 +343,11 @@ def main() -> None:
         dest="direct_http",
         action="store_false",
         help="the registry's direct_http option off: every request through requests",
+    )
+    parser.add_argument(
+        "--pipeline-depth",
+        type=int,
+        help="the registry's pipeline_depth (default: the product's; 1: no pipelining)",
     )
     parser.add_argument("--keep", help="registry directory to keep and reuse (seeded once)")
     parser.add_argument("--workdir", help="database and var directory (default: a temporary one)")
@@ -380,7 +397,7 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 pid = reg.process.pid
                 cpu = {}
-                project = make_project(url, args.concurrency, args.direct_http)
+                project = make_project(url, args.concurrency, args.direct_http, args.pipeline_depth)
                 steps = [
                     ("same-data", partial(plain_client, url, args.threads, True)),
                     ("first sync", partial(run_command, project, env, f"first-{number}")),
@@ -420,10 +437,11 @@ def main() -> None:
                 )
                 if seen:
                     print(
-                        "  requests in flight at the registry, mean from the first request to "
-                        "the last response (that span of the wall time): "
+                        "  requests in flight at the registry / connections busy, mean from "
+                        "the first request to the last response (that span of the wall time): "
                         + ", ".join(
-                            f"{name} {s['mean']:.2f} ({s['span']:.2f} of {walls[name]:.2f} s)"
+                            f"{name} {s['mean']:.2f} / {s['connections']:.2f} "
+                            f"({s['span']:.2f} of {walls[name]:.2f} s)"
                             for name, s in seen.items()
                         ),
                         flush=True,

@@ -14,6 +14,14 @@ Distribution Specification):
   (already in hand for a new tag, else one `GET` by digest), plus one small config blob `GET`
   for a single-platform manifest (architecture, OS, created time). Layer blobs are never
   downloaded.
+* those manifest requests, and the config blobs of new images, go pipelined
+  (`Transport.request_many`, `pipeline_depth`): up to `max_concurrency` connections, each with
+  up to `pipeline_depth` requests sent before their answers are back. The registry answers a
+  connection's requests one at a time, so it works on no more of them at once than before;
+  across a network the round trip between an answer and the next request goes away. The
+  requests are the ones listed above, each sent once; an answer that is not a plain 200 (a
+  redirect, an error, a 401) and a request left unanswered are asked again one by one, with
+  the usual retries, challenges and error reasons.
 
 A digest is immutable, so what was learned about it is cached by the client and shared between
 repositories: a base image pushed into fifty repositories is fetched once. Config blobs are

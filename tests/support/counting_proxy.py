@@ -8,6 +8,7 @@ away) and counts the requests in flight through it, for the scale-out test and b
     proxy.requests              # requests relayed
     proxy.span                  # seconds from the first request to the last response
     proxy.mean_in_flight        # requests held on average over that span
+    proxy.mean_busy_connections # connections with a request in flight, on average over it
     proxy.stop()
 
 Each direction of a connection is a delay line, as a network is: a request goes upstream
@@ -43,6 +44,7 @@ class CountingProxy:
         self.max_busy_connections = 0
         self.requests = 0
         self.busy = 0.0  # seconds of requests in flight, summed over the requests
+        self.connection_busy = 0.0  # seconds of connections busy, summed over the connections
         self.first_at: float | None = None  # when the first request since the reset came in
         self.last_at: float | None = None  # when the last request's response went out
         self.port = 0
@@ -71,11 +73,15 @@ class CountingProxy:
     def mean_in_flight(self) -> float:
         return self.busy / self.span if self.span else 0.0
 
+    @property
+    def mean_busy_connections(self) -> float:
+        return self.connection_busy / self.span if self.span else 0.0
+
     def reset_counts(self) -> None:
         self.max_in_flight = self.in_flight
         self.max_busy_connections = self.busy_connections
         self.requests = 0
-        self.busy = 0.0
+        self.busy = self.connection_busy = 0.0
         self.first_at = self.last_at = None
 
     def stop(self) -> None:
@@ -97,6 +103,7 @@ class CountingProxy:
     async def _serve(self, client_r, client_w) -> None:
         upstream_w = None
         outstanding: deque[float] = deque()  # when each request in flight here arrived
+        busy_since = [0.0]  # when this connection's requests in flight last went from none
         tasks: list[asyncio.Task] = []
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.upstream)
@@ -104,9 +111,13 @@ class CountingProxy:
             upward: asyncio.Queue = asyncio.Queue()  # (due, bytes, None) to the registry
             back: asyncio.Queue = asyncio.Queue()  # (due, bytes, callback) to the client
             tasks = [
-                asyncio.ensure_future(self._requests(client_r, upward, methods, outstanding)),
+                asyncio.ensure_future(
+                    self._requests(client_r, upward, methods, outstanding, busy_since)
+                ),
                 asyncio.ensure_future(self._deliver(upward, upstream_w)),
-                asyncio.ensure_future(self._responses(upstream_r, methods, back, outstanding)),
+                asyncio.ensure_future(
+                    self._responses(upstream_r, methods, back, outstanding, busy_since)
+                ),
                 asyncio.ensure_future(self._deliver(back, client_w)),
             ]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -122,9 +133,10 @@ class CountingProxy:
             if outstanding:  # cut off with requests unanswered: they are in flight no more
                 self.in_flight -= len(outstanding)
                 self.busy_connections -= 1
+                self.connection_busy += time.monotonic() - busy_since[0]
                 outstanding.clear()
 
-    async def _requests(self, reader, upward, methods, outstanding) -> None:
+    async def _requests(self, reader, upward, methods, outstanding, busy_since) -> None:
         """Each request from the client: counted, and sent on `latency` after it arrived."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
@@ -134,6 +146,7 @@ class CountingProxy:
                 if self.first_at is None:
                     self.first_at = started
                 if not outstanding:
+                    busy_since[0] = started
                     self.busy_connections += 1
                     self.max_busy_connections = max(
                         self.max_busy_connections, self.busy_connections
@@ -145,7 +158,7 @@ class CountingProxy:
                 methods.put_nowait(head.split(b" ", 1)[0].upper())
                 upward.put_nowait((loop.time() + self.latency, head + body, None))
 
-    async def _responses(self, reader, methods, back, outstanding) -> None:
+    async def _responses(self, reader, methods, back, outstanding, busy_since) -> None:
         """Each response from the registry, sent back `latency` after it came."""
         loop = asyncio.get_running_loop()
 
@@ -156,6 +169,7 @@ class CountingProxy:
             self.busy += self.last_at - started
             if not outstanding:
                 self.busy_connections -= 1
+                self.connection_busy += self.last_at - busy_since[0]
 
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
             while True:
