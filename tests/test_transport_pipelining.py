@@ -315,10 +315,22 @@ def test_a_listing_pipelined_is_the_listing_one_by_one_with_each_request_sent_on
 ):
     seeded = seed(fresh_registry, repos=3, tags=12, prefix="pipe", via="storage")
 
+    pipelined_paths: set[str] = set()
+
     def listing(**options):
         config = fresh_registry.client_config(max_concurrency=2, **options)
         mark = fresh_registry.log_mark()
         with OciClient(config) as client:
+            asked_many = client.transport.request_many
+
+            def spy(asked, headers=None):
+                answers = asked_many(asked, headers)
+                for (_method, path), answer in zip(asked, answers, strict=True):
+                    if answer is not None and answer.status_code == 200:
+                        pipelined_paths.add("/" + path)
+                return answers
+
+            client.transport.request_many = spy
             found = {
                 repo.path: {
                     i.tag: (i.digest, i.platforms, i.size, i.created)
@@ -341,6 +353,14 @@ def test_a_listing_pipelined_is_the_listing_one_by_one_with_each_request_sent_on
     # a HEAD), a config blob per image.
     assert answered == sorted((r.method, r.uri) for r in sent_alone if r.status == 200)
     assert sum("/blobs/" in uri for _, uri in answered) == 36
+    # Every manifest and config blob was answered pipelined (none left to one by one), the
+    # manifests by digest of the tags first seen by HEAD among them.
+    assert {uri for _, uri in answered if "/manifests/" in uri or "/blobs/" in uri} == (
+        pipelined_paths
+    )
+    assert sum("/manifests/sha256:" in uri for uri in pipelined_paths) == (
+        36 if previous is None else 0
+    )
 
 
 @pytest.mark.registry

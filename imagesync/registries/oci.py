@@ -161,6 +161,20 @@ class _Once:
             self.values.popitem(last=False)
 
 
+@dataclass(slots=True)
+class _Answer:
+    """What `OciClient._pipelined` learned of a tag: its digest and media type (the manifest
+    answer's Content-Type), and, once the manifest is in hand, its body, the Content-Type it
+    came with when asked by digest (`_fetch_details` reads it; "" for a GET by tag, as there)
+    and its JSON."""
+
+    digest: str
+    media_type: str
+    body: bytes | None = None
+    sent_type: str = ""
+    document: Any = None
+
+
 def registry_code(error: RegistryError) -> str:
     """The registry's own error code (e.g. "MANIFEST_UNKNOWN") behind a RegistryError, if any."""
     return getattr(error, "registry_code", "")
@@ -237,7 +251,7 @@ class OciClient(RegistryClient):
                 by_gets = [by_get and tag not in old_tags for tag in block]
                 ahead = self._pipelined(path, block, by_gets, known)
                 for tag, get, answer in zip(block, by_gets, ahead, strict=True):
-                    if answer is not None and (answer[2] is not None or answer[0] in known):
+                    if answer is not None and (answer.body is not None or answer.digest in known):
                         done: Future = Future()
                         try:
                             done.set_result(self._image_of(path, tag, known, get, answer))
@@ -323,22 +337,18 @@ class OciClient(RegistryClient):
         tag: str,
         known: Mapping[str, base.DigestDetails],
         by_get: bool = False,
-        answer: tuple[str, str, bytes | None, Any] | None = None,
+        answer: _Answer | None = None,
     ) -> tuple[str, str, base.DigestDetails] | None:
-        """A tag's digest, media type and details; `answer` is what `_pipelined` found for it
-        (digest, media type, manifest body or None, the body's JSON or None)."""
-        document = None
-        if answer is not None:
-            digest, media_type, body, document = answer
-        else:
+        """A tag's digest, media type and details; `answer` is what `_pipelined` found."""
+        if answer is None:
             resolved = self._get_tag(path, tag) if by_get else self._resolve_tag(path, tag)
             if resolved is None:
                 return None
-            digest, media_type, body = resolved
-        info = known.get(digest)
+            answer = _Answer(*resolved)
+        info = known.get(answer.digest)
         if info is None:
-            info = self._details(path, digest, body, document)
-        return digest, media_type, info
+            info = self._details(path, answer.digest, answer)
+        return answer.digest, answer.media_type, info
 
     # --- pipelined requests -------------------------------------------------------------
 
@@ -348,13 +358,13 @@ class OciClient(RegistryClient):
         tags: list[str],
         by_gets: list[bool],
         known: Mapping[str, base.DigestDetails],
-    ) -> list[tuple[str, str, bytes | None, Any] | None]:
+    ) -> list[_Answer | None]:
         """Ask for the tags' manifests pipelined (`Transport.request_many`): a GET where
         `by_gets` says so, a HEAD otherwise, with what `_get_tag` and `_resolve_tag` send.
-        Each tag's (digest, media type, body or None, JSON or None) when its answer is a plain
-        200 that tells the digest, else None: `_image_of` then asks again one by one, which
-        handles every other answer. The config blobs of new images are fetched pipelined too,
-        into the client's cache of them."""
+        Each tag's answer when it is a plain 200 that tells the digest, else None: `_image_of`
+        then asks again one by one, which handles every other answer. What the details of new
+        digests need comes pipelined too: the manifest of a digest first seen by HEAD (`_by_
+        digest`), and the config blobs (`_configs_ahead`)."""
         if self.transport.pipeline_depth < 2 or len(tags) < 2:
             return [None] * len(tags)
         headers = {"Accept": MANIFEST_ACCEPT}
@@ -366,38 +376,57 @@ class OciClient(RegistryClient):
             ("GET" if get else "HEAD", prefix + quote(tag, safe=""))
             for tag, get in zip(tags, by_gets, strict=True)
         ]
-        found: list[tuple[str, str, bytes | None, Any] | None] = []
+        found: list[_Answer | None] = []
         for (method, _url), response in zip(asked, self._spread(asked, headers), strict=True):
             if response is None or response.status_code != 200:
                 found.append(None)
             elif method == "GET":
-                found.append((*self._digest_of(response), None))
+                found.append(_Answer(*self._digest_of(response)))
             else:
                 digest = response.headers.get("Docker-Content-Digest", "").strip()
                 media_type = manifests.media_type(response.headers.get("Content-Type"))
-                found.append((digest, media_type, None, None) if DIGEST_RE.match(digest) else None)
-        self._configs_ahead(path, found, known, authorization)
+                found.append(_Answer(digest, media_type) if DIGEST_RE.match(digest) else None)
+        new = [a for a in found if a is not None and a.digest not in known]
+        with self._digest_lock:
+            new = [a for a in new if a.digest not in self._digests.values]
+        self._by_digest(path, [a for a in new if a.body is None], headers)
+        self._configs_ahead(path, [a for a in new if a.body is not None], authorization)
         return found
 
-    def _configs_ahead(
-        self,
-        path: str,
-        found: list[tuple[str, str, bytes | None, Any] | None],
-        known: Mapping[str, base.DigestDetails],
-        authorization: str | None,
-    ) -> None:
-        """Parse the new manifests in `found` (kept there for their details) and fetch their
+    def _by_digest(self, path: str, answers: list[_Answer], headers: Mapping[str, str]) -> None:
+        """GET the manifests of new digests first seen by HEAD, pipelined, once per digest, as
+        `_fetch_details` asks for them, into their answers. A manifest that does not come back
+        as a plain 200 matching its digest is left to `_fetch_details`."""
+        wanted: dict[str, list[_Answer]] = {}
+        for answer in answers:
+            wanted.setdefault(answer.digest, []).append(answer)
+        if len(wanted) < 2:
+            return
+        prefix = f"v2/{quote(path, safe='/')}/manifests/"
+        asked = [("GET", prefix + digest) for digest in wanted]
+        for (digest, same), response in zip(
+            wanted.items(), self._spread(asked, headers), strict=True
+        ):
+            if response is None or response.status_code != 200:
+                continue
+            body = response.content
+            if digest.startswith("sha256:") and hashlib.sha256(body).hexdigest() != digest[7:]:
+                continue  # `_fetch_details` asks again and reports it
+            for answer in same:
+                answer.body = body
+                answer.sent_type = response.headers.get("Content-Type") or ""
+
+    def _configs_ahead(self, path: str, answers: list[_Answer], authorization: str | None) -> None:
+        """Parse the new manifests in `answers` (kept there for their details) and fetch their
         config blobs not yet known, pipelined, into the cache `_config_facts` fills. A blob
         that does not come back as a plain 200 with a config is left to `_config_facts`."""
         wanted: dict[str, None] = {}
-        for index, answer in enumerate(found):
-            if answer is None or answer[2] is None or answer[0] in known:
-                continue
+        for answer in answers:
             try:
-                document = base.decode_json(answer[2], f"manifest {path}@{answer[0]}")
+                answer.document = base.decode_json(answer.body, f"manifest {path}@{answer.digest}")
             except RegistryError:
                 continue  # `_details` reports it
-            found[index] = (*answer[:3], document)
+            document = answer.document
             config = document.get("config") if isinstance(document, dict) else None
             if isinstance(config, dict) and "manifests" not in document:
                 digest = manifests.config_to_read(config)
@@ -494,13 +523,10 @@ class OciClient(RegistryClient):
         # Older registries omit the digest on HEAD: GET the manifest and hash it ourselves.
         return self._digest_of(self._call("GET", url, scope=scope, what=what, headers=headers))
 
-    def _details(
-        self, path: str, digest: str, body: bytes | None = None, document: Any = None
-    ) -> base.DigestDetails:
-        """Details of a digest, fetched at most once per client."""
-        return self._once(
-            self._digests, digest, lambda: self._fetch_details(path, digest, body, document)
-        )
+    def _details(self, path: str, digest: str, answer: _Answer | None = None) -> base.DigestDetails:
+        """Details of a digest, fetched at most once per client; `answer` may hold its
+        manifest already."""
+        return self._once(self._digests, digest, lambda: self._fetch_details(path, digest, answer))
 
     def _once(self, cache: _Once, key: str, fetch: Any) -> Any:
         """`fetch()` once per key while the cache keeps its value: concurrent askers for the
@@ -533,11 +559,11 @@ class OciClient(RegistryClient):
         future.set_result(value)
         return value
 
-    def _fetch_details(
-        self, path: str, digest: str, body: bytes | None, document: Any = None
-    ) -> base.DigestDetails:
+    def _fetch_details(self, path: str, digest: str, answer: _Answer | None) -> base.DigestDetails:
         what = f"manifest {path}@{digest}"
-        sent_type = ""
+        body, sent_type, document = None, "", None
+        if answer is not None:
+            body, sent_type, document = answer.body, answer.sent_type, answer.document
         if body is None:
             response = self._call(
                 "GET",
