@@ -364,15 +364,7 @@ class _Session(requests.Session):
             probe = requests.PreparedRequest()
             probe.prepare_url(url, params)
             prepared_url = probe.url
-        headers = CaseInsensitiveDict(self.headers)
-        asked = kwargs.get("headers")
-        if asked:
-            headers.update(asked)
-            for item in list(headers.items()):
-                if item[1] is None:
-                    del headers[item[0]]
-                elif item[0] in asked:
-                    requests.utils.check_header_validity(item)
+        headers = self._merged_headers(kwargs.get("headers"))
         verify = self._direct_verify(prepared_url, kwargs.get("verify"), headers)
         if verify is not None:
             return self._send_direct(method, prepared_url, headers, kwargs, verify, max_body)
@@ -426,14 +418,7 @@ class _Session(requests.Session):
             for _method, url in requests_
         ):
             return None
-        merged = CaseInsensitiveDict(self.headers)
-        if headers:
-            merged.update(headers)
-            for item in list(merged.items()):
-                if item[1] is None:
-                    del merged[item[0]]
-                elif item[0] in headers:
-                    requests.utils.check_header_validity(item)
+        merged = self._merged_headers(headers)
         verify = self._direct_verify(requests_[0][1], verify, merged)
         if verify is None:
             return None
@@ -447,6 +432,19 @@ class _Session(requests.Session):
                 found[index + 1 :] = [None] * (len(found) - index - 1)
                 break
         return found
+
+    def _merged_headers(self, asked: Mapping[str, str] | None) -> CaseInsensitiveDict:
+        """The session's headers with a request's own, as requests merges them: a None value
+        drops the header, and the request's own are checked as requests checks them."""
+        headers = CaseInsensitiveDict(self.headers)
+        if asked:
+            headers.update(asked)
+            for item in list(headers.items()):
+                if item[1] is None:
+                    del headers[item[0]]
+                elif item[0] in asked:
+                    requests.utils.check_header_validity(item)
+        return headers
 
     def _direct_verify(self, url: str, verify: Any, headers: CaseInsensitiveDict) -> Any:
         """requests' TLS verification for a request the direct lane can send exactly as
