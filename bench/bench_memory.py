@@ -111,6 +111,7 @@ class GeneratedClient:
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 PAGE = 1000
+RECENT = 65_536  # configs the in-process registry can serve: those of its last manifests
 
 
 def oci_documents(path: str, number: int) -> tuple[bytes, bytes]:
@@ -149,7 +150,7 @@ def oci_expected(path: str, number: int) -> tuple:
 def oci_client(repos: int, tags: int):
     """The real OciClient over a transport that answers from the generated registry in this
     process (catalog and tag pages with Link headers, manifest HEAD / GET by tag, config
-    blobs): everything the client does but the socket."""
+    blobs, one at a time or pipelined): everything the client does but the socket."""
     import requests
     from requests.structures import CaseInsensitiveDict
 
@@ -160,7 +161,10 @@ def oci_client(repos: int, tags: int):
         def __init__(self, config):
             super().__init__(config)
             self.blobs_served = 0
-            self._recent: dict[str, bytes] = {}  # config digest -> blob, of the last manifests
+            # config digest -> its image's number, for the last RECENT manifests served: a
+            # client asks for a config after its manifest, but a pipelining one may ask for a
+            # block of them after thousands of other repositories' manifests.
+            self._recent: dict[str, int] = {}
             self._lock = threading.Lock()
 
         def _attempt(self, method, url, label, kwargs):
@@ -171,6 +175,11 @@ def oci_client(repos: int, tags: int):
             response.headers = CaseInsensitiveDict(headers)
             response._content, response._content_consumed = body, True
             return response
+
+        def request_many(self, requests_, headers=None):
+            """The client's pipelined requests, answered here in turn (`request_many` would
+            otherwise try a socket to the generated host, and leave them all to `request`)."""
+            return [self._attempt(method, self.url(path), "", {}) for method, path in requests_]
 
         def _answer(self, method, url, params):
             path, _, query = url[len(self.base_url) + len("/v2/") :].partition("?")
@@ -189,15 +198,17 @@ def oci_client(repos: int, tags: int):
                 if method == "HEAD":
                     return 200, headers, b""
                 with self._lock:  # its config blob is asked for next
-                    self._recent[sha(config)] = config
-                    while len(self._recent) > 4096:
+                    self._recent[sha(config)] = int(number)
+                    while len(self._recent) > RECENT:
                         del self._recent[next(iter(self._recent))]
                 return 200, headers, manifest
             if "/blobs/" in path:
+                repository, _, digest = path.partition("/blobs/")
                 with self._lock:
-                    config = self._recent.get(path.partition("/blobs/")[2])
+                    number = self._recent.get(digest)
                     self.blobs_served += 1
-                if config is not None:
+                if number is not None:
+                    config = oci_documents(repository, number)[1]
                     return 200, {"Content-Type": OCI_CONFIG}, config
             return 404, {}, json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN"}]}).encode()
 
