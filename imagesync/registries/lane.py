@@ -422,8 +422,6 @@ class _Reader:
             pass
         return self._take(min(size, len(self._buffer)))
 
-    read1 = read
-
     def readinto(self, target: Any) -> int:
         data = self.read(len(target))
         target[: len(data)] = data
@@ -435,9 +433,6 @@ class _Reader:
         return data
 
     def close(self) -> None:
-        pass
-
-    def flush(self) -> None:
         pass
 
 

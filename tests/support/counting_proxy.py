@@ -121,7 +121,7 @@ class CountingProxy:
                 asyncio.ensure_future(self._deliver(back, client_w)),
             ]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except (ConnectionError, OSError):
+        except OSError:
             return
         finally:
             for task in tasks:
@@ -139,7 +139,7 @@ class CountingProxy:
     async def _requests(self, reader, upward, methods, outstanding, busy_since) -> None:
         """Each request from the client: counted, and sent on `latency` after it arrived."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
+        with contextlib.suppress(asyncio.IncompleteReadError, OSError):
             while (head := await _read_head(reader)) is not None:
                 body = await reader.readexactly(_content_length(head))
                 started = time.monotonic()
@@ -171,7 +171,7 @@ class CountingProxy:
                 self.busy_connections -= 1
                 self.connection_busy += self.last_at - busy_since[0]
 
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
+        with contextlib.suppress(asyncio.IncompleteReadError, OSError):
             while True:
                 response = await _read_response(reader, await methods.get())
                 back.put_nowait((loop.time() + self.latency, response, answered))
@@ -180,7 +180,7 @@ class CountingProxy:
     async def _deliver(queue, writer) -> None:
         """Write each item when it is due, in order; then call its callback."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError, OSError):
+        with contextlib.suppress(OSError):
             while True:
                 due, data, done = await queue.get()
                 if (delay := due - loop.time()) > 0:
