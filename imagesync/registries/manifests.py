@@ -21,13 +21,20 @@ The rules, the same for every registry:
   compare unlike figures; the size of each platform's image is one pull of that image away.
 * **Created**: the `created` time of the image config, never the push time (that is the
   registry's `updated`).
+
+A listing of 100,000 tags holds as many media types and platforms, nearly all the same few:
+`media_type` and `platform` return one shared copy of each distinct text (`sys.intern`: a
+copy no one holds any more is freed), and `shared_platforms` one shared tuple, so that each
+image does not hold its own (~200 bytes an image).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from imagesync.reasons import BAD_RESPONSE
@@ -55,8 +62,9 @@ NO_FACTS: ConfigFacts = ((), None)
 
 
 def media_type(value: Any) -> str:
-    """A media type as sent in a header or a document, without parameters, in lower case."""
-    return str(value or "").split(";", 1)[0].strip().lower()
+    """A media type as sent in a header or a document, without parameters, in lower case (one
+    shared copy of each: see the module docstring)."""
+    return sys.intern(str(value or "").split(";", 1)[0].strip().lower())
 
 
 def is_index(kind: str) -> bool:
@@ -75,7 +83,7 @@ def platform(data: Any) -> str:
     parts = [os_name or "unknown", arch or "unknown"]
     if data.get("variant"):
         parts.append(str(data["variant"]))
-    return "/".join(parts)
+    return sys.intern("/".join(parts))
 
 
 def is_attestation(entry: Any) -> bool:
@@ -100,7 +108,13 @@ def index_platforms(entries: Iterable[Any]) -> tuple[str, ...]:
 
 
 def unique(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v for v in values if v))
+    return shared_platforms(tuple(dict.fromkeys(v for v in values if v)))
+
+
+@lru_cache(maxsize=1024)
+def shared_platforms(platforms: tuple[str, ...]) -> tuple[str, ...]:
+    """One shared tuple for equal platform tuples (the last 1,024 distinct ones)."""
+    return platforms
 
 
 def multi_arch(index: bool, platforms: tuple[str, ...]) -> bool:
@@ -118,7 +132,7 @@ def config_facts(config: Any) -> ConfigFacts:
     if not isinstance(config, Mapping):
         return NO_FACTS
     found = platform(config)
-    return ((found,) if found else ()), parse_time(config.get("created"))
+    return shared_platforms((found,) if found else ()), parse_time(config.get("created"))
 
 
 def image_size(config: Mapping[str, Any], layers: list[Any]) -> int | None:

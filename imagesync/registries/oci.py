@@ -244,7 +244,20 @@ class OciClient(RegistryClient):
         # collected in the tags' order. A tag answered ahead whose details need no request is
         # done here, without a task.
         queued: deque[Future] = deque()
-        results = []
+        images: list[ImageInfo] = []
+        collected = 0  # tags whose Future was collected, in order
+
+        def collect(future: Future) -> None:
+            nonlocal collected
+            result, tag = future.result(), tags[collected]
+            collected += 1
+            if result is None:  # the tag was deleted while we listed
+                return
+            digest, media_type, info = result
+            image = ImageInfo.of(tag, digest, info)  # plain v2 does not tell push times
+            image.media_type = image.media_type or media_type
+            images.append(image)
+
         try:
             for start in range(0, len(tags), TAGS_IN_FLIGHT):
                 block = tags[start : start + TAGS_IN_FLIGHT]
@@ -263,21 +276,13 @@ class OciClient(RegistryClient):
                             executor.submit(self._image_of, path, tag, known, get, answer)
                         )
                     if len(queued) >= TAGS_IN_FLIGHT:
-                        results.append(queued.popleft().result())
+                        collect(queued.popleft())
             while queued:
-                results.append(queued.popleft().result())
+                collect(queued.popleft())
         except BaseException:
             for future in queued:  # the listing has failed: do not keep asking the registry
                 future.cancel()
             raise
-        images = []
-        for tag, result in zip(tags, results, strict=True):
-            if result is None:  # the tag was deleted while we listed
-                continue
-            digest, media_type, info = result
-            image = ImageInfo.of(tag, digest, info)  # plain v2 does not tell push times
-            image.media_type = image.media_type or media_type
-            images.append(image)
         return images
 
     # --- listings -----------------------------------------------------------------------
