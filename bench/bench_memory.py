@@ -87,8 +87,11 @@ class GeneratedClient:
             yield RepositoryInfo.from_path("other", repository_path(index))
 
     def list_images(self, repository, known=None, previous=None):
+        from imagesync.registries import base
         from imagesync.registries.base import DigestDetails, ImageInfo
 
+        if hasattr(base, "listing_size"):  # not in the code of an older `--before`
+            base.listing_size(self.tags)  # as the OCI client does after its tag list
         known = known or {}
         images, fetched = [], 0
         for number in range(self.tags):
@@ -321,6 +324,11 @@ def child(args) -> dict:
     from imagesync.models import Project, Registry, SyncTask
     from imagesync.tasks import run_sync_task
 
+    try:
+        from imagesync.sync.budget import listing_budget
+    except ImportError:  # the code of an older `--before`, without a listing budget
+        listing_budget = None
+
     assert not settings.DEBUG, "DEBUG keeps every query in memory: run with DEBUG off"
     repos, tags = parse_layout(args.layout)
     if args.client == "oci":
@@ -352,6 +360,7 @@ def child(args) -> dict:
     sampler.stop.set()
     sampler.join()
     peak = status_mb("VmHWM")  # before the checks below allocate anything
+    budget = listing_budget() if listing_budget else None
     top = []
     if sampler.snapshot is not None:
         import tracemalloc
@@ -368,6 +377,8 @@ def child(args) -> dict:
         "peak_mb": peak,
         "start_mb": rss_start,
         "fetched": fetched(),
+        "most_held": budget.most_held if budget else "-",
+        "waited": budget.waited if budget else "-",
         "samples": sampler.samples,
         "top": top,
     }
@@ -485,7 +496,9 @@ def report(label: str, result: dict) -> None:
         shape = " (at 20/50/80%: " + "/".join(f"{mb:.0f}" for mb in tenths) + " MB)"
     print(
         f"{label:<44} {result['seconds']:8.1f} s {rate:8.0f} img/s  peak {result['peak_mb']:6.0f} MB"
-        f"  start {result['start_mb']:4.0f} MB{shape}  fetched {result['fetched']}",
+        f"  start {result['start_mb']:4.0f} MB{shape}  fetched {result['fetched']}"
+        f"  listings held at most {result.get('most_held', '-')} images"
+        f" (waited {result.get('waited', '-')}x)",
         flush=True,
     )
     for line in result["top"]:

@@ -666,13 +666,17 @@ def select_statement(
     return sql, list(where_params)
 
 
-def converted_rows(model: type[models.Model], names: Sequence[str], rows: list) -> list[tuple]:
-    """Rows of `select_statement(model, names, ...)` as `select_rows` gives them."""
+def converted_rows(
+    model: type[models.Model], names: Sequence[str], rows: list, consume: bool = False
+) -> list[tuple]:
+    """Rows of `select_statement(model, names, ...)` as `select_rows` gives them. `consume`:
+    each row of `rows` is dropped (set to None) once converted, so that a repository's
+    100,000 stored rows are not held twice, as read and as converted."""
     fields = tuple(model._meta.get_field(name) for name in names)
-    return _converted(fields, rows)
+    return _converted(fields, rows, consume)
 
 
-def _converted(fields: Sequence[models.Field], rows: list) -> list[tuple]:
+def _converted(fields: Sequence[models.Field], rows: list, consume: bool = False) -> list[tuple]:
     database = connections[DEFAULT_DB_ALIAS]
     converters = []
     for index, field in enumerate(fields):
@@ -680,10 +684,8 @@ def _converted(fields: Sequence[models.Field], rows: list) -> list[tuple]:
         found = database.ops.get_db_converters(column) + column.get_db_converters(database)
         if found:
             converters.append((index, found, column))
-    if not converters:
-        return [tuple(row) for row in rows]
     converted = []
-    for row in rows:
+    for number, row in enumerate(rows):
         values = list(row)
         for index, found, column in converters:
             value = values[index]
@@ -691,4 +693,6 @@ def _converted(fields: Sequence[models.Field], rows: list) -> list[tuple]:
                 value = convert(value, column, database)
             values[index] = value
         converted.append(tuple(values))
+        if consume:
+            rows[number] = None
     return converted

@@ -545,7 +545,8 @@ class Repository(models.Model):
         that same round trip.
 
         `stored`: the rows of `stored_rows_statement()`, when the caller read them already in
-        this transaction (with the statements that lock the repository: one round trip)."""
+        this transaction (with the statements that lock the repository: one round trip). The
+        list is consumed: each row is dropped once converted."""
         from imagesync.history import HistoryRecorder
 
         now = now or timezone.now()
@@ -630,7 +631,7 @@ class Repository(models.Model):
         tagged, untagged = {}, {}
         if stored is None:
             stored = bulk.run_together([self.stored_rows_statement()])[0]
-        rows = bulk.converted_rows(Image, _STORED_ROW_FIELDS, stored)
+        rows = bulk.converted_rows(Image, _STORED_ROW_FIELDS, stored, consume=True)
         is_tagged = len(_IMAGE_STATE_FIELDS)  # the column after the state's
         for row in rows:
             if row[is_tagged]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from imagesync.models import Image, Project, Registry, Repository, SyncTask
+from imagesync.sync import budget as budget_module
 from imagesync.tasks import run_sync_task
 from tests.support.registry_seed import (
     copy_image,
@@ -184,3 +185,29 @@ def test_sync_of_chosen_repositories_touches_only_those(connected):
     assert task.status == SyncTask.Status.SUCCEEDED and task.repositories_total == 1
     assert set(inventory(project)["a/one"]) == {"1", "2"}
     assert set(inventory(project)["b/two"]) == {"1"}
+
+
+def test_a_listing_budget_lists_fewer_repositories_at_once_and_misses_nothing(
+    connected, settings, monkeypatch
+):
+    """SYNC_LISTING_BUDGET bounds the images the listings of a process hold at once (a few
+    huge repositories would otherwise be held whole together): with room for 25 images, 6
+    repositories of 10 tags are listed at most two at a time, first sync and re-sync (where
+    the stored counts are the estimates), and the inventory is exact both times."""
+    project, registry, reg = connected
+    settings.SYNC_LISTING_BUDGET = 25
+    monkeypatch.setattr(budget_module, "_budget", None)  # a fresh budget: its figures are ours
+    pushed = seed(reg, repos=6, tags=10, prefix="big", via="storage").images
+
+    task = sync_now(project)
+    budget = budget_module.listing_budget()
+    assert task.status == SyncTask.Status.SUCCEEDED, task.failure_reason
+    assert inventory(project) == pushed and task.images_added == 60
+    assert budget.most_held == 20  # two listings of 10; a third waited (4 threads)
+    assert budget.waited > 0 and budget.held == 0
+
+    budget.most_held = 0
+    task = sync_now(project)
+    assert task.status == SyncTask.Status.SUCCEEDED, task.failure_reason
+    assert task.images_unchanged == 60 and inventory(project) == pushed
+    assert budget.most_held == 20 and budget.held == 0

@@ -15,7 +15,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -1016,6 +1017,31 @@ class Listing(list):
         super().__init__(images)
         self.untagged: list[ImageInfo] = []
         self.usage_missing: tuple[str, str] | None = None
+
+
+_sizing = threading.local()
+
+
+@contextmanager
+def sizing_listings(callback: Callable[[int], None]) -> Iterator[None]:
+    """While this block runs, `listing_size` in this thread calls `callback` (the sync engine
+    raises the repository's share of its listing budget: imagesync.sync.budget)."""
+    before = getattr(_sizing, "callback", None)
+    _sizing.callback = callback
+    try:
+        yield
+    finally:
+        _sizing.callback = before
+
+
+def listing_size(images: int) -> None:
+    """A client calls this from `_list_images`, in the caller's thread, as soon as it knows how
+    many images the listing it builds will hold, before it builds it (the OCI client: after
+    the tag list). It may wait there while other listings hold too many (see
+    imagesync.sync.budget); outside a sync it does nothing."""
+    callback = getattr(_sizing, "callback", None)
+    if callback is not None:
+        callback(images)
 
 
 # The console's own requests say who they are, so that a registry's pull notifications of

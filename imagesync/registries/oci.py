@@ -234,6 +234,7 @@ class OciClient(RegistryClient):
         first, as with `resolve_new_tags_with_get` false."""
         path = repository.path
         tags = self._tags(path)
+        base.listing_size(len(tags))  # may wait while other listings hold too many images
         by_get = previous is not None and self._new_tags_by_get
         old_tags = previous or {}
         executor = self._pool()

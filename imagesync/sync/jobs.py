@@ -20,7 +20,8 @@ from imagesync.models import (
     SyncTask,
     SyncTaskRepository,
 )
-from imagesync.registries.base import ImageInfo, Listing, RegistryError
+from imagesync.registries.base import ImageInfo, Listing, RegistryError, sizing_listings
+from imagesync.sync.budget import listing_budget
 from imagesync.sync.known import KnownDigests
 from imagesync.sync.limits import shared_limits
 from imagesync.sync.pool import db_guard
@@ -101,18 +102,23 @@ class RegistryRun:
         the repository's images untouched and records the client's reason code."""
         repo = job.repository
         try:
-            started = timezone.now()
-            with db_guard():
-                previous = repo.stored_tags(before=[self._start(job)])
-            try:
-                images = self._list(repo, previous)
-            except RegistryError as exc:
-                return self._fail(job, exc.code, exc.message)
-            except Exception:
-                logger.exception("Listing images of %s failed unexpectedly.", repo.path)
-                message = "The registry client failed unexpectedly; see the worker log."
-                return self._fail(job, reasons.INTERNAL_ERROR, message)
-            return self._store(job, images, started)
+            # The listing, the stored tags and rows are held from here to the result: within
+            # this process's listing budget (imagesync.sync.budget), which the client raises
+            # to the real size when it learns it.
+            with listing_budget().hold(repo.image_count) as held, sizing_listings(held.grow):
+                started = timezone.now()
+                with db_guard():
+                    previous = repo.stored_tags(before=[self._start(job)])
+                try:
+                    images = self._list(repo, previous)
+                except RegistryError as exc:
+                    return self._fail(job, exc.code, exc.message)
+                except Exception:
+                    logger.exception("Listing images of %s failed unexpectedly.", repo.path)
+                    message = "The registry client failed unexpectedly; see the worker log."
+                    return self._fail(job, reasons.INTERNAL_ERROR, message)
+                del previous  # not held while storing, which reads the stored rows again
+                return self._store(job, images, started)
         except Exception:  # never let a worker thread die silently
             logger.exception("Synchronizing %s failed unexpectedly.", repo.path)
             message = "The synchronization of this repository failed unexpectedly; see the log."
