@@ -26,7 +26,9 @@ Distribution Specification):
 A digest is immutable, so what was learned about it is cached by the client and shared between
 repositories: a base image pushed into fifty repositories is fetched once. Config blobs are
 cached the same way by their own digest. The client keeps the last CACHE_SIZE of each (the sync
-keeps every digest of a registry in its own compact map and passes it as `known`), and at most
+keeps every digest of a registry in its own compact map and passes it as `known`, learning a
+repository's as soon as it is listed: the client's cache serves the repositories listed at the
+same time, and a config fetched ahead until its manifest's details are read), and at most
 TAGS_IN_FLIGHT tags of a repository are queued at once, so a client's memory does not grow with
 the registry or with a repository of 100,000 tags.
 
@@ -70,7 +72,7 @@ CATALOG_SCOPE = "registry:catalog:*"
 DEFAULT_PAGE_SIZE = 1000
 FALLBACK_PAGE_SIZE = 100
 MAX_PAGES = 100_000  # a registry that links pages forever is broken, not big
-CACHE_SIZE = 65_536  # digests' details (and config blobs' facts) a client keeps
+CACHE_SIZE = 16_384  # digests' details (and config blobs' facts) a client keeps (~0.4 KB each)
 TAGS_IN_FLIGHT = 256  # tags of one repository queued for the request threads at once
 
 
