@@ -224,7 +224,7 @@ SYNC_HEARTBEAT_TIMEOUT = env_int("SYNC_HEARTBEAT_TIMEOUT", 120, minimum=2)
 SYNC_WORKERS = env_int("SYNC_WORKERS", 8, minimum=1)
 # Images the repository listings of one process hold at once (imagesync.sync.budget): a few
 # huge repositories are synced fewer at a time, within a bounded memory.
-SYNC_LISTING_BUDGET = env_int("SYNC_LISTING_BUDGET", 200_000, minimum=1)
+SYNC_LISTING_BUDGET = env_int("SYNC_LISTING_BUDGET", 100_000, minimum=1)
 # A sync is split into jobs that any worker process may claim: one per registry listing, and
 # one per SYNC_JOB_SIZE repositories. A job whose worker died is re-run by another, at most
 # SYNC_JOB_ATTEMPTS times in all.

@@ -8,6 +8,7 @@ class ImagesyncConfig(AppConfig):
     verbose_name = _("Container images")
 
     def ready(self):
-        from imagesync import db
+        from imagesync import db, memory
 
+        memory.limit_malloc_arenas()
         db.connect_signals()

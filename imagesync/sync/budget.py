@@ -20,7 +20,7 @@ SYNC_LISTING_BUDGET images per process:
 * the hold is **released** when the repository's result is recorded.
 
 A repository larger than the whole budget is synced alone. Repositories of ordinary size never
-wait: 8 threads x 10,000 tags is well under the default. A sync of a few huge repositories
+wait: 8 threads x 10,000 tags is under the default (100,000). A sync of a few huge repositories
 lists fewer of them at once, each with all of its connections (the OCI client spreads a
 repository's requests over them), so it takes little longer and its memory stays bounded.
 """
