@@ -25,6 +25,11 @@ with the working tree in every round, so that peaks and rates compare within one
     .venv/bin/python bench/bench_memory.py --layouts 10000x100,10x100000 --db sqlite,postgres \\
         --before HEAD~3 --rounds 2
 
+The child loads Django as a worker does, so it has the worker's memory settings: glibc's
+malloc arenas limited to two (imagesync.memory; the code of an older `--before` may not set
+it) and the listing budget (SYNC_LISTING_BUDGET, from the environment; each measurement prints
+the most images its listings held at once).
+
 Databases: SQLite files under var/bench/memory/, or the PostgreSQL database of `--postgres`
 (dropped and created again before every first sync; default h2_bench on 127.0.0.1), with
 Redis `--redis`. The database is migrated by a separate `manage.py migrate` process, so the
