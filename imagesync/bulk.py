@@ -684,6 +684,8 @@ def _converted(fields: Sequence[models.Field], rows: list, consume: bool = False
         found = database.ops.get_db_converters(column) + column.get_db_converters(database)
         if found:
             converters.append((index, found, column))
+    if not converters and not consume:
+        return [tuple(row) for row in rows]
     converted = []
     for number, row in enumerate(rows):
         values = list(row)
