@@ -15,7 +15,12 @@ import responses
 from responses import matchers
 
 from imagesync.registries import build_client
-from imagesync.registries.base import ClientConfig, RegistryError, RepositoryInfo
+from imagesync.registries.base import (
+    ClientConfig,
+    RegistryError,
+    RepositoryInfo,
+    sizing_listings,
+)
 from imagesync.registries.harbor import HarborClient
 from tests.support.harbor_payloads import (
     ZERO,
@@ -287,9 +292,12 @@ def test_it_pages_through_artifacts_of_a_large_repository():
             headers=headers,
             match=page_params(page, with_tag="true"),
         )
-    images = make_client().list_images(repo_info("library/busy"))
+    sizes = []  # what the sync's listing budget is told, and when (imagesync.sync.budget)
+    with sizing_listings(lambda images: sizes.append((images, len(responses.calls)))):
+        images = make_client().list_images(repo_info("library/busy"))
     assert len(images) == 207
     assert len({i.digest for i in images}) == 207
+    assert sizes == [(207, 1)]  # the artifact count, before the second page was asked for
 
 
 @responses.activate

@@ -8,7 +8,7 @@ sizes are read by the rules of manifests.py, as for every registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -61,7 +61,11 @@ class HarborClient(RegistryClient):
         return response
 
     def _paged(
-        self, path: str, what: str, params: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+        on_total: Callable[[int], None] | None = None,
     ) -> Iterator[dict]:
         """Every element of a paginated Harbor list, or RegistryError — never part of a list.
 
@@ -69,6 +73,9 @@ class HarborClient(RegistryClient):
         header, while X-Total-Count says more remain). The next URL is built from the page
         number rather than copied from Link: Harbor builds Link from the un-escaped request
         path, which would lose the double encoding of nested repository names.
+
+        `on_total` is called with the first page's X-Total-Count, when it has one, before the
+        next page is asked for (`base.listing_size`).
         """
         page = 1
         seen = 0
@@ -77,6 +84,9 @@ class HarborClient(RegistryClient):
             label = f"{what}, page {page}"
             response = self._get(path, label, query)
             items, _body = base.json_items(response, label)
+            total = response.headers.get("X-Total-Count", "")
+            if page == 1 and on_total is not None and total.isdigit():
+                on_total(int(total))
             yield from items
             seen += len(items)
             if not items:
@@ -85,7 +95,6 @@ class HarborClient(RegistryClient):
                 if "next" not in response.links:
                     return
             else:
-                total = response.headers.get("X-Total-Count", "")
                 if not total.isdigit() or seen >= int(total):
                     return
             page += 1
@@ -165,7 +174,9 @@ class HarborClient(RegistryClient):
         children: set[str] = set()
         pull_times = False
         pulls = repository.pull_count
-        for artifact in self._paged(path, what, {"with_tag": "true"}):
+        # The artifact count is close to the listing's size (a few tags per artifact).
+        artifacts = self._paged(path, what, {"with_tag": "true"}, on_total=base.listing_size)
+        for artifact in artifacts:
             if not include_all and artifact.get("type", "IMAGE") not in ("IMAGE", None):
                 continue  # Helm charts, SBOMs, CNAB bundles are not container images
             pull_times = pull_times or "pull_time" in artifact
