@@ -486,3 +486,21 @@ def test_a_tag_moved_since_the_last_sync_is_listed_with_its_new_digest_in_one_re
     previous = {"1.0": digest(19), "gone": digest(18)}  # what the inventory holds
     [image] = make_client().list_images(repo_info("library/nginx"), {}, previous=previous)
     assert (image.tag, image.digest, len(responses.calls)) == ("1.0", digest(20), 1)
+
+
+@responses.activate
+@pytest.mark.parametrize("total", ["9" * 5000, "²", "-3", "lots"])
+def test_a_total_count_that_is_not_a_count_ends_the_listing_at_its_last_page(total):
+    """Without a Link header the pages end where X-Total-Count says; one that is not plain
+    digits of a sane length says nothing: that page is the last, and no size is told."""
+    artifacts = [single_artifact(1, [tag(1, 1, "v1", "2024-05-01T00:00:00Z")])]
+    responses.get(
+        artifacts_url("library", "odd"),
+        json=artifacts,
+        headers={"X-Total-Count": total},
+        match=page_params(1, with_tag="true"),
+    )
+    sizes = []
+    with sizing_listings(sizes.append):
+        images = make_client().list_images(repo_info("library/odd"))
+    assert [image.tag for image in images] == ["v1"] and sizes == []

@@ -29,6 +29,13 @@ def encode_repository(name: str) -> str:
     return quote(quote(name, safe=""), safe="")
 
 
+def _total_count(response: requests.Response) -> int | None:
+    """X-Total-Count as a number; None when missing or not plain digits (a registry's answer:
+    "²" and 5,000 digits are not counts)."""
+    text = response.headers.get("X-Total-Count", "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 class HarborClient(RegistryClient):
     """Lists a Harbor instance through its REST API with Basic auth (a user, or a robot account
     named `robot$name` / `robot$project+name` with its secret as password)."""
@@ -84,9 +91,9 @@ class HarborClient(RegistryClient):
             label = f"{what}, page {page}"
             response = self._get(path, label, query)
             items, _body = base.json_items(response, label)
-            total = response.headers.get("X-Total-Count", "")
-            if page == 1 and on_total is not None and total.isdigit():
-                on_total(int(total))
+            total = _total_count(response)
+            if page == 1 and on_total is not None and total is not None:
+                on_total(total)
             yield from items
             seen += len(items)
             if not items:
@@ -94,9 +101,8 @@ class HarborClient(RegistryClient):
             if "link" in response.headers:
                 if "next" not in response.links:
                     return
-            else:
-                if not total.isdigit() or seen >= int(total):
-                    return
+            elif total is None or seen >= total:
+                return
             page += 1
         raise RegistryError(BAD_RESPONSE, f"The registry kept offering more pages ({what}).")
 
