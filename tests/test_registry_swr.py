@@ -18,7 +18,13 @@ import responses
 from responses import matchers
 
 from imagesync.registries import build_client
-from imagesync.registries.base import ClientConfig, DigestDetails, RegistryError, RepositoryInfo
+from imagesync.registries.base import (
+    ClientConfig,
+    DigestDetails,
+    RegistryError,
+    RepositoryInfo,
+    sizing_listings,
+)
 from imagesync.registries.swr import SwrClient
 from imagesync.registries.swr_signer import AkSkSigner
 from tests.support.swr_payloads import (
@@ -337,10 +343,13 @@ def test_it_lists_tags_across_pages_with_their_digest_size_and_times(mocked, mak
         **page(2, [tag("1.23", "6", updated="2024-06-01 12:30:00")], 3),
     )
 
-    images = make_client(page_size=2).list_images(
-        RepositoryInfo.from_path("swr_private", "team-a/nginx")
-    )
+    sizes = []  # what the sync's listing budget is told, and when (imagesync.sync.budget)
+    with sizing_listings(lambda images: sizes.append((images, len(mocked.calls)))):
+        images = make_client(page_size=2).list_images(
+            RepositoryInfo.from_path("swr_private", "team-a/nginx")
+        )
 
+    assert sizes == [(3, 1)]  # the total, before the second page was asked for
     assert [i.tag for i in images] == ["latest", "1.24", "1.23"]
     latest = images[0]
     assert latest.digest == "sha256:" + "2" * 64
@@ -504,8 +513,11 @@ def test_it_lists_one_image_per_artifact_tag_across_pages(mocked, make_client):
         json={"artifacts": [untagged], "total": 3},
     )
 
-    images = make_client(page_size=2).list_images(ee_repository())
+    sizes = []
+    with sizing_listings(lambda images: sizes.append((images, len(mocked.calls)))):
+        images = make_client(page_size=2).list_images(ee_repository())
 
+    assert sizes == [(3, 1)]  # the artifact total, before the second page
     assert [(i.tag, i.digest[-4:]) for i in images] == [
         ("v1", "4444"),
         ("v2", "5555"),

@@ -1037,7 +1037,7 @@ def sizing_listings(callback: Callable[[int], None]) -> Iterator[None]:
 def listing_size(images: int) -> None:
     """A client calls this from `_list_images`, in the caller's thread, as soon as it knows how
     many images the listing it builds will hold, before it builds it (the OCI client: after
-    the tag list; Harbor: its artifact count, after the first page). It may wait there while other listings hold too many (see
+    the tag list; Harbor and SWR: the total of the first page). It may wait there while other listings hold too many (see
     imagesync.sync.budget); outside a sync it does nothing."""
     callback = getattr(_sizing, "callback", None)
     if callback is not None:

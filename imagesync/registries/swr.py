@@ -52,6 +52,7 @@ ENTERPRISE_MAX_PAGE_SIZE = 100  # the EE APIs cap limit at 100
 MAX_PAGES = 100_000  # a registry that never stops paging is a bad response, not a hang
 
 ItemKey = Callable[[dict[str, Any]], Any]
+SizeHook = Callable[[int], None] | None  # told a listing's size before it is read whole
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 _ENDPOINT_RE = re.compile(r"^swr-api\.([a-z0-9-]+)\.(myhuaweicloud\.(?:com|eu))$")
@@ -213,7 +214,12 @@ class SwrClient(RegistryClient):
     # -- paging -------------------------------------------------------------------------------
 
     def _pages_with_content_range(
-        self, path: str, params: Mapping[str, Any], what: str, key: ItemKey
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        what: str,
+        key: ItemKey,
+        on_total: SizeHook = None,
     ) -> list[dict[str, Any]]:
         """Shared-edition v2 listing: a JSON array per page, `limit`/`offset` (a multiple of
         limit), the total in `Content-Range: <offset>-<count>/<total>` or `total_range`."""
@@ -223,7 +229,7 @@ class SwrClient(RegistryClient):
             return items, self._content_range_total(response, items, what)
 
         limit = min(self.page_size, V2_MAX_PAGE_SIZE)
-        return self._paged(path, {**params, "limit": limit}, limit, what, read, key)
+        return self._paged(path, {**params, "limit": limit}, limit, what, read, key, on_total)
 
     @staticmethod
     def _content_range_total(
@@ -242,7 +248,7 @@ class SwrClient(RegistryClient):
         return None
 
     def _pages_with_total(
-        self, path: str, field: str, what: str, key: ItemKey
+        self, path: str, field: str, what: str, key: ItemKey, on_total: SizeHook = None
     ) -> list[dict[str, Any]]:
         """Enterprise Edition listing: `{"<field>": [...], "total": n}` per page, offset/limit."""
 
@@ -251,7 +257,7 @@ class SwrClient(RegistryClient):
             return items, base.as_count(body.get("total"))
 
         limit = min(self.page_size, ENTERPRISE_MAX_PAGE_SIZE)
-        return self._paged(path, {"limit": limit}, limit, what, read, key)
+        return self._paged(path, {"limit": limit}, limit, what, read, key, on_total)
 
     def _paged(
         self,
@@ -261,8 +267,11 @@ class SwrClient(RegistryClient):
         what: str,
         read: Callable[[requests.Response], tuple[list[dict[str, Any]], int | None]],
         key: ItemKey,
+        on_total: SizeHook = None,
     ) -> list[dict[str, Any]]:
         """Follow offset pages until the reported total is reached or a page is empty.
+        `on_total` is called with the first page's total, when it has one, before the next
+        page is asked for (`base.listing_size`).
 
         Offset paging over a list that changes meanwhile can shift an entry across a page
         boundary: it then shows up twice while another is never seen. Entries are de-duplicated
@@ -275,6 +284,8 @@ class SwrClient(RegistryClient):
         for page in range(MAX_PAGES):
             response = self._get(path, {**params, "offset": page * limit}, what)
             page_items, page_total = read(response)
+            if page == 0 and on_total is not None and page_total is not None:
+                on_total(page_total)
             total = page_total if page_total is not None else total
             received += len(page_items)
             for item in page_items:
@@ -399,7 +410,8 @@ class SwrClient(RegistryClient):
         what = f"listing tags of {repository.path}"
         images = base.Listing()
         pulls = repository.pull_count
-        for item in self._pages_with_content_range(path, {}, what, _tag_key):
+        tags = self._pages_with_content_range(path, {}, what, _tag_key, base.listing_size)
+        for item in tags:
             tag = item.get("Tag", item.get("tag"))
             if not isinstance(tag, str) or not tag:
                 raise RegistryError(BAD_RESPONSE, f"SWR listed a tag without a name ({what}).")
@@ -512,7 +524,10 @@ class SwrClient(RegistryClient):
         images = base.Listing()
         pulls = repository.pull_count
         pull_times = False
-        for artifact in self._pages_with_total(path, "artifacts", what, _artifact_key):
+        artifacts = self._pages_with_total(
+            path, "artifacts", what, _artifact_key, base.listing_size
+        )
+        for artifact in artifacts:
             pull_times = pull_times or "pull_time" in artifact
             digest = str(artifact.get("digest") or "")
             kind = manifests.media_type(artifact.get("manifest_media_type"))

@@ -11,8 +11,8 @@ SYNC_LISTING_BUDGET images per process:
   count the inventory stored for it; 0 for a new repository) before it reads anything, and
   waits, first come first served, while the others hold too many to add it;
 * a client that learns the real number before it builds the listing says so
-  (`registries.base.listing_size`: the OCI client after the tag list, Harbor after its first
-  page of artifacts) and the hold
+  (`registries.base.listing_size`: the OCI client after the tag list, Harbor and SWR after
+  the first page, which carries the total) and the hold
   **grows** to it, waiting while that would go over the budget. Holds that wait to grow hold
   nothing that would let another go on, so when every other hold waits to grow, the oldest
   goes on over the budget: some repository always makes progress, nothing waits forever, and
