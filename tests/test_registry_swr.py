@@ -692,3 +692,13 @@ def test_a_tag_moved_since_the_last_sync_is_listed_with_its_new_digest(mocked, m
     previous = {"latest": "sha256:" + "2" * 64}  # what the inventory holds
     [image] = make_client().list_images(repository, {}, previous=previous)
     assert (image.tag, image.digest, len(mocked.calls)) == ("latest", "sha256:" + "7" * 64, 1)
+
+
+@pytest.mark.parametrize("total", ["9" * 5000, "²"])
+def test_a_total_that_is_not_a_count_counts_as_none(mocked, make_client, total):
+    """SWR's total_range is a registry's answer: digits int() refuses are no count, and the
+    listing ends with its page as when there is none (it used to fail as an internal error)."""
+    tags_url = f"{BASE}/v2/manage/namespaces/team-a/repos/nginx/tags"
+    mocked.get(tags_url, json=[{**tag("v1"), "total_range": total}])
+    images = make_client().list_images(RepositoryInfo.from_path("swr_private", "team-a/nginx"))
+    assert [i.tag for i in images] == ["v1"]

@@ -200,11 +200,14 @@ class ClientConfig:
 
 def as_count(value: Any) -> int | None:
     """A size, total or count as a registry (or an option) sends it: a non-negative integer or
-    its digits as text; None for anything else (missing, negative, bool, float, words)."""
+    its digits as text; None for anything else (missing, negative, bool, float, words, and
+    digits no count has: "²", or more than 30 of them, which int() refuses past 4,300)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 30:
+            return int(text)
     return None
 
 

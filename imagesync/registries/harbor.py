@@ -30,10 +30,8 @@ def encode_repository(name: str) -> str:
 
 
 def _total_count(response: requests.Response) -> int | None:
-    """X-Total-Count as a number; None when missing or not plain digits (a registry's answer:
-    "²" and 5,000 digits are not counts)."""
-    text = response.headers.get("X-Total-Count", "").strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+    """X-Total-Count as a number; None when missing or not a count (`base.as_count`)."""
+    return base.as_count(response.headers.get("X-Total-Count"))
 
 
 class HarborClient(RegistryClient):
