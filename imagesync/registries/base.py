@@ -1023,10 +1023,11 @@ class Listing(list):
 
 
 _sizing = threading.local()
+SizeHook = Callable[[int], None]  # told a listing's size before it is read whole (listing_size)
 
 
 @contextmanager
-def sizing_listings(callback: Callable[[int], None]) -> Iterator[None]:
+def sizing_listings(callback: SizeHook) -> Iterator[None]:
     """While this block runs, `listing_size` in this thread calls `callback` (the sync engine
     raises the repository's share of its listing budget: imagesync.sync.budget)."""
     before = getattr(_sizing, "callback", None)

@@ -8,7 +8,7 @@ sizes are read by the rules of manifests.py, as for every registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -27,11 +27,6 @@ def encode_repository(name: str) -> str:
     """Harbor wants the repository name without its project and with '/' encoded twice
     (a/b -> a%252Fb), or the router splits it into path segments."""
     return quote(quote(name, safe=""), safe="")
-
-
-def _total_count(response: requests.Response) -> int | None:
-    """X-Total-Count as a number; None when missing or not a count (`base.as_count`)."""
-    return base.as_count(response.headers.get("X-Total-Count"))
 
 
 class HarborClient(RegistryClient):
@@ -70,7 +65,7 @@ class HarborClient(RegistryClient):
         path: str,
         what: str,
         params: Mapping[str, Any] | None = None,
-        on_total: Callable[[int], None] | None = None,
+        on_total: base.SizeHook | None = None,
     ) -> Iterator[dict]:
         """Every element of a paginated Harbor list, or RegistryError — never part of a list.
 
@@ -89,7 +84,7 @@ class HarborClient(RegistryClient):
             label = f"{what}, page {page}"
             response = self._get(path, label, query)
             items, _body = base.json_items(response, label)
-            total = _total_count(response)
+            total = base.as_count(response.headers.get("X-Total-Count"))
             if page == 1 and on_total is not None and total is not None:
                 on_total(total)
             yield from items

@@ -52,7 +52,6 @@ ENTERPRISE_MAX_PAGE_SIZE = 100  # the EE APIs cap limit at 100
 MAX_PAGES = 100_000  # a registry that never stops paging is a bad response, not a hang
 
 ItemKey = Callable[[dict[str, Any]], Any]
-SizeHook = Callable[[int], None] | None  # told a listing's size before it is read whole
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 _ENDPOINT_RE = re.compile(r"^swr-api\.([a-z0-9-]+)\.(myhuaweicloud\.(?:com|eu))$")
@@ -219,7 +218,7 @@ class SwrClient(RegistryClient):
         params: Mapping[str, Any],
         what: str,
         key: ItemKey,
-        on_total: SizeHook = None,
+        on_total: base.SizeHook | None = None,
     ) -> list[dict[str, Any]]:
         """Shared-edition v2 listing: a JSON array per page, `limit`/`offset` (a multiple of
         limit), the total in `Content-Range: <offset>-<count>/<total>` or `total_range`."""
@@ -248,7 +247,7 @@ class SwrClient(RegistryClient):
         return None
 
     def _pages_with_total(
-        self, path: str, field: str, what: str, key: ItemKey, on_total: SizeHook = None
+        self, path: str, field: str, what: str, key: ItemKey, on_total: base.SizeHook | None = None
     ) -> list[dict[str, Any]]:
         """Enterprise Edition listing: `{"<field>": [...], "total": n}` per page, offset/limit."""
 
@@ -267,7 +266,7 @@ class SwrClient(RegistryClient):
         what: str,
         read: Callable[[requests.Response], tuple[list[dict[str, Any]], int | None]],
         key: ItemKey,
-        on_total: SizeHook = None,
+        on_total: base.SizeHook | None = None,
     ) -> list[dict[str, Any]]:
         """Follow offset pages until the reported total is reached or a page is empty.
         `on_total` is called with the first page's total, when it has one, before the next
